@@ -1,0 +1,1 @@
+//! The read-only TAXII 2.1 API over the projections.

@@ -1,0 +1,1 @@
+//! Ingest: turns STIX bundle files and ATT&CK Workbench collections into events on Kafka.

@@ -1,0 +1,1 @@
+//! Projector: materializes the event log into the CQL projections the API reads.

@@ -1,0 +1,1 @@
+//! Shared helpers of the end-to-end suites: connection settings of the dev services and unique names per test.
