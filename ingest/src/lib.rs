@@ -1,1 +1,150 @@
 //! Ingest: turns STIX bundle files and ATT&CK Workbench collections into events on Kafka.
+//!
+//! `import` publishes bundle files once; `workbench` mirrors a Workbench REST API, polling for
+//! new collection versions. Both rebuild what was already published from the objects topic at
+//! start ([`checkpoint`]), so ingest keeps no state of its own.
+
+pub mod bundle;
+pub mod checkpoint;
+pub mod config;
+pub mod consumer;
+pub mod error;
+pub mod metrics;
+pub mod plan;
+pub mod producer;
+pub mod publish;
+pub mod workbench;
+
+pub use error::Error;
+pub mod import;
+pub mod sync;
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{AuthMode, Cli, Command};
+use crate::metrics::Metrics;
+use crate::producer::Publisher;
+use crate::workbench::{Auth, Versions, WorkbenchClient};
+
+/// How a run ended, for the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything asked for was published (invalid objects are dead-lettered, not failures).
+    Complete,
+    /// Some inputs could not be used (files that are not bundles, Workbench versions that
+    /// failed in a `--once` sync): the operator must look.
+    InputsFailed,
+}
+
+/// Runs the command until it is done or `shutdown` is cancelled.
+pub async fn run(
+    cli: Cli,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> Result<Outcome, Error> {
+    let publisher = Arc::new(Publisher::connect(&cli.kafka).await?);
+    let (mut checkpoint, replayed) = consumer::load_checkpoint(&cli.kafka).await?;
+    let size = checkpoint.size();
+    metrics
+        .checkpoint_versions
+        .set(i64::try_from(size.versions).unwrap_or(i64::MAX));
+    tracing::info!(
+        topic = %cli.kafka.objects_topic,
+        messages = replayed.messages,
+        mb = replayed.bytes as f64 / 1e6,
+        undecodable = replayed.undecodable,
+        ms = replayed.elapsed.as_millis() as u64,
+        collections = size.collections,
+        versions = size.versions,
+        releases = size.releases,
+        "checkpoint rebuilt from the topic"
+    );
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let outcome = match &cli.command {
+        Command::Import(config) => {
+            let summary = import::import(
+                config,
+                &publisher,
+                &mut checkpoint,
+                &metrics,
+                &run_id,
+                &shutdown,
+            )
+            .await?;
+            eprintln!(
+                "imported {} bundle(s): published {}, corrections {}, skipped {}, rejected {}, \
+                 releases {} (already known {}); {} file(s) failed{}",
+                summary.reports.len(),
+                summary.counts.published,
+                summary.counts.corrections,
+                summary.counts.skipped,
+                summary.rejected,
+                summary.counts.releases,
+                summary.counts.releases_known,
+                summary.failed.len(),
+                if summary.interrupted {
+                    "; interrupted"
+                } else {
+                    ""
+                },
+            );
+            if summary.failed.is_empty() {
+                Outcome::Complete
+            } else {
+                Outcome::InputsFailed
+            }
+        }
+        Command::Workbench(config) => {
+            let auth = match (config.auth, config.apikey.clone().map(|s| s.0)) {
+                (AuthMode::None, _) => Auth::None,
+                (AuthMode::Basic, Some(apikey)) => Auth::Basic {
+                    service_name: config.service_name.clone(),
+                    apikey,
+                },
+                (AuthMode::Challenge, Some(apikey)) => Auth::Challenge {
+                    service_name: config.service_name.clone(),
+                    apikey,
+                },
+                (_, None) => {
+                    return Err(Error::Config(
+                        "--apikey (TAXIWAY_WORKBENCH_APIKEY) is required unless --auth none"
+                            .to_owned(),
+                    ));
+                }
+            };
+            let client = Arc::new(WorkbenchClient::new(
+                &config.url,
+                auth,
+                config.request_timeout,
+            )?);
+            let mirror = sync::Mirror::new(client, publisher.clone(), metrics.clone(), run_id);
+            if config.once {
+                let report = mirror.pass(Versions::All, &mut checkpoint).await?;
+                eprintln!(
+                    "workbench sync: listed {} collection version(s) ({} bytes in {} ms), \
+                     mirrored {} release(s), {} failed; published {}, corrections {}, skipped {}",
+                    report.listed,
+                    report.list_bytes,
+                    report.list_elapsed.as_millis(),
+                    report.releases,
+                    report.failed,
+                    report.counts.published,
+                    report.counts.corrections,
+                    report.counts.skipped,
+                );
+                if report.failed == 0 {
+                    Outcome::Complete
+                } else {
+                    Outcome::InputsFailed
+                }
+            } else {
+                sync::run_mirror(config, &mirror, &mut checkpoint, &shutdown).await?;
+                Outcome::Complete
+            }
+        }
+    };
+    publisher.flush()?;
+    Ok(outcome)
+}

@@ -1,0 +1,289 @@
+//! Reading STIX bundle files: plain, gzip or zstd JSON, one bundle parsed at a time.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+use crate::error::Error;
+
+/// Names of files `ingest import DIR` picks up inside a directory.
+const BUNDLE_SUFFIXES: [&str; 3] = [".json", ".json.gz", ".json.zst"];
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// One bundle file read into memory, decompressed.
+///
+/// The text is kept whole because every object is published exactly as received:
+/// the parsed [`Bundle`] borrows each object's raw JSON from it.
+#[derive(Debug)]
+pub struct BundleFile {
+    pub path: PathBuf,
+    /// SHA-256 (hex) of the uncompressed JSON, so the same bundle has the same digest
+    /// whether it was shipped plain, gzip- or zstd-compressed.
+    pub sha256: String,
+    pub text: String,
+}
+
+/// A parsed bundle: its envelope and each object's JSON text, unparsed.
+#[derive(Debug)]
+pub struct Bundle<'a> {
+    pub id: Option<Cow<'a, str>>,
+    /// The bundle-level `spec_version` (STIX 2.0 bundles carry one, 2.1 bundles should not).
+    pub spec_version: Option<Cow<'a, str>>,
+    pub objects: Vec<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    spec_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    objects: Option<Vec<&'a RawValue>>,
+}
+
+impl BundleFile {
+    /// Reads and decompresses `path` (compression detected from the content, not the name),
+    /// refusing files whose JSON is larger than `max_bytes`.
+    pub fn read(path: &Path, max_bytes: u64) -> Result<Self, Error> {
+        let io_err = |source| Error::BundleIo {
+            path: path.to_owned(),
+            source,
+        };
+        let mut file = BufReader::new(File::open(path).map_err(io_err)?);
+        let mut magic = [0u8; 4];
+        let mut got = 0;
+        while got < magic.len() {
+            match file.read(&mut magic[got..]).map_err(io_err)? {
+                0 => break,
+                n => got += n,
+            }
+        }
+        let head = std::io::Cursor::new(magic[..got].to_vec());
+        let chained = head.chain(file);
+        let reader: Box<dyn Read> = if magic[..got].starts_with(&ZSTD_MAGIC) {
+            Box::new(zstd::stream::read::Decoder::new(chained).map_err(io_err)?)
+        } else if magic[..got].starts_with(&GZIP_MAGIC) {
+            Box::new(flate2::read::MultiGzDecoder::new(chained))
+        } else {
+            Box::new(chained)
+        };
+        let mut bytes = Vec::new();
+        // One byte over the limit tells "too large" apart from "exactly at the limit".
+        reader
+            .take(max_bytes.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(io_err)?;
+        if bytes.len() as u64 > max_bytes {
+            return Err(Error::BundleTooLarge {
+                path: path.to_owned(),
+                max_bytes,
+            });
+        }
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let text = String::from_utf8(bytes).map_err(|e| Error::NotABundle {
+            path: path.to_owned(),
+            reason: format!("not UTF-8 text ({e})"),
+        })?;
+        Ok(BundleFile {
+            path: path.to_owned(),
+            sha256,
+            text,
+        })
+    }
+
+    /// A bundle received over the network (a Workbench export): `name` is what messages call it.
+    pub fn from_bytes(name: &str, bytes: Vec<u8>, max_bytes: u64) -> Result<Self, Error> {
+        let path = PathBuf::from(name);
+        if bytes.len() as u64 > max_bytes {
+            return Err(Error::BundleTooLarge { path, max_bytes });
+        }
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let text = String::from_utf8(bytes).map_err(|e| Error::NotABundle {
+            path: path.clone(),
+            reason: format!("not UTF-8 text ({e})"),
+        })?;
+        Ok(BundleFile { path, sha256, text })
+    }
+
+    /// Parses the envelope; objects stay raw JSON text borrowed from `self.text`.
+    pub fn parse(&self) -> Result<Bundle<'_>, Error> {
+        let not_a_bundle = |reason: String| Error::NotABundle {
+            path: self.path.clone(),
+            reason,
+        };
+        let envelope: Envelope<'_> = serde_json::from_str(&self.text)
+            .map_err(|e| not_a_bundle(format!("not a JSON object: {e}")))?;
+        match envelope.kind.as_deref() {
+            Some("bundle") => {}
+            Some(other) => {
+                return Err(not_a_bundle(format!(
+                    "\"type\" is {other:?}, not \"bundle\""
+                )));
+            }
+            None => return Err(not_a_bundle("no \"type\": \"bundle\"".to_owned())),
+        }
+        Ok(Bundle {
+            id: envelope.id,
+            spec_version: envelope.spec_version,
+            objects: envelope.objects.unwrap_or_default(),
+        })
+    }
+}
+
+/// Expands the command line's paths: files as given, directories walked recursively for
+/// bundle files, each directory's files in name order so imports are reproducible.
+pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
+    let mut files = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path).map_err(|source| Error::BundleIo {
+            path: path.clone(),
+            source,
+        })?;
+        if meta.is_dir() {
+            walk(path, &mut files)?;
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), Error> {
+    let io_err = |source| Error::BundleIo {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut entries = std::fs::read_dir(dir)
+        .map_err(io_err)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(io_err)?;
+    entries.sort();
+    for entry in entries {
+        if entry.is_dir() {
+            walk(&entry, files)?;
+        } else if is_bundle_name(&entry) {
+            files.push(entry);
+        }
+    }
+    Ok(())
+}
+
+fn is_bundle_name(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    BUNDLE_SUFFIXES.iter().any(|s| name.ends_with(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    const BUNDLE: &str = r#"{"type":"bundle","id":"bundle--6dfdcb9f-eef2-4d92-b800-a0b918314cb3","spec_version":"2.0",
+        "objects":[{"type":"identity","id":"identity--c78cb6e5-0c4b-4611-8297-d1b8b55e40b5", "name":"A \"quoted\" name"},
+                   {"type":"x","id":"x--1"}]}"#;
+
+    fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = dir.join(name);
+        File::create(&path).unwrap().write_all(bytes).unwrap();
+        path
+    }
+
+    fn temp_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("taxiway-bundle-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn plain_gzip_and_zstd_files_read_the_same_text_and_digest() {
+        let dir = temp_dir();
+        let plain = write(&dir, "a.json", BUNDLE.as_bytes());
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(BUNDLE.as_bytes()).unwrap();
+        let gz = write(&dir, "b.json.gz", &gz.finish().unwrap());
+        let zst = write(
+            &dir,
+            "c.json.zst",
+            &zstd::encode_all(BUNDLE.as_bytes(), 3).unwrap(),
+        );
+        let expected = hex::encode(Sha256::digest(BUNDLE.as_bytes()));
+        for path in [plain, gz, zst] {
+            let file = BundleFile::read(&path, 1 << 20).unwrap();
+            assert_eq!(file.text, BUNDLE);
+            assert_eq!(file.sha256, expected);
+        }
+    }
+
+    #[test]
+    fn objects_are_kept_as_the_exact_source_text() {
+        let file = BundleFile {
+            path: "mem".into(),
+            sha256: String::new(),
+            text: BUNDLE.to_owned(),
+        };
+        let bundle = file.parse().unwrap();
+        assert_eq!(bundle.spec_version.as_deref(), Some("2.0"));
+        assert_eq!(bundle.objects.len(), 2);
+        assert_eq!(
+            bundle.objects[0].get(),
+            r#"{"type":"identity","id":"identity--c78cb6e5-0c4b-4611-8297-d1b8b55e40b5", "name":"A \"quoted\" name"}"#
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_bundle_is_an_error_naming_the_file() {
+        for text in [
+            "not json",
+            r#"{"type":"identity"}"#,
+            "[1,2]",
+            r#"{"objects":[]}"#,
+        ] {
+            let file = BundleFile {
+                path: "dir/x.json".into(),
+                sha256: String::new(),
+                text: text.to_owned(),
+            };
+            let err = file.parse().unwrap_err().to_string();
+            assert!(err.contains("dir/x.json"), "{err}");
+        }
+    }
+
+    #[test]
+    fn files_over_the_limit_are_refused() {
+        let dir = temp_dir();
+        let path = write(&dir, "big.json", BUNDLE.as_bytes());
+        let err = BundleFile::read(&path, 10).unwrap_err();
+        assert!(matches!(err, Error::BundleTooLarge { .. }), "{err}");
+        assert!(BundleFile::read(&path, BUNDLE.len() as u64).is_ok());
+    }
+
+    #[test]
+    fn directories_expand_to_bundle_files_in_name_order() {
+        let dir = temp_dir();
+        write(&dir, "b.json.zst", b"");
+        write(&dir, "a.json", b"");
+        write(&dir, "notes.txt", b"");
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        write(&dir.join("sub"), "c.json.gz", b"");
+        let files = expand_paths(std::slice::from_ref(&dir)).unwrap();
+        let names: Vec<_> = files
+            .iter()
+            .map(|p| p.strip_prefix(&dir).unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["a.json", "b.json.zst", "sub/c.json.gz"]);
+    }
+}

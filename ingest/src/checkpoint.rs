@@ -1,0 +1,247 @@
+//! What has already been published, rebuilt from the compacted objects topic at start, so ingest
+//! keeps no private state that could drift from the log.
+
+use std::collections::{BTreeSet, HashMap};
+
+use schemas::{CollectionUpserted, Event};
+
+/// One published version of one object: enough to tell "already known" from "re-issued".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownVersion {
+    pub digest: [u8; 32],
+    pub date_added: i64,
+}
+
+/// A collection's last published metadata and the newest `date_added` used in it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KnownCollection {
+    pub metadata: Option<CollectionUpserted>,
+    pub last_date_added: i64,
+}
+
+/// A release's identity: a collection version is keyed by its timestamp, not only its label,
+/// because two versions of a collection may carry the same label.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReleaseId {
+    pub collection_id: String,
+    pub release_timestamp: i64,
+    pub label: String,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ReleaseProgress {
+    chunk_count: i32,
+    seen: BTreeSet<i32>,
+}
+
+/// The set of (collection, object, version) published, with content digests, collections and
+/// complete releases.
+#[derive(Debug, Default)]
+pub struct Checkpoint {
+    versions: HashMap<String, HashMap<(String, i64), KnownVersion>>,
+    collections: HashMap<String, KnownCollection>,
+    releases: HashMap<ReleaseId, ReleaseProgress>,
+}
+
+/// Counts for logs: how much the checkpoint holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointSize {
+    pub collections: usize,
+    pub versions: usize,
+    pub releases: usize,
+}
+
+impl Checkpoint {
+    /// Takes an event into account, as read from the topic or as just published.
+    ///
+    /// For the same (collection, object, version) the event with the later `date_added` wins,
+    /// which is also what compaction keeps: the checkpoint agrees with the topic whatever order
+    /// the events are observed in.
+    pub fn observe(&mut self, event: &Event) {
+        match event {
+            Event::Collection(c) => {
+                self.collections
+                    .entry(c.collection_id.clone())
+                    .or_default()
+                    .metadata = Some(c.clone());
+            }
+            Event::ObjectVersion(v) => {
+                let collection = self.collections.entry(v.collection_id.clone()).or_default();
+                collection.last_date_added = collection.last_date_added.max(v.date_added);
+                let known = KnownVersion {
+                    digest: v.content_sha256,
+                    date_added: v.date_added,
+                };
+                let versions = self.versions.entry(v.collection_id.clone()).or_default();
+                let slot = versions
+                    .entry((v.object_id.clone(), v.version_micros))
+                    .or_insert(known);
+                if known.date_added >= slot.date_added {
+                    *slot = known;
+                }
+            }
+            Event::Release(r) => {
+                let progress = self
+                    .releases
+                    .entry(ReleaseId {
+                        collection_id: r.collection_id.clone(),
+                        release_timestamp: r.release_timestamp,
+                        label: r.label.clone(),
+                    })
+                    .or_default();
+                progress.chunk_count = r.chunk_count;
+                progress.seen.insert(r.chunk_index);
+            }
+        }
+    }
+
+    pub fn version(
+        &self,
+        collection_id: &str,
+        object_id: &str,
+        version: i64,
+    ) -> Option<KnownVersion> {
+        self.versions
+            .get(collection_id)?
+            .get(&(object_id.to_owned(), version))
+            .copied()
+    }
+
+    pub fn collection(&self, collection_id: &str) -> Option<&KnownCollection> {
+        self.collections.get(collection_id)
+    }
+
+    /// A release is known once every one of its chunks has been published.
+    pub fn release_complete(&self, id: &ReleaseId) -> bool {
+        self.releases.get(id).is_some_and(|p| {
+            p.chunk_count > 0
+                && p.seen.len() == p.chunk_count as usize
+                && p.seen.iter().all(|i| (0..p.chunk_count).contains(i))
+        })
+    }
+
+    /// Whether any complete release of the collection has this timestamp (whatever its label):
+    /// the Workbench identifies a collection version by id and `modified`.
+    pub fn release_at(&self, collection_id: &str, release_timestamp: i64) -> bool {
+        self.releases.keys().any(|id| {
+            id.collection_id == collection_id
+                && id.release_timestamp == release_timestamp
+                && self.release_complete(id)
+        })
+    }
+
+    /// Reserves the `date_added` of the next version of a collection: now, or just after the
+    /// last one if the clock has not moved on (or went back), so that `date_added` is strictly
+    /// increasing per collection and a client paging by `added_after` can never split a tie.
+    pub fn next_date_added(&mut self, collection_id: &str, now_micros: i64) -> i64 {
+        let collection = self
+            .collections
+            .entry(collection_id.to_owned())
+            .or_default();
+        let next = now_micros.max(collection.last_date_added.saturating_add(1));
+        collection.last_date_added = next;
+        next
+    }
+
+    pub fn size(&self) -> CheckpointSize {
+        CheckpointSize {
+            collections: self.collections.len(),
+            versions: self.versions.values().map(HashMap::len).sum(),
+            releases: self
+                .releases
+                .keys()
+                .filter(|id| self.release_complete(id))
+                .count(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schemas::{ObjectVersionAdded, ReleasePublished, Source, SourceKind};
+
+    fn source() -> Source {
+        Source {
+            kind: SourceKind::Bundle,
+            uri: "test.json".into(),
+            sha256: None,
+            position: None,
+        }
+    }
+
+    fn version(object: &str, version: i64, date_added: i64, digest: u8) -> Event {
+        Event::ObjectVersion(ObjectVersionAdded {
+            collection_id: "c".into(),
+            object_id: object.into(),
+            stix_type: "x".into(),
+            spec_version: "2.1".into(),
+            version: version.to_string(),
+            version_micros: version,
+            date_added,
+            content_sha256: [digest; 32],
+            object_json: "{}".into(),
+            source: source(),
+            ingest_run_id: "run".into(),
+            correction: false,
+        })
+    }
+
+    fn chunk(index: i32, count: i32) -> Event {
+        Event::Release(ReleasePublished {
+            collection_id: "c".into(),
+            label: "1.0".into(),
+            release_timestamp: 7,
+            release_version: "7".into(),
+            chunk_index: index,
+            chunk_count: count,
+            member_count: 0,
+            members: vec![],
+            source: source(),
+            ingest_run_id: "run".into(),
+        })
+    }
+
+    #[test]
+    fn the_later_date_added_wins_in_any_order() {
+        let older = version("x--1", 5, 10, 1);
+        let newer = version("x--1", 5, 20, 2);
+        for order in [[&older, &newer], [&newer, &older]] {
+            let mut checkpoint = Checkpoint::default();
+            for e in order {
+                checkpoint.observe(e);
+            }
+            let known = checkpoint.version("c", "x--1", 5).unwrap();
+            assert_eq!(known.digest, [2; 32]);
+            assert_eq!(known.date_added, 20);
+        }
+    }
+
+    #[test]
+    fn a_release_is_complete_only_with_all_its_chunks() {
+        let id = ReleaseId {
+            collection_id: "c".into(),
+            release_timestamp: 7,
+            label: "1.0".into(),
+        };
+        let mut checkpoint = Checkpoint::default();
+        checkpoint.observe(&chunk(0, 3));
+        checkpoint.observe(&chunk(2, 3));
+        assert!(!checkpoint.release_complete(&id));
+        assert!(!checkpoint.release_at("c", 7));
+        checkpoint.observe(&chunk(1, 3));
+        assert!(checkpoint.release_complete(&id));
+        assert!(checkpoint.release_at("c", 7));
+        assert_eq!(checkpoint.size().releases, 1);
+    }
+
+    #[test]
+    fn date_added_is_strictly_increasing_even_when_the_clock_stalls_or_goes_back() {
+        let mut checkpoint = Checkpoint::default();
+        checkpoint.observe(&version("x--1", 1, 1_000, 1));
+        assert_eq!(checkpoint.next_date_added("c", 500), 1_001);
+        assert_eq!(checkpoint.next_date_added("c", 500), 1_002);
+        assert_eq!(checkpoint.next_date_added("c", 5_000), 5_000);
+        assert_eq!(checkpoint.next_date_added("other", 3), 3);
+    }
+}

@@ -1,0 +1,244 @@
+//! Command-line and environment configuration of `ingest`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ingest",
+    version,
+    about = "Publish STIX bundles and ATT&CK Workbench collections as Avro events on Kafka"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub kafka: KafkaConfig,
+    #[command(flatten)]
+    pub log: LogConfig,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9101).
+    #[arg(long, env = "TAXIWAY_INGEST_METRICS_ADDR", global = true)]
+    pub metrics_addr: Option<SocketAddr>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Import STIX 2.0/2.1 bundle files (.json, .json.gz, .json.zst) or directories of them.
+    Import(ImportConfig),
+    /// Mirror an ATT&CK Workbench REST API: every collection version becomes a release.
+    Workbench(WorkbenchConfig),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KafkaConfig {
+    /// Kafka bootstrap servers.
+    #[arg(
+        long,
+        env = "TAXIWAY_KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092",
+        global = true
+    )]
+    pub brokers: String,
+    /// The compacted topic of object, collection and release events.
+    #[arg(long, env = "TAXIWAY_OBJECTS_TOPIC", default_value = schemas::OBJECTS_TOPIC, global = true)]
+    pub objects_topic: String,
+    /// Where invalid objects go, with the reason.
+    #[arg(long, env = "TAXIWAY_DEAD_LETTER_TOPIC", default_value = schemas::DEAD_LETTER_TOPIC, global = true)]
+    pub dead_letter_topic: String,
+    /// Partitions of the topics when ingest has to create them.
+    #[arg(
+        long,
+        env = "TAXIWAY_TOPIC_PARTITIONS",
+        default_value_t = 3,
+        global = true
+    )]
+    pub partitions: i32,
+    /// Replication factor of the topics when ingest has to create them.
+    #[arg(
+        long,
+        env = "TAXIWAY_TOPIC_REPLICATION",
+        default_value_t = 1,
+        global = true
+    )]
+    pub replication: i32,
+    /// How long to wait for Kafka before giving up on a request.
+    #[arg(long, env = "TAXIWAY_KAFKA_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogConfig {
+    /// Log format on stderr.
+    #[arg(long, env = "TAXIWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportConfig {
+    /// Bundle files or directories.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// The TAXII collection of bundles without an x-mitre-collection object.
+    #[arg(long, env = "TAXIWAY_IMPORT_COLLECTION")]
+    pub collection: Option<String>,
+    /// Title of that collection.
+    #[arg(long, env = "TAXIWAY_IMPORT_TITLE", requires = "collection")]
+    pub title: Option<String>,
+    /// Description of that collection.
+    #[arg(long, env = "TAXIWAY_IMPORT_DESCRIPTION", requires = "collection")]
+    pub description: Option<String>,
+    /// Declare each bundle a release with this label (served at /api/v21/attack-<label>).
+    #[arg(long, env = "TAXIWAY_IMPORT_RELEASE", requires = "collection")]
+    pub release: Option<String>,
+    /// Timestamp of that release (RFC 3339); default: the newest version in the bundle.
+    #[arg(long, env = "TAXIWAY_IMPORT_RELEASE_TIMESTAMP", requires = "release")]
+    pub release_timestamp: Option<String>,
+    /// Refuse bundles whose JSON is larger than this many bytes.
+    #[arg(long, env = "TAXIWAY_MAX_BUNDLE_BYTES", default_value_t = 1 << 30)]
+    pub max_bundle_bytes: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkbenchConfig {
+    /// Base URL of the Workbench REST API (the part before /api).
+    #[arg(long, env = "TAXIWAY_WORKBENCH_URL")]
+    pub url: String,
+    /// How to authenticate: none, basic (service name + apikey) or challenge (apikey challenge → token).
+    #[arg(long, env = "TAXIWAY_WORKBENCH_AUTH", value_enum, default_value_t = AuthMode::Basic)]
+    pub auth: AuthMode,
+    /// Service account name configured in the Workbench.
+    #[arg(
+        long,
+        env = "TAXIWAY_WORKBENCH_SERVICE",
+        default_value = "taxii-server"
+    )]
+    pub service_name: String,
+    /// Service account apikey.
+    #[arg(long, env = "TAXIWAY_WORKBENCH_APIKEY", hide_env_values = true)]
+    pub apikey: Option<Secret>,
+    /// How often to ask for the latest version of each collection.
+    #[arg(long, env = "TAXIWAY_WORKBENCH_POLL", default_value = "5s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+    /// How often to list every version of every collection (catches older versions added late).
+    #[arg(long, env = "TAXIWAY_WORKBENCH_FULL_SYNC", default_value = "10m", value_parser = parse_duration)]
+    pub full_sync_interval: Duration,
+    /// Timeout of one HTTP request (bundles can be ~45 MB).
+    #[arg(long, env = "TAXIWAY_WORKBENCH_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Sync once and exit.
+    #[arg(long)]
+    pub once: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    None,
+    Basic,
+    Challenge,
+}
+
+/// A value that never shows in logs: the effective configuration is logged at start.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// Durations as `500ms`, `30s`, `10m`, `1h`, or bare seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 30s, 10m or 1h"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (ms, s, m, h)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_in_the_logged_configuration() {
+        let cli = Cli::try_parse_from([
+            "ingest",
+            "workbench",
+            "--url",
+            "http://wb:3000",
+            "--apikey",
+            "secret-squirrel",
+        ])
+        .unwrap();
+        let logged = format!("{cli:?}");
+        assert!(!logged.contains("secret-squirrel"), "{logged}");
+        assert!(logged.contains("<redacted>"));
+    }
+
+    #[test]
+    fn durations_accept_common_units() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn release_flags_need_a_collection() {
+        let err = Cli::try_parse_from(["ingest", "import", "x.json", "--release", "1.0"]);
+        assert!(err.is_err());
+        let ok = Cli::try_parse_from([
+            "ingest",
+            "import",
+            "x.json",
+            "--collection",
+            "c",
+            "--title",
+            "T",
+            "--release",
+            "1.0",
+        ])
+        .unwrap();
+        let Command::Import(import) = ok.command else {
+            panic!("import expected")
+        };
+        assert_eq!(import.release.as_deref(), Some("1.0"));
+    }
+}

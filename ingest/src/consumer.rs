@@ -1,0 +1,134 @@
+//! Reading the objects topic from its beginning to its end, to rebuild the checkpoint.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+use crate::checkpoint::Checkpoint;
+use crate::config::KafkaConfig;
+use crate::error::Error;
+
+/// What the rebuild read, for the start-up log line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Replayed {
+    pub messages: u64,
+    pub undecodable: u64,
+    pub bytes: u64,
+    pub elapsed: Duration,
+}
+
+/// Rebuilds the checkpoint by reading every partition of the objects topic from offset 0 up to
+/// the end it had when the read started. Runs on a blocking thread: librdkafka's poll blocks.
+pub async fn load_checkpoint(config: &KafkaConfig) -> Result<(Checkpoint, Replayed), Error> {
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || read_all(&config))
+        .await
+        .map_err(|e| Error::KafkaState(format!("checkpoint reader task failed: {e}")))?
+}
+
+fn read_all(config: &KafkaConfig) -> Result<(Checkpoint, Replayed), Error> {
+    let started = Instant::now();
+    let topic = config.objects_topic.as_str();
+    // No group membership and no commits: this reader owns nothing on the broker.
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", "taxiway-ingest-checkpoint")
+        .set("enable.auto.commit", "false")
+        // End-of-partition events also close a partition whose last offsets were compacted away.
+        .set("enable.partition.eof", "true")
+        .set("fetch.max.bytes", "67108864")
+        .create()
+        .map_err(Error::kafka("creating the checkpoint reader"))?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), config.timeout)
+        .map_err(Error::kafka(format!("reading metadata of {topic}")))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+
+    // Read up to each partition's end as of now; later events are ours or another run's
+    // and will be seen by the next rebuild.
+    let mut assignment = TopicPartitionList::new();
+    let mut ends = Vec::new();
+    for partition in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, config.timeout)
+            .map_err(Error::kafka(format!(
+                "reading the end of {topic}/{partition}"
+            )))?;
+        if high > low {
+            assignment
+                .add_partition_offset(topic, partition, Offset::Beginning)
+                .map_err(Error::kafka("assigning partitions"))?;
+            ends.push((partition, high));
+        }
+    }
+    let mut checkpoint = Checkpoint::default();
+    let mut replayed = Replayed::default();
+    if ends.is_empty() {
+        replayed.elapsed = started.elapsed();
+        return Ok((checkpoint, replayed));
+    }
+    consumer
+        .assign(&assignment)
+        .map_err(Error::kafka("assigning partitions"))?;
+
+    let mut open: HashSet<i32> = ends.iter().map(|(p, _)| *p).collect();
+    let mut idle_since = Instant::now();
+    while !open.is_empty() {
+        match consumer.poll(Duration::from_millis(500)) {
+            None => {
+                if idle_since.elapsed() > config.timeout {
+                    return Err(Error::KafkaState(format!(
+                        "no data from {topic} for {:?} while rebuilding the checkpoint \
+                         ({} partitions not read to the end)",
+                        config.timeout,
+                        open.len()
+                    )));
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                open.remove(&partition);
+            }
+            Some(Err(e)) => {
+                return Err(Error::Kafka {
+                    context: format!("reading {topic}"),
+                    source: e,
+                });
+            }
+            Some(Ok(message)) => {
+                idle_since = Instant::now();
+                let payload = message.payload().unwrap_or_default();
+                replayed.messages += 1;
+                replayed.bytes += payload.len() as u64;
+                match schemas::decode_event(payload) {
+                    Ok(event) => checkpoint.observe(&event),
+                    Err(e) => {
+                        replayed.undecodable += 1;
+                        tracing::warn!(
+                            partition = message.partition(),
+                            offset = message.offset(),
+                            error = %e,
+                            "skipping an undecodable message while rebuilding the checkpoint"
+                        );
+                    }
+                }
+                let end = ends
+                    .iter()
+                    .find(|(p, _)| *p == message.partition())
+                    .map(|(_, high)| *high);
+                if end.is_some_and(|high| message.offset() + 1 >= high) {
+                    open.remove(&message.partition());
+                }
+            }
+        }
+    }
+    replayed.elapsed = started.elapsed();
+    Ok((checkpoint, replayed))
+}

@@ -1,0 +1,195 @@
+//! Prometheus metrics of ingest, and the small HTTP endpoint that serves them.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+use crate::error::Error;
+use crate::plan::Counts;
+
+/// Every counter ingest keeps, labelled by the kind of source (`bundle` or `workbench`).
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// Objects by outcome: `published`, `correction`, `skipped`, `rejected`.
+    pub objects: IntCounterVec,
+    /// Releases by outcome: `published`, `known`.
+    pub releases: IntCounterVec,
+    /// Bundles by outcome: `ok`, `failed`.
+    pub bundles: IntCounterVec,
+    /// Workbench request latency by request (`list_latest`, `list_all`, `bundle`).
+    pub workbench_seconds: HistogramVec,
+    /// Workbench response bytes by request.
+    pub workbench_bytes: IntCounterVec,
+    /// Failed Workbench polls (the previous state is kept; nothing is deleted).
+    pub workbench_errors: IntCounterVec,
+    /// Object versions in the checkpoint.
+    pub checkpoint_versions: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, Error> {
+        let registry = Registry::new_custom(Some("taxiway_ingest".to_owned()), None)?;
+        let objects = IntCounterVec::new(
+            Opts::new(
+                "objects_total",
+                "STIX objects processed, by source kind and outcome",
+            ),
+            &["source", "outcome"],
+        )?;
+        let releases = IntCounterVec::new(
+            Opts::new(
+                "releases_total",
+                "Releases seen, by source kind and outcome",
+            ),
+            &["source", "outcome"],
+        )?;
+        let bundles = IntCounterVec::new(
+            Opts::new(
+                "bundles_total",
+                "Bundles processed, by source kind and outcome",
+            ),
+            &["source", "outcome"],
+        )?;
+        let workbench_seconds = HistogramVec::new(
+            HistogramOpts::new("workbench_request_seconds", "Workbench request latency").buckets(
+                vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0],
+            ),
+            &["request"],
+        )?;
+        let workbench_bytes = IntCounterVec::new(
+            Opts::new(
+                "workbench_response_bytes_total",
+                "Bytes read from the Workbench",
+            ),
+            &["request"],
+        )?;
+        let workbench_errors = IntCounterVec::new(
+            Opts::new("workbench_errors_total", "Failed Workbench requests"),
+            &["request"],
+        )?;
+        let checkpoint_versions = IntGauge::new(
+            "checkpoint_versions",
+            "Object versions known to be on the objects topic",
+        )?;
+        registry.register(Box::new(objects.clone()))?;
+        registry.register(Box::new(releases.clone()))?;
+        registry.register(Box::new(bundles.clone()))?;
+        registry.register(Box::new(workbench_seconds.clone()))?;
+        registry.register(Box::new(workbench_bytes.clone()))?;
+        registry.register(Box::new(workbench_errors.clone()))?;
+        registry.register(Box::new(checkpoint_versions.clone()))?;
+        Ok(Metrics {
+            registry,
+            objects,
+            releases,
+            bundles,
+            workbench_seconds,
+            workbench_bytes,
+            workbench_errors,
+            checkpoint_versions,
+        })
+    }
+
+    /// Adds one bundle's outcome.
+    pub fn record_batch(&self, source: &str, counts: &Counts, rejected: u64) {
+        for (outcome, n) in [
+            ("published", counts.published),
+            ("correction", counts.corrections),
+            ("skipped", counts.skipped),
+            ("rejected", rejected),
+        ] {
+            self.objects.with_label_values(&[source, outcome]).inc_by(n);
+        }
+        self.releases
+            .with_label_values(&[source, "published"])
+            .inc_by(counts.releases);
+        self.releases
+            .with_label_values(&[source, "known"])
+            .inc_by(counts.releases_known);
+    }
+
+    /// The metrics in Prometheus' text format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buffer = Vec::new();
+        // Encoding into a Vec cannot fail for lack of space; a metric family that fails to
+        // encode is logged and the rest is still served.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
+            tracing::warn!(error = %e, "encoding metrics");
+        }
+        buffer
+    }
+}
+
+/// Serves `GET /metrics` and `GET /healthz` until `shutdown` resolves.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Metrics,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        metrics.render(),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { StatusCode::OK.into_response() }));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Io {
+            context: format!("binding the metrics address {addr}"),
+            source,
+        })?;
+    tracing::info!(%addr, "serving metrics");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|source| Error::Io {
+            context: "serving metrics".to_owned(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_outcomes_show_up_in_the_text_format() {
+        let metrics = Metrics::new().unwrap();
+        let counts = Counts {
+            published: 3,
+            corrections: 1,
+            skipped: 2,
+            releases: 1,
+            releases_known: 0,
+        };
+        metrics.record_batch("bundle", &counts, 4);
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(
+            text.contains(r#"taxiway_ingest_objects_total{outcome="published",source="bundle"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"taxiway_ingest_objects_total{outcome="rejected",source="bundle"} 4"#)
+        );
+        assert!(
+            text.contains(
+                r#"taxiway_ingest_releases_total{outcome="published",source="bundle"} 1"#
+            )
+        );
+    }
+}
