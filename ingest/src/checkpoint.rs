@@ -199,6 +199,7 @@ mod tests {
             members: vec![],
             source: source(),
             ingest_run_id: "run".into(),
+            date_added: 0,
         })
     }
 

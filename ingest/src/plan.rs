@@ -96,7 +96,9 @@ pub fn plan_batch(
         description: collection.description.clone(),
         alias: None,
         media_types: STIX_MEDIA_TYPES.iter().map(|m| (*m).to_owned()).collect(),
-        updated_at: context.now_micros,
+        // From the date_added sequence, so a collection's revision (the newest date_added it
+        // has applied) also moves when only its metadata changed.
+        updated_at: 0,
         source: context.source.clone(),
         ingest_run_id: context.run_id.to_owned(),
     };
@@ -109,7 +111,15 @@ pub fn plan_batch(
                 || known.media_types != metadata.media_types
         });
     if changed {
-        push(checkpoint, &mut plan, Event::Collection(metadata));
+        let updated_at = checkpoint.next_date_added(&collection.id, context.now_micros);
+        push(
+            checkpoint,
+            &mut plan,
+            Event::Collection(CollectionUpserted {
+                updated_at,
+                ..metadata
+            }),
+        );
     }
 
     for object in objects {
@@ -166,10 +176,12 @@ pub fn plan_batch(
                 .iter()
                 .map(|o| ReleaseMember::new(o.meta.id.clone(), o.meta.version))
                 .collect();
+            let date_added = checkpoint.next_date_added(&collection.id, context.now_micros);
             for chunk in chunk_release(
                 &collection.id,
                 &release.label,
                 release.timestamp,
+                date_added,
                 members,
                 context.source,
                 context.run_id,
@@ -310,7 +322,8 @@ mod tests {
         let mut checkpoint = Checkpoint::default();
         let plan = run(&mut checkpoint, &[A1, A2], None, 100);
         let added: Vec<_> = versions(&plan).iter().map(|v| v.date_added).collect();
-        assert_eq!(added, [100, 101]);
+        // The collection metadata took 100.
+        assert_eq!(added, [101, 102]);
         let positions: Vec<_> = versions(&plan).iter().map(|v| v.source.position).collect();
         assert_eq!(positions, [Some(0), Some(1)]);
     }

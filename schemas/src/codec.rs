@@ -386,6 +386,7 @@ mod tests {
                     "x-mitre-collection--90c00720-636b-4485-b342-8751d232bf09",
                     "18.1",
                     Timestamp::parse("2025-10-28T14:00:00.000Z").unwrap(),
+                    1_761_000_000_000_000,
                     vec![ReleaseMember::new(
                         "malware--00000000-0000-4000-8000-000000000001",
                         Timestamp::from_micros(1_744_747_081_218_000),
@@ -830,6 +831,7 @@ mod tests {
                     members,
                     source,
                     ingest_run_id,
+                    date_added: release_timestamp.saturating_add(1),
                 },
             )
     }

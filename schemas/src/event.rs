@@ -106,6 +106,9 @@ pub struct ReleasePublished {
     pub members: Vec<ReleaseMember>,
     pub source: Source,
     pub ingest_run_id: String,
+    /// Microseconds since the epoch; from the collection's `date_added` sequence, shared by
+    /// every chunk of the release.
+    pub date_added: i64,
 }
 
 /// Members per [`ReleasePublished`] chunk. A member is about 100 bytes of Avro (ids are ~60
@@ -122,6 +125,7 @@ pub fn chunk_release(
     collection_id: &str,
     label: &str,
     release_timestamp: Timestamp,
+    date_added: i64,
     mut members: Vec<ReleaseMember>,
     source: &Source,
     ingest_run_id: &str,
@@ -146,6 +150,7 @@ pub fn chunk_release(
             members: rest.by_ref().take(RELEASE_CHUNK_MAX_MEMBERS).collect(),
             source: source.clone(),
             ingest_run_id: ingest_run_id.to_owned(),
+            date_added,
         });
     }
     chunks
@@ -252,7 +257,7 @@ mod tests {
     #[test]
     fn release_is_split_into_full_chunks_and_a_remainder() {
         let at = Timestamp::parse("2025-10-28T14:00:00.000Z").unwrap();
-        let chunks = chunk_release("c", "18.1", at, members(12_345), &source(), "run");
+        let chunks = chunk_release("c", "18.1", at, 0, members(12_345), &source(), "run");
         assert_eq!(chunks.len(), 3);
         let sizes: Vec<usize> = chunks.iter().map(|c| c.members.len()).collect();
         assert_eq!(sizes, [5_000, 5_000, 2_345]);
@@ -276,14 +281,14 @@ mod tests {
         let mut shuffled = members(7_000);
         shuffled.reverse();
         shuffled.extend(members(10));
-        let a = chunk_release("c", "1.0", at, members(7_000), &source(), "run");
-        let b = chunk_release("c", "1.0", at, shuffled, &source(), "run");
+        let a = chunk_release("c", "1.0", at, 0, members(7_000), &source(), "run");
+        let b = chunk_release("c", "1.0", at, 0, shuffled, &source(), "run");
         assert_eq!(a, b);
     }
 
     #[test]
     fn empty_release_still_has_one_chunk() {
-        let chunks = chunk_release("c", "1.0", Timestamp::EPOCH, vec![], &source(), "run");
+        let chunks = chunk_release("c", "1.0", Timestamp::EPOCH, 0, vec![], &source(), "run");
         assert_eq!(chunks.len(), 1);
         assert_eq!((chunks[0].chunk_count, chunks[0].member_count), (1, 0));
     }
@@ -294,6 +299,7 @@ mod tests {
             "c",
             "1.0",
             Timestamp::EPOCH,
+            0,
             members(10_000),
             &source(),
             "r",
