@@ -1,0 +1,189 @@
+//! Benchmark (not a test): `ingest import` of the Enterprise release beside a raw rdkafka
+//! produce of the same objects, in the same run, against the broker from `dev/services`.
+//!
+//! Run: `dev/services start && cargo bench -p taxiway-ingest --bench import_throughput`.
+//! Env: TAXIWAY_KAFKA_BROKERS (127.0.0.1:9092), TAXIWAY_ATTACK_DATA (../shared/attack-data),
+//! TAXIWAY_BENCH_FILE (stix-2.0/enterprise-attack-18.1.json.zst), TAXIWAY_BENCH_ROUNDS (3).
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark that cannot run should stop loudly
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use rdkafka::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio_util::sync::CancellationToken;
+
+use taxiway_ingest::config::Cli;
+use taxiway_ingest::metrics::Metrics;
+
+#[derive(Deserialize)]
+struct Bundle<'a> {
+    #[serde(borrow)]
+    objects: Vec<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Id<'a> {
+    id: &'a str,
+}
+
+fn data_file() -> PathBuf {
+    let dir = std::env::var_os("TAXIWAY_ATTACK_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/attack-data")
+        });
+    let file = std::env::var("TAXIWAY_BENCH_FILE")
+        .unwrap_or_else(|_| "stix-2.0/enterprise-attack-18.1.json.zst".to_owned());
+    dir.join(file)
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "bench_{prefix}_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// Produces every object's JSON as one message, keyed by object id, with ingest's producer
+/// settings; returns the time from the first send to the last acknowledgement.
+async fn raw_produce(brokers: &str, objects: &[&RawValue]) -> Duration {
+    let topic = unique("raw");
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "20")
+        .set("batch.size", "1048576")
+        .set("message.max.bytes", (16 * 1024 * 1024).to_string())
+        .create()
+        .unwrap();
+    // Warm the connection and create the topic outside the timed part.
+    producer
+        .send(
+            FutureRecord::to(&topic).key("warm").payload("warm"),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    let started = Instant::now();
+    let mut pending = Vec::with_capacity(objects.len());
+    for object in objects {
+        let id: Id<'_> = serde_json::from_str(object.get()).unwrap();
+        loop {
+            match producer.send_result(
+                FutureRecord::to(&topic)
+                    .key(id.id)
+                    .payload(object.get())
+                    .partition(0),
+            ) {
+                Ok(delivery) => {
+                    pending.push(delivery);
+                    break;
+                }
+                Err((_, _)) => tokio::time::sleep(Duration::from_millis(1)).await,
+            }
+        }
+    }
+    for delivery in pending {
+        delivery.await.unwrap().map_err(|(e, _)| e).unwrap();
+    }
+    started.elapsed()
+}
+
+async fn ingest_import(brokers: &str, path: &str) -> Duration {
+    let topic = unique("ingest");
+    let args = |extra: &[&str]| -> Cli {
+        let mut argv = vec![
+            "ingest",
+            "--brokers",
+            brokers,
+            "--objects-topic",
+            &topic,
+            "--dead-letter-topic",
+            "bench.dead-letter",
+        ];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv).unwrap()
+    };
+    // Create the topics first so the timed run measures the import, not topic creation.
+    taxiway_ingest::producer::ensure_topics(&args(&["import", path]).kafka)
+        .await
+        .unwrap();
+    let cli = args(&[
+        "import",
+        path,
+        "--collection",
+        "x-mitre-collection--1f5f1533-f617-4ca8-9ab4-6a02367fa019",
+        "--title",
+        "Enterprise ATT&CK",
+        "--release",
+        "18.1",
+    ]);
+    let started = Instant::now();
+    let outcome = taxiway_ingest::run(cli, Metrics::new().unwrap(), CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(outcome, taxiway_ingest::Outcome::Complete);
+    started.elapsed()
+}
+
+#[tokio::main]
+async fn main() {
+    let brokers =
+        std::env::var("TAXIWAY_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
+    let rounds: usize = std::env::var("TAXIWAY_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    let path = data_file();
+    let compressed = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text = String::from_utf8(zstd::decode_all(compressed.as_slice()).unwrap()).unwrap();
+    let bundle: Bundle<'_> = serde_json::from_str(&text).unwrap();
+    let object_bytes: usize = bundle.objects.iter().map(|o| o.get().len()).sum();
+    let n = bundle.objects.len();
+    println!(
+        "file {} : {} objects, {:.1} MB of bundle JSON, {:.1} MB of object JSON",
+        path.display(),
+        n,
+        text.len() as f64 / 1e6,
+        object_bytes as f64 / 1e6
+    );
+    println!(
+        "{:<28} {:>8} {:>12} {:>10}",
+        "run", "seconds", "objects/s", "MB/s"
+    );
+    let path_text = path.display().to_string();
+    let mut best_raw = Duration::MAX;
+    let mut best_ingest = Duration::MAX;
+    for round in 1..=rounds {
+        let raw = raw_produce(&brokers, &bundle.objects).await;
+        let ingest = ingest_import(&brokers, &path_text).await;
+        for (name, elapsed) in [
+            ("raw rdkafka produce", raw),
+            ("ingest import (end to end)", ingest),
+        ] {
+            let secs = elapsed.as_secs_f64();
+            println!(
+                "{:<28} {:>8.2} {:>12.0} {:>10.1}   (round {round})",
+                name,
+                secs,
+                n as f64 / secs,
+                object_bytes as f64 / 1e6 / secs
+            );
+        }
+        best_raw = best_raw.min(raw);
+        best_ingest = best_ingest.min(ingest);
+    }
+    println!(
+        "best of {rounds}: raw {:.0} objects/s, ingest {:.0} objects/s, ratio ingest/raw = {:.2} (target >= 0.5)",
+        n as f64 / best_raw.as_secs_f64(),
+        n as f64 / best_ingest.as_secs_f64(),
+        best_raw.as_secs_f64() / best_ingest.as_secs_f64()
+    );
+}

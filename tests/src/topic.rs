@@ -1,0 +1,77 @@
+//! Reading a whole Kafka topic back in tests, and naming per-test topics.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+/// One message as stored.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
+impl Record {
+    pub fn key_str(&self) -> String {
+        String::from_utf8_lossy(&self.key).into_owned()
+    }
+}
+
+/// Every message of `topic` from offset 0 to the end it has now, partition by partition in
+/// offset order. A missing topic reads as empty.
+pub async fn read_all(brokers: &str, topic: &str) -> anyhow::Result<Vec<Record>> {
+    let brokers = brokers.to_owned();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || read_all_blocking(&brokers, &topic)).await?
+}
+
+fn read_all_blocking(brokers: &str, topic: &str) -> anyhow::Result<Vec<Record>> {
+    let timeout = Duration::from_secs(30);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "taxiway-tests-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let mut assignment = TopicPartitionList::new();
+    let mut open = HashSet::new();
+    for t in metadata.topics().iter().filter(|t| t.name() == topic) {
+        for p in t.partitions() {
+            let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
+            if high > low {
+                assignment.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+                open.insert(p.id());
+            }
+        }
+    }
+    let mut records = Vec::new();
+    if open.is_empty() {
+        return Ok(records);
+    }
+    consumer.assign(&assignment)?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !open.is_empty() {
+        anyhow::ensure!(Instant::now() < deadline, "timed out reading {topic}");
+        match consumer.poll(Duration::from_millis(500)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                open.remove(&p);
+            }
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(m)) => records.push(Record {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().unwrap_or_default().to_vec(),
+                payload: m.payload().unwrap_or_default().to_vec(),
+            }),
+        }
+    }
+    records.sort_by_key(|r| (r.partition, r.offset));
+    Ok(records)
+}

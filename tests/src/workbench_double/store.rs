@@ -1,0 +1,1045 @@
+//! The double's database: collection versions and attack-object versions keyed by (`stix.id`, `stix.modified`),
+//! loaded the way Workbench imports a collection bundle, and rendered as Workbench documents.
+//!
+//! STIX objects are kept as their original JSON text (compacted, key order preserved) and spliced into responses,
+//! so what is served is byte-for-byte what the bundle file held, minus whitespace.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use super::{DoubleError, timestamp};
+
+/// One version of a collection: its `stix.id` and `stix.modified` (as served, millisecond precision).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CollectionVersionKey {
+    pub id: String,
+    pub modified: String,
+}
+
+/// One version of an attack object: its `stix.id` and `stix.modified` (as served, millisecond precision).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectVersionKey {
+    pub id: String,
+    pub modified: String,
+}
+
+/// What loading a collection bundle did, as Workbench's import would categorize it.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    pub collection: CollectionVersionKey,
+    pub x_mitre_version: Option<String>,
+    /// Object versions stored by this load.
+    pub objects_added: usize,
+    /// Objects whose (id, modified) was stored already. Workbench keeps the stored content and does not add the
+    /// new collection to their `workspace.collections` (import category `duplicates`).
+    pub duplicates: Vec<ObjectVersionKey>,
+    /// The subset of `duplicates` whose content in this bundle differs from the content that will be served
+    /// (e.g. 70 ICS attack-patterns between 17.1 and 18.0).
+    pub duplicates_with_different_content: Vec<ObjectVersionKey>,
+}
+
+/// Where a bundle comes from: a file (plain JSON or zstd-compressed) or its bytes (either form).
+#[derive(Debug, Clone)]
+pub enum BundleSource {
+    Path(PathBuf),
+    Bytes(Vec<u8>),
+}
+
+impl From<&Path> for BundleSource {
+    fn from(path: &Path) -> Self {
+        BundleSource::Path(path.to_owned())
+    }
+}
+
+impl From<PathBuf> for BundleSource {
+    fn from(path: PathBuf) -> Self {
+        BundleSource::Path(path)
+    }
+}
+
+impl From<&PathBuf> for BundleSource {
+    fn from(path: &PathBuf) -> Self {
+        BundleSource::Path(path.clone())
+    }
+}
+
+impl From<Vec<u8>> for BundleSource {
+    fn from(bytes: Vec<u8>) -> Self {
+        BundleSource::Bytes(bytes)
+    }
+}
+
+impl From<&[u8]> for BundleSource {
+    fn from(bytes: &[u8]) -> Self {
+        BundleSource::Bytes(bytes.to_vec())
+    }
+}
+
+impl BundleSource {
+    /// The bundle's JSON text, decompressed if it is zstd.
+    pub(crate) fn read_text(self) -> Result<String, DoubleError> {
+        let bytes = match self {
+            BundleSource::Path(path) => {
+                std::fs::read(&path).map_err(|source| DoubleError::Read { path, source })?
+            }
+            BundleSource::Bytes(bytes) => bytes,
+        };
+        const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+        let bytes = if bytes.starts_with(&ZSTD_MAGIC) {
+            zstd::decode_all(bytes.as_slice()).map_err(DoubleError::Decompress)?
+        } else {
+            bytes
+        };
+        String::from_utf8(bytes).map_err(|e| DoubleError::InvalidBundle(e.to_string()))
+    }
+}
+
+/// One entry of a collection version's `workspace.exported`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportRecord {
+    pub export_timestamp: String,
+    pub bundle_id: String,
+}
+
+/// The fields of a STIX object the double filters and renders on.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct ObjectHead {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+    #[serde(default)]
+    pub created: Option<String>,
+    #[serde(default)]
+    pub modified: Option<String>,
+    #[serde(default)]
+    pub revoked: Option<bool>,
+    #[serde(default)]
+    pub x_mitre_deprecated: Option<bool>,
+    #[serde(default)]
+    pub x_mitre_version: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub x_mitre_domains: Option<Vec<String>>,
+    #[serde(default)]
+    pub external_references: Option<Vec<ExternalReference>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct ExternalReference {
+    #[serde(default)]
+    pub source_name: Option<String>,
+    #[serde(default)]
+    pub external_id: Option<String>,
+}
+
+impl ObjectHead {
+    /// `workspace.attack_id`: the external id of the ATT&CK reference (`T0800`, `G0034`, `S0012`…).
+    fn attack_id(&self) -> Option<String> {
+        if self.kind == "relationship" {
+            return None;
+        }
+        self.external_references
+            .iter()
+            .flatten()
+            .find(|r| {
+                matches!(
+                    r.source_name.as_deref(),
+                    Some("mitre-attack" | "mitre-mobile-attack" | "mitre-ics-attack")
+                )
+            })
+            .and_then(|r| r.external_id.clone())
+    }
+
+    pub(crate) fn revoked(&self) -> bool {
+        self.revoked.unwrap_or(false)
+    }
+
+    pub(crate) fn deprecated(&self) -> bool {
+        self.x_mitre_deprecated.unwrap_or(false)
+    }
+
+    pub(crate) fn matches_search(&self, needle_lowercase: &str) -> bool {
+        [self.name.as_deref(), self.description.as_deref()]
+            .into_iter()
+            .flatten()
+            .any(|text| text.to_lowercase().contains(needle_lowercase))
+    }
+}
+
+/// `workspace.collections[]` of an attack object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct CollectionRef {
+    pub collection_ref: String,
+    pub collection_modified: String,
+}
+
+pub(crate) struct StoredObject {
+    pub raw: Box<RawValue>,
+    pub head: ObjectHead,
+    /// Normalized `stix.modified`.
+    pub modified: String,
+    pub mongo_id: String,
+    pub attack_id: Option<String>,
+    pub workflow_state: String,
+    pub collections: Vec<CollectionRef>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct ImportCategories {
+    pub additions: Vec<String>,
+    pub changes: Vec<String>,
+    pub minor_changes: Vec<String>,
+    pub revocations: Vec<String>,
+    pub deprecations: Vec<String>,
+    pub supersedes_user_edits: Vec<String>,
+    pub supersedes_collection_changes: Vec<String>,
+    pub duplicates: Vec<String>,
+    pub out_of_date: Vec<String>,
+    pub errors: Vec<ImportError>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ImportError {
+    pub object_ref: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_modified: Option<String>,
+    pub error_type: &'static str,
+    pub error_message: &'static str,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct ImportReferences {
+    pub additions: Vec<Value>,
+    pub changes: Vec<Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Workflow {
+    pub state: String,
+    pub release: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct CollectionWorkspace {
+    pub imported: String,
+    pub exported: Vec<ExportRecord>,
+    pub import_categories: ImportCategories,
+    pub import_references: ImportReferences,
+    pub reimports: Vec<Value>,
+    pub workflow: Workflow,
+}
+
+pub(crate) struct CollectionVersion {
+    pub key: CollectionVersionKey,
+    /// The collection object with normalized timestamps and `x_mitre_deprecated` defaulted, for filtering.
+    pub stix: Value,
+    /// The same object as served.
+    pub raw: Box<RawValue>,
+    pub contents: Vec<ObjectVersionKey>,
+    pub mongo_id: String,
+    pub workspace: CollectionWorkspace,
+}
+
+impl CollectionVersion {
+    fn flag(&self, name: &str) -> bool {
+        self.stix
+            .get(name)
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    pub(crate) fn revoked(&self) -> bool {
+        self.flag("revoked")
+    }
+
+    pub(crate) fn deprecated(&self) -> bool {
+        self.flag("x_mitre_deprecated")
+    }
+
+    pub(crate) fn text(&self, name: &str) -> Option<&str> {
+        self.stix.get(name).and_then(Value::as_str)
+    }
+}
+
+/// How a collection document is rendered.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RenderOptions {
+    /// `_id`, `__t`, `__v`.
+    pub mongo_fields: bool,
+    /// `created_by_identity` / `modified_by_identity`.
+    pub identities: bool,
+    /// `contents`.
+    pub contents: bool,
+}
+
+#[derive(Serialize)]
+pub(crate) struct CollectionDoc<'a> {
+    #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+    mongo_id: Option<&'a str>,
+    #[serde(rename = "__t", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    #[serde(rename = "__v", skip_serializing_if = "Option::is_none")]
+    version: Option<u32>,
+    workspace: &'a CollectionWorkspace,
+    stix: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_by_identity: Option<ObjectDoc<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    modified_by_identity: Option<ObjectDoc<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    contents: Option<Vec<ObjectDoc<'a>>>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct ObjectDoc<'a> {
+    #[serde(rename = "_id")]
+    mongo_id: &'a str,
+    workspace: ObjectWorkspace<'a>,
+    stix: &'a RawValue,
+    #[serde(rename = "__t", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    #[serde(rename = "__v")]
+    version: u32,
+}
+
+#[derive(Serialize)]
+struct ObjectWorkspace<'a> {
+    workflow: WorkflowState<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attack_id: Option<&'a str>,
+    collections: &'a [CollectionRef],
+}
+
+#[derive(Serialize)]
+struct WorkflowState<'a> {
+    state: &'a str,
+}
+
+/// Filters of `GET /api/collections`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CollectionFilter {
+    pub latest_only: bool,
+    pub states: Option<Vec<String>>,
+    pub include_revoked: bool,
+    pub include_deprecated: bool,
+    pub search: Option<String>,
+    pub last_updated_by: Option<Vec<String>>,
+    /// 0 = all.
+    pub limit: usize,
+}
+
+#[derive(Default)]
+pub(crate) struct Store {
+    /// id → modified → version.
+    objects: BTreeMap<String, BTreeMap<String, StoredObject>>,
+    /// Marking definitions have no `modified`; Workbench keeps one per id.
+    markings: BTreeMap<String, Box<RawValue>>,
+    /// id → modified → version.
+    collections: BTreeMap<String, BTreeMap<String, CollectionVersion>>,
+}
+
+impl Store {
+    /// Imports a collection bundle: its `x-mitre-collection` becomes a collection version, every other object an
+    /// attack-object version (kept as stored when its (id, modified) exists already).
+    pub(crate) fn load_bundle(&mut self, text: &str) -> Result<LoadReport, DoubleError> {
+        #[derive(Deserialize)]
+        struct Bundle<'a> {
+            #[serde(borrow)]
+            objects: Vec<&'a RawValue>,
+        }
+        let bundle: Bundle<'_> = serde_json::from_str(text)?;
+        let mut collection_raw = None;
+        let mut others = Vec::with_capacity(bundle.objects.len());
+        for raw in bundle.objects {
+            let head: ObjectHead = serde_json::from_str(raw.get())?;
+            if head.kind == "x-mitre-collection" {
+                if collection_raw.is_some() {
+                    return Err(DoubleError::InvalidBundle(
+                        "more than one x-mitre-collection object".into(),
+                    ));
+                }
+                collection_raw = Some(raw);
+            } else {
+                others.push((raw, head));
+            }
+        }
+        let collection_raw = collection_raw.ok_or_else(|| {
+            DoubleError::InvalidBundle("Missing x-mitre-collection object.".into())
+        })?;
+        let mut collection = prepare_collection_raw(collection_raw)?;
+        if self
+            .collection(&collection.key.id, &collection.key.modified)
+            .is_some()
+        {
+            return Err(DoubleError::DuplicateCollectionVersion {
+                id: collection.key.id,
+                modified: collection.key.modified,
+            });
+        }
+        let x_mitre_version = collection.text("x_mitre_version").map(str::to_owned);
+        let reference = CollectionRef {
+            collection_ref: collection.key.id.clone(),
+            collection_modified: collection.key.modified.clone(),
+        };
+        let mut in_contents: HashSet<ObjectVersionKey> =
+            collection.contents.iter().cloned().collect();
+        let mut categories = ImportCategories::default();
+        let mut report = LoadReport {
+            collection: collection.key.clone(),
+            x_mitre_version,
+            objects_added: 0,
+            duplicates: Vec::new(),
+            duplicates_with_different_content: Vec::new(),
+        };
+
+        for (raw, head) in others {
+            if head.modified.is_none() {
+                if head.kind != "marking-definition" {
+                    return Err(DoubleError::InvalidObject(format!(
+                        "{} has no modified",
+                        head.id
+                    )));
+                }
+                categories.errors.push(not_in_contents(&head.id, None));
+                if self.markings.contains_key(&head.id) {
+                    categories.duplicates.push(head.id.clone());
+                } else {
+                    let compact = RawValue::from_string(compact_json(raw.get()))?;
+                    self.markings.insert(head.id.clone(), compact);
+                }
+                continue;
+            }
+            let object = prepare_object_raw(raw, head)?;
+            let key = ObjectVersionKey {
+                id: object.head.id.clone(),
+                modified: object.modified.clone(),
+            };
+            if !in_contents.remove(&key) {
+                categories
+                    .errors
+                    .push(not_in_contents(&object.head.id, Some(&object.modified)));
+            }
+            let id = object.head.id.clone();
+            let versions = self.objects.entry(id.clone()).or_default();
+            if let Some(existing) = versions.get(&object.modified) {
+                if !same_json(existing.raw.get(), object.raw.get()) {
+                    report.duplicates_with_different_content.push(key.clone());
+                }
+                report.duplicates.push(key);
+                categories.duplicates.push(id);
+                continue;
+            }
+            categorize(&object.head, versions, &mut categories);
+            let mut object = object;
+            object.collections.push(reference.clone());
+            versions.insert(object.modified.clone(), object);
+            report.objects_added += 1;
+        }
+        for key in &collection.contents {
+            if in_contents.contains(key) {
+                categories.errors.push(ImportError {
+                    object_ref: key.id.clone(),
+                    object_modified: Some(key.modified.clone()),
+                    error_type: "Missing object",
+                    error_message: "Object listed in x_mitre_contents, but not in bundle",
+                });
+            }
+        }
+        collection.workspace.import_categories = categories;
+        self.insert_collection(collection);
+        Ok(report)
+    }
+
+    /// Stores a collection version built by a test; referenced objects that exist get it in
+    /// `workspace.collections`, as Workbench's create with `addObjectsToCollection` does.
+    pub(crate) fn add_collection(
+        &mut self,
+        stix: Value,
+    ) -> Result<CollectionVersionKey, DoubleError> {
+        let collection = prepare_collection_value(stix)?;
+        let key = collection.key.clone();
+        if self.collection(&key.id, &key.modified).is_some() {
+            return Err(DoubleError::DuplicateCollectionVersion {
+                id: key.id,
+                modified: key.modified,
+            });
+        }
+        let reference = CollectionRef {
+            collection_ref: key.id.clone(),
+            collection_modified: key.modified.clone(),
+        };
+        for content in &collection.contents {
+            if let Some(object) = self
+                .objects
+                .get_mut(&content.id)
+                .and_then(|v| v.get_mut(&content.modified))
+                && !object.collections.contains(&reference)
+            {
+                object.collections.push(reference.clone());
+            }
+        }
+        self.insert_collection(collection);
+        Ok(key)
+    }
+
+    fn insert_collection(&mut self, collection: CollectionVersion) {
+        self.collections
+            .entry(collection.key.id.clone())
+            .or_default()
+            .insert(collection.key.modified.clone(), collection);
+    }
+
+    /// Stores one attack-object version built by a test.
+    pub(crate) fn add_object(
+        &mut self,
+        stix: Value,
+        workflow_state: &str,
+    ) -> Result<ObjectVersionKey, DoubleError> {
+        let mut object = prepare_object_value(stix)?;
+        object.workflow_state = workflow_state.to_owned();
+        let key = ObjectVersionKey {
+            id: object.head.id.clone(),
+            modified: object.modified.clone(),
+        };
+        let versions = self.objects.entry(key.id.clone()).or_default();
+        if versions.contains_key(&key.modified) {
+            return Err(DoubleError::DuplicateObjectVersion {
+                id: key.id,
+                modified: key.modified,
+            });
+        }
+        versions.insert(key.modified.clone(), object);
+        Ok(key)
+    }
+
+    /// Stores a new version of object `id`: its latest version changed by `mutate`, with a later `modified`.
+    pub(crate) fn edit_object(
+        &mut self,
+        id: &str,
+        mutate: impl FnOnce(&mut Value),
+    ) -> Result<ObjectVersionKey, DoubleError> {
+        let latest = self
+            .latest_object(id)
+            .ok_or_else(|| DoubleError::UnknownObject(id.to_owned()))?;
+        let mut stix: Value = serde_json::from_str(latest.raw.get())?;
+        let previous = latest.modified.clone();
+        mutate(&mut stix);
+        if let Some(map) = stix.as_object_mut() {
+            map.insert("id".into(), Value::String(id.to_owned()));
+            map.insert(
+                "modified".into(),
+                Value::String(timestamp::later_than(&previous)),
+            );
+        }
+        self.add_object(stix, "work-in-progress")
+    }
+
+    pub(crate) fn remove_collection(&mut self, id: &str, modified: &str) -> bool {
+        let Some(modified) = timestamp::normalize(modified) else {
+            return false;
+        };
+        let Some(versions) = self.collections.get_mut(id) else {
+            return false;
+        };
+        let removed = versions.remove(&modified).is_some();
+        if versions.is_empty() {
+            self.collections.remove(id);
+        }
+        removed
+    }
+
+    pub(crate) fn collection(&self, id: &str, modified: &str) -> Option<&CollectionVersion> {
+        self.collections.get(id)?.get(modified)
+    }
+
+    pub(crate) fn collection_mut(
+        &mut self,
+        id: &str,
+        modified: &str,
+    ) -> Option<&mut CollectionVersion> {
+        self.collections.get_mut(id)?.get_mut(modified)
+    }
+
+    pub(crate) fn latest_collection(&self, id: &str) -> Option<&CollectionVersion> {
+        self.collections.get(id)?.values().next_back()
+    }
+
+    /// Every version of collection `id`, newest first.
+    pub(crate) fn collection_versions_of(&self, id: &str) -> Vec<&CollectionVersion> {
+        self.collections
+            .get(id)
+            .map(|v| v.values().rev().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every collection version, sorted by id ascending then modified descending.
+    pub(crate) fn all_collection_versions(&self) -> Vec<&CollectionVersion> {
+        self.collections
+            .values()
+            .flat_map(|v| v.values().rev())
+            .collect()
+    }
+
+    /// `GET /api/collections`: filters apply after `latest` is taken, as Workbench documents.
+    pub(crate) fn list_collections(&self, filter: &CollectionFilter) -> Vec<&CollectionVersion> {
+        let search = filter.search.as_deref().map(str::to_lowercase);
+        let mut out: Vec<&CollectionVersion> = self
+            .collections
+            .values()
+            .flat_map(|versions| {
+                let take = if filter.latest_only { 1 } else { usize::MAX };
+                versions.values().rev().take(take)
+            })
+            .filter(|c| {
+                filter
+                    .states
+                    .as_ref()
+                    .is_none_or(|states| states.contains(&c.workspace.workflow.state))
+            })
+            .filter(|c| filter.include_revoked || !c.revoked())
+            .filter(|c| filter.include_deprecated || !c.deprecated())
+            .filter(|c| {
+                search.as_deref().is_none_or(|needle| {
+                    [c.text("name"), c.text("description")]
+                        .into_iter()
+                        .flatten()
+                        .any(|t| t.to_lowercase().contains(needle))
+                })
+            })
+            // No collection records a user account, so any `lastUpdatedBy` matches nothing.
+            .filter(|_| filter.last_updated_by.is_none())
+            .collect();
+        if filter.limit > 0 {
+            out.truncate(filter.limit);
+        }
+        out
+    }
+
+    pub(crate) fn object(&self, id: &str, modified: &str) -> Option<&StoredObject> {
+        self.objects.get(id)?.get(modified)
+    }
+
+    pub(crate) fn latest_object(&self, id: &str) -> Option<&StoredObject> {
+        self.objects.get(id)?.values().next_back()
+    }
+
+    /// Every object version, sorted by id ascending then modified descending.
+    pub(crate) fn all_object_versions(&self) -> impl Iterator<Item = &StoredObject> {
+        self.objects.values().flat_map(|v| v.values().rev())
+    }
+
+    /// The latest version of every object, sorted by id.
+    pub(crate) fn latest_objects(&self) -> impl Iterator<Item = &StoredObject> {
+        self.objects.values().filter_map(|v| v.values().next_back())
+    }
+
+    pub(crate) fn marking(&self, id: &str) -> Option<&RawValue> {
+        self.markings.get(id).map(AsRef::as_ref)
+    }
+
+    /// The collection's `x_mitre_contents` resolved to stored versions, in order; unresolved references dropped.
+    pub(crate) fn resolve_contents(&self, collection: &CollectionVersion) -> Vec<&StoredObject> {
+        collection
+            .contents
+            .iter()
+            .filter_map(|k| self.object(&k.id, &k.modified))
+            .collect()
+    }
+
+    pub(crate) fn render_collection<'a>(
+        &'a self,
+        collection: &'a CollectionVersion,
+        options: RenderOptions,
+    ) -> CollectionDoc<'a> {
+        let identity = |field: &str| {
+            if !options.identities {
+                return None;
+            }
+            let id = collection.text(field)?;
+            let identity = self.latest_object(id)?;
+            Some(self.object_doc(identity))
+        };
+        CollectionDoc {
+            mongo_id: options.mongo_fields.then_some(collection.mongo_id.as_str()),
+            kind: options.mongo_fields.then_some("Collection"),
+            version: options.mongo_fields.then_some(0),
+            workspace: &collection.workspace,
+            stix: &collection.raw,
+            created_by_identity: identity("created_by_ref"),
+            modified_by_identity: identity("x_mitre_modified_by_ref"),
+            contents: options.contents.then(|| {
+                self.resolve_contents(collection)
+                    .into_iter()
+                    .map(|o| self.object_doc(o))
+                    .collect()
+            }),
+        }
+    }
+
+    pub(crate) fn object_doc<'a>(&'a self, object: &'a StoredObject) -> ObjectDoc<'a> {
+        ObjectDoc {
+            mongo_id: &object.mongo_id,
+            workspace: ObjectWorkspace {
+                workflow: WorkflowState {
+                    state: &object.workflow_state,
+                },
+                attack_id: object.attack_id.as_deref(),
+                collections: &object.collections,
+            },
+            stix: &object.raw,
+            kind: model_name(&object.head.kind),
+            version: 0,
+        }
+    }
+
+    /// The body of `GET /api/collection-bundles`: the collection object first, then its resolved contents.
+    pub(crate) fn bundle_json(&self, collection: &CollectionVersion, bundle_id: &str) -> String {
+        let contents = self.resolve_contents(collection);
+        let size = collection.raw.get().len()
+            + contents
+                .iter()
+                .map(|o| o.raw.get().len() + 1)
+                .sum::<usize>()
+            + 128;
+        let mut out = String::with_capacity(size);
+        out.push_str(r#"{"type":"bundle","id":""#);
+        out.push_str(bundle_id);
+        out.push_str(r#"","objects":["#);
+        out.push_str(collection.raw.get());
+        for object in contents {
+            out.push(',');
+            out.push_str(object.raw.get());
+        }
+        out.push_str("]}");
+        out
+    }
+}
+
+/// Workbench's import categories for a new version of an object that has `existing` versions.
+fn categorize(
+    head: &ObjectHead,
+    existing: &BTreeMap<String, StoredObject>,
+    categories: &mut ImportCategories,
+) {
+    let Some(latest) = existing.values().next_back() else {
+        categories.additions.push(head.id.clone());
+        return;
+    };
+    let id = head.id.clone();
+    let modified = head.modified.as_deref().and_then(timestamp::normalize);
+    if head.revoked() && !latest.head.revoked() {
+        categories.revocations.push(id);
+    } else if head.deprecated() && !latest.head.deprecated() {
+        categories.deprecations.push(id);
+    } else if modified.is_some_and(|m| latest.modified < m) {
+        // JavaScript compares the version strings; `undefined === undefined` counts as equal.
+        match (&latest.head.x_mitre_version, &head.x_mitre_version) {
+            (Some(old), Some(new)) if old < new => categories.changes.push(id),
+            (old, new) if old == new => categories.minor_changes.push(id),
+            _ => {}
+        }
+    } else {
+        categories.out_of_date.push(id);
+    }
+}
+
+fn not_in_contents(id: &str, modified: Option<&str>) -> ImportError {
+    ImportError {
+        object_ref: id.to_owned(),
+        object_modified: modified.map(str::to_owned),
+        error_type: "Not in contents",
+        error_message: "Warning: Object in bundle but not in x_mitre_contents. Object will be saved in database.",
+    }
+}
+
+/// The Mongoose discriminator Workbench stores in `__t`; relationships live in their own collection without one.
+fn model_name(stix_type: &str) -> Option<&'static str> {
+    Some(match stix_type {
+        "attack-pattern" => "Technique",
+        "x-mitre-tactic" => "Tactic",
+        "course-of-action" => "Mitigation",
+        "intrusion-set" => "Group",
+        "campaign" => "Campaign",
+        "malware" | "tool" => "Software",
+        "x-mitre-matrix" => "Matrix",
+        "identity" => "Identity",
+        "marking-definition" => "MarkingDefinition",
+        "note" => "Note",
+        "x-mitre-data-source" => "DataSource",
+        "x-mitre-data-component" => "DataComponent",
+        "x-mitre-asset" => "Asset",
+        "x-mitre-analytic" => "Analytic",
+        "x-mitre-detection-strategy" => "DetectionStrategy",
+        "x-mitre-collection" => "Collection",
+        _ => return None,
+    })
+}
+
+fn new_object(raw: Box<RawValue>, head: ObjectHead, modified: String) -> StoredObject {
+    StoredObject {
+        attack_id: head.attack_id(),
+        raw,
+        head,
+        modified,
+        mongo_id: mongo_object_id(),
+        workflow_state: "reviewed".to_owned(),
+        collections: Vec::new(),
+    }
+}
+
+/// An object from a bundle file: served as its original text unless a timestamp needs normalizing.
+fn prepare_object_raw(raw: &RawValue, head: ObjectHead) -> Result<StoredObject, DoubleError> {
+    let created_ok = head
+        .created
+        .as_deref()
+        .is_none_or(|c| timestamp::normalize(c).as_deref() == Some(c));
+    let modified = head.modified.as_deref().unwrap_or_default();
+    match timestamp::normalize(modified) {
+        Some(normalized) if created_ok && normalized == modified => {
+            let compact = RawValue::from_string(compact_json(raw.get()))?;
+            Ok(new_object(compact, head, normalized))
+        }
+        _ => prepare_object_value(serde_json::from_str(raw.get())?),
+    }
+}
+
+/// An object given as a value: timestamps normalized, then serialized.
+fn prepare_object_value(mut stix: Value) -> Result<StoredObject, DoubleError> {
+    let map = stix
+        .as_object_mut()
+        .ok_or_else(|| DoubleError::InvalidObject("not a JSON object".into()))?;
+    normalize_field(map, "created")?;
+    if !map.contains_key("modified") {
+        return Err(DoubleError::InvalidObject("modified is missing".into()));
+    }
+    normalize_field(map, "modified")?;
+    let head: ObjectHead = serde_json::from_value(stix.clone())?;
+    let modified = head.modified.clone().unwrap_or_default();
+    let raw = RawValue::from_string(serde_json::to_string(&stix)?)?;
+    Ok(new_object(raw, head, modified))
+}
+
+fn normalize_field(map: &mut Map<String, Value>, field: &str) -> Result<(), DoubleError> {
+    if let Some(value) = map.get_mut(field) {
+        let text = value
+            .as_str()
+            .ok_or_else(|| DoubleError::InvalidObject(format!("{field} is not a string")))?;
+        let normalized = timestamp::normalize(text)
+            .ok_or_else(|| DoubleError::InvalidObject(format!("{field} {text:?} is not a date")))?;
+        *value = Value::String(normalized);
+    }
+    Ok(())
+}
+
+/// A collection object from a bundle file: served as its original text when that is already how Workbench
+/// would return it, with `x_mitre_deprecated: false` added when absent (a schema default).
+fn prepare_collection_raw(raw: &RawValue) -> Result<CollectionVersion, DoubleError> {
+    let original: Value = serde_json::from_str(raw.get())?;
+    let had_flag = original.get("x_mitre_deprecated").is_some();
+    let mut collection = prepare_collection_value(original.clone())?;
+    let mut expected = original;
+    if let Some(map) = expected.as_object_mut() {
+        map.entry("x_mitre_deprecated")
+            .or_insert(Value::Bool(false));
+    }
+    if expected == collection.stix {
+        let compact = compact_json(raw.get());
+        let text = if had_flag {
+            compact
+        } else {
+            compact.replacen('{', r#"{"x_mitre_deprecated":false,"#, 1)
+        };
+        collection.raw = RawValue::from_string(text)?;
+    }
+    Ok(collection)
+}
+
+/// A collection object given as a value: timestamps normalized (also in `x_mitre_contents`), defaults applied.
+fn prepare_collection_value(mut stix: Value) -> Result<CollectionVersion, DoubleError> {
+    let map = stix
+        .as_object_mut()
+        .ok_or_else(|| DoubleError::InvalidObject("collection is not a JSON object".into()))?;
+    let id = map
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| DoubleError::InvalidObject("collection id is missing".into()))?
+        .to_owned();
+    normalize_field(map, "created")?;
+    if !map.contains_key("modified") {
+        return Err(DoubleError::InvalidObject(
+            "collection modified is missing".into(),
+        ));
+    }
+    normalize_field(map, "modified")?;
+    map.entry("x_mitre_deprecated")
+        .or_insert(Value::Bool(false));
+    let mut contents = Vec::new();
+    if let Some(entries) = map
+        .get_mut("x_mitre_contents")
+        .and_then(Value::as_array_mut)
+    {
+        for entry in entries {
+            let entry = entry.as_object_mut().ok_or_else(|| {
+                DoubleError::InvalidObject("x_mitre_contents entry is not an object".into())
+            })?;
+            normalize_field(entry, "object_modified")?;
+            let object_ref = entry.get("object_ref").and_then(Value::as_str);
+            let object_modified = entry.get("object_modified").and_then(Value::as_str);
+            if let (Some(id), Some(modified)) = (object_ref, object_modified) {
+                contents.push(ObjectVersionKey {
+                    id: id.to_owned(),
+                    modified: modified.to_owned(),
+                });
+            }
+        }
+    }
+    let modified = map
+        .get("modified")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let raw = RawValue::from_string(serde_json::to_string(&stix)?)?;
+    Ok(CollectionVersion {
+        key: CollectionVersionKey { id, modified },
+        stix,
+        raw,
+        contents,
+        mongo_id: mongo_object_id(),
+        workspace: CollectionWorkspace {
+            imported: timestamp::now(),
+            exported: Vec::new(),
+            import_categories: ImportCategories::default(),
+            import_references: ImportReferences::default(),
+            reimports: Vec::new(),
+            workflow: Workflow {
+                state: "reviewed".to_owned(),
+                release: true,
+            },
+        },
+    })
+}
+
+/// Removes insignificant whitespace from JSON text without reordering keys.
+pub(crate) fn compact_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn same_json(a: &str, b: &str) -> bool {
+    a == b
+        || matches!(
+            (serde_json::from_str::<Value>(a), serde_json::from_str::<Value>(b)),
+            (Ok(x), Ok(y)) if x == y
+        )
+}
+
+/// A 24-hex-digit id shaped like MongoDB's ObjectId (seconds since the epoch, then random).
+fn mongo_object_id() -> String {
+    let seconds = time::OffsetDateTime::now_utc().unix_timestamp();
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{:08x}{}", seconds as u32, &random[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn compact_json_keeps_key_order_and_string_whitespace() {
+        let text = "{\n  \"b\" : 1,\n  \"a\": \"x \\\" y\\n\",\n  \"c\": [ 1, 2 ]\n}";
+        assert_eq!(compact_json(text), r#"{"b":1,"a":"x \" y\n","c":[1,2]}"#);
+    }
+
+    #[test]
+    fn collection_without_deprecated_flag_gets_the_default_in_text_and_value() {
+        let text = r#"{"type":"x-mitre-collection","id":"x-mitre-collection--1","created":"2020-01-01T00:00:00.000Z","modified":"2020-01-02T00:00:00.000Z","x_mitre_contents":[]}"#;
+        let raw = RawValue::from_string(text.to_owned()).unwrap();
+        let c = prepare_collection_raw(&raw).unwrap();
+        assert!(
+            c.raw
+                .get()
+                .starts_with(r#"{"x_mitre_deprecated":false,"type""#)
+        );
+        assert_eq!(c.stix["x_mitre_deprecated"], json!(false));
+    }
+
+    #[test]
+    fn collection_with_coarse_timestamps_is_served_with_milliseconds() {
+        let c = prepare_collection_value(json!({
+            "type": "x-mitre-collection", "id": "x-mitre-collection--1",
+            "created": "2020-01-01T00:00:00Z", "modified": "2020-01-02T00:00:00.123456Z",
+            "x_mitre_contents": [{"object_ref": "attack-pattern--1", "object_modified": "2020-01-01T00:00:00Z"}]
+        }))
+        .unwrap();
+        assert_eq!(c.key.modified, "2020-01-02T00:00:00.123Z");
+        assert_eq!(c.contents[0].modified, "2020-01-01T00:00:00.000Z");
+        let served: Value = serde_json::from_str(c.raw.get()).unwrap();
+        assert_eq!(served["created"], json!("2020-01-01T00:00:00.000Z"));
+    }
+
+    #[test]
+    fn edit_object_stores_a_later_version_and_keeps_the_old_one() {
+        let mut store = Store::default();
+        let first = store
+            .add_object(
+                json!({"type": "attack-pattern", "id": "attack-pattern--1", "name": "A",
+                       "created": "2020-01-01T00:00:00.000Z", "modified": "2020-01-01T00:00:00.000Z"}),
+                "reviewed",
+            )
+            .unwrap();
+        let second = store
+            .edit_object("attack-pattern--1", |v| v["name"] = json!("B"))
+            .unwrap();
+        assert!(second.modified > first.modified);
+        assert_eq!(
+            store
+                .latest_object("attack-pattern--1")
+                .unwrap()
+                .head
+                .name
+                .as_deref(),
+            Some("B")
+        );
+        assert_eq!(
+            store
+                .object("attack-pattern--1", &first.modified)
+                .unwrap()
+                .head
+                .name
+                .as_deref(),
+            Some("A")
+        );
+        assert!(
+            store
+                .edit_object("attack-pattern--missing", |_| {})
+                .is_err()
+        );
+    }
+}
