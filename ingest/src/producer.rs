@@ -227,23 +227,36 @@ async fn partition_count(
     topic: String,
     timeout: Duration,
 ) -> Result<i32, Error> {
-    // librdkafka's metadata call blocks: keep it off the async workers.
-    let lookup = topic.clone();
-    let metadata = tokio::task::spawn_blocking(move || {
-        producer.client().fetch_metadata(Some(&lookup), timeout)
-    })
-    .await
-    .map_err(|e| Error::KafkaState(format!("metadata lookup task failed: {e}")))?
-    .map_err(Error::kafka(format!("reading metadata of {topic}")))?;
-    let topic = topic.as_str();
-    let partitions = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .map(|t| t.partitions().len())
-        .unwrap_or(0);
-    i32::try_from(partitions)
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or_else(|| Error::KafkaState(format!("topic {topic} has no partitions")))
+    // A topic created a moment ago can show up in metadata without partitions until the
+    // controller has propagated it: ask again until it has some, within the Kafka timeout.
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let client = producer.clone();
+        let lookup = topic.clone();
+        // librdkafka's metadata call blocks: keep it off the async workers.
+        let metadata = tokio::task::spawn_blocking(move || {
+            client
+                .client()
+                .fetch_metadata(Some(&lookup), timeout)
+                .map(|m| {
+                    m.topics()
+                        .iter()
+                        .find(|t| t.name() == lookup)
+                        .map(|t| t.partitions().len())
+                        .unwrap_or(0)
+                })
+        })
+        .await
+        .map_err(|e| Error::KafkaState(format!("metadata lookup task failed: {e}")))?
+        .map_err(Error::kafka(format!("reading metadata of {topic}")))?;
+        if let Some(partitions) = i32::try_from(metadata).ok().filter(|p| *p > 0) {
+            return Ok(partitions);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::KafkaState(format!(
+                "topic {topic} has no partitions after {timeout:?}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

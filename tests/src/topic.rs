@@ -38,7 +38,9 @@ fn read_all_blocking(brokers: &str, topic: &str) -> anyhow::Result<Vec<Record>> 
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    // Metadata of all topics: asking for one that does not exist yet is an error (or, with
+    // auto-creation on, creates it), and a test may read before anything was published.
+    let metadata = consumer.fetch_metadata(None, timeout)?;
     let mut assignment = TopicPartitionList::new();
     let mut open = HashSet::new();
     for t in metadata.topics().iter().filter(|t| t.name() == topic) {
