@@ -58,6 +58,7 @@ pub async fn import(
         }
         let max = config.max_bundle_bytes;
         let read_path = path.clone();
+        let reading = std::time::Instant::now();
         let prepared = tokio::task::spawn_blocking(move || {
             BundleFile::read(&read_path, max).and_then(prepare)
         })
@@ -70,9 +71,15 @@ pub async fn import(
             release_label: config.release.clone(),
             release_timestamp,
         };
+        let prepare_elapsed = reading.elapsed();
         let result = match prepared {
             Ok(prepared) => {
-                publish_bundle(&prepared, &origin, checkpoint, publisher, metrics, run_id).await
+                publish_bundle(&prepared, &origin, checkpoint, publisher, metrics, run_id)
+                    .await
+                    .map(|report| BundleReport {
+                        prepare_elapsed,
+                        ..report
+                    })
             }
             Err(e) => Err(e),
         };

@@ -165,6 +165,7 @@ impl Mirror {
             version.modified
         );
         let name = uri.clone();
+        let reading = Instant::now();
         let prepared = tokio::task::spawn_blocking(move || {
             BundleFile::from_bytes(&name, fetched.value, MAX_WORKBENCH_BUNDLE_BYTES)
                 .and_then(prepare)
@@ -199,7 +200,11 @@ impl Mirror {
             &self.metrics,
             &self.run_id,
         )
-        .await?;
+        .await
+        .map(|report| crate::publish::BundleReport {
+            prepare_elapsed: reading.elapsed().saturating_sub(report.elapsed),
+            ..report
+        })?;
         tracing::info!("{}", report.progress_line());
         Ok(report.counts)
     }
