@@ -29,6 +29,32 @@ pub async fn load_checkpoint(config: &KafkaConfig) -> Result<(Checkpoint, Replay
         .map_err(|e| Error::KafkaState(format!("checkpoint reader task failed: {e}")))?
 }
 
+/// A partition's offsets. A topic created a moment ago (by this run's producer, concurrently)
+/// can answer "not leader" until its leader is elected: retry until the Kafka timeout.
+fn watermarks(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+) -> Result<(i64, i64), Error> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match consumer.fetch_watermarks(topic, partition, timeout) {
+            Ok(w) => return Ok(w),
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(topic, partition, error = %e, "partition not ready yet");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => {
+                return Err(Error::Kafka {
+                    context: format!("reading the end of {topic}/{partition}"),
+                    source: e,
+                });
+            }
+        }
+    }
+}
+
 fn read_all(config: &KafkaConfig) -> Result<(Checkpoint, Replayed), Error> {
     let started = Instant::now();
     let topic = config.objects_topic.as_str();
@@ -57,11 +83,7 @@ fn read_all(config: &KafkaConfig) -> Result<(Checkpoint, Replayed), Error> {
     let mut assignment = TopicPartitionList::new();
     let mut ends = Vec::new();
     for partition in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, config.timeout)
-            .map_err(Error::kafka(format!(
-                "reading the end of {topic}/{partition}"
-            )))?;
+        let (low, high) = watermarks(&consumer, topic, partition, config.timeout)?;
         if high > low {
             assignment
                 .add_partition_offset(topic, partition, Offset::Beginning)

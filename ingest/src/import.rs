@@ -1,18 +1,19 @@
 //! `ingest import`: bundle files and directories, one bundle in memory at a time.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 
 use tokio_util::sync::CancellationToken;
 
 use schemas::{SourceKind, Timestamp};
 
+use crate::Connection;
 use crate::bundle::{BundleFile, expand_paths};
-use crate::checkpoint::Checkpoint;
 use crate::config::ImportConfig;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::plan::{CollectionInfo, Counts};
-use crate::producer::Publisher;
 use crate::publish::{BundleReport, Origin, prepare, publish_bundle};
 
 /// What an import did, over all files.
@@ -30,14 +31,18 @@ pub struct ImportSummary {
 /// Imports every bundle named by the configuration, file by file, printing a progress line per
 /// file on stderr. A file that cannot be read or is not a bundle is reported and skipped;
 /// a Kafka failure stops the import.
+///
+/// `setup` connects to Kafka; it is awaited once the first bundle is being read, so that the
+/// two overlap. The connection is handed back for the caller to flush.
 pub async fn import(
     config: &ImportConfig,
-    publisher: &Publisher,
-    checkpoint: &mut Checkpoint,
+    setup: Pin<Box<dyn Future<Output = Result<Connection, Error>> + Send + '_>>,
     metrics: &Metrics,
     run_id: &str,
     shutdown: &CancellationToken,
-) -> Result<ImportSummary, Error> {
+) -> Result<(ImportSummary, Option<Connection>), Error> {
+    let mut setup = Some(setup);
+    let mut connection: Option<Connection> = None;
     let release_timestamp = config
         .release_timestamp
         .as_deref()
@@ -59,11 +64,22 @@ pub async fn import(
         let max = config.max_bundle_bytes;
         let read_path = path.clone();
         let reading = std::time::Instant::now();
-        let prepared = tokio::task::spawn_blocking(move || {
+        let reader = tokio::task::spawn_blocking(move || {
             BundleFile::read(&read_path, max).and_then(prepare)
-        })
-        .await
-        .map_err(|e| Error::KafkaState(format!("bundle reader task failed: {e}")))?;
+        });
+        if let Some(pending) = setup.take() {
+            connection = Some(pending.await?);
+        }
+        let Some(Connection {
+            publisher,
+            checkpoint,
+        }) = connection.as_mut()
+        else {
+            return Err(Error::KafkaState("no Kafka connection".to_owned()));
+        };
+        let prepared = reader
+            .await
+            .map_err(|e| Error::KafkaState(format!("bundle reader task failed: {e}")))?;
         let origin = Origin {
             kind: SourceKind::Bundle,
             uri: path.display().to_string(),
@@ -101,5 +117,5 @@ pub async fn import(
             Err(e) => return Err(e),
         }
     }
-    Ok(summary)
+    Ok((summary, connection))
 }

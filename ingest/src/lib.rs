@@ -38,20 +38,25 @@ pub enum Outcome {
     InputsFailed,
 }
 
-/// Runs the command until it is done or `shutdown` is cancelled.
-pub async fn run(
-    cli: Cli,
-    metrics: Metrics,
-    shutdown: CancellationToken,
-) -> Result<Outcome, Error> {
-    let publisher = Arc::new(Publisher::connect(&cli.kafka).await?);
-    let (mut checkpoint, replayed) = consumer::load_checkpoint(&cli.kafka).await?;
+/// A producer on the topics and the checkpoint rebuilt from them: what every command needs.
+pub struct Connection {
+    pub publisher: Arc<Publisher>,
+    pub checkpoint: checkpoint::Checkpoint,
+}
+
+/// Connects the producer (creating the topics if needed) and rebuilds the checkpoint, both at
+/// once: they are independent, and a missing topic simply reads as an empty checkpoint.
+pub async fn connect(config: &config::KafkaConfig, metrics: &Metrics) -> Result<Connection, Error> {
+    let (publisher, (checkpoint, replayed)) = tokio::try_join!(
+        Publisher::connect(config),
+        consumer::load_checkpoint(config)
+    )?;
     let size = checkpoint.size();
     metrics
         .checkpoint_versions
         .set(i64::try_from(size.versions).unwrap_or(i64::MAX));
     tracing::info!(
-        topic = %cli.kafka.objects_topic,
+        topic = %config.objects_topic,
         messages = replayed.messages,
         mb = replayed.bytes as f64 / 1e6,
         undecodable = replayed.undecodable,
@@ -61,18 +66,28 @@ pub async fn run(
         releases = size.releases,
         "checkpoint rebuilt from the topic"
     );
+    Ok(Connection {
+        publisher: Arc::new(publisher),
+        checkpoint,
+    })
+}
+
+/// Runs the command until it is done or `shutdown` is cancelled.
+pub async fn run(
+    cli: Cli,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> Result<Outcome, Error> {
     let run_id = uuid::Uuid::new_v4().to_string();
     let outcome = match &cli.command {
         Command::Import(config) => {
-            let summary = import::import(
-                config,
-                &publisher,
-                &mut checkpoint,
-                &metrics,
-                &run_id,
-                &shutdown,
-            )
-            .await?;
+            // The first bundle is read and checked while Kafka is being connected to.
+            let setup = Box::pin(connect(&cli.kafka, &metrics));
+            let (summary, connection) =
+                import::import(config, setup, &metrics, &run_id, &shutdown).await?;
+            if let Some(connection) = connection {
+                connection.publisher.flush()?;
+            }
             eprintln!(
                 "imported {} bundle(s): published {}, corrections {}, skipped {}, rejected {}, \
                  releases {} (already known {}); {} file(s) failed{}",
@@ -97,6 +112,10 @@ pub async fn run(
             }
         }
         Command::Workbench(config) => {
+            let Connection {
+                publisher,
+                mut checkpoint,
+            } = connect(&cli.kafka, &metrics).await?;
             let auth = match (config.auth, config.apikey.clone().map(|s| s.0)) {
                 (AuthMode::None, _) => Auth::None,
                 (AuthMode::Basic, Some(apikey)) => Auth::Basic {
@@ -120,7 +139,7 @@ pub async fn run(
                 config.request_timeout,
             )?);
             let mirror = sync::Mirror::new(client, publisher.clone(), metrics.clone(), run_id);
-            if config.once {
+            let outcome = if config.once {
                 let report = mirror.pass(Versions::All, &mut checkpoint).await?;
                 eprintln!(
                     "workbench sync: listed {} collection version(s) ({} bytes in {} ms), \
@@ -142,9 +161,10 @@ pub async fn run(
             } else {
                 sync::run_mirror(config, &mirror, &mut checkpoint, &shutdown).await?;
                 Outcome::Complete
-            }
+            };
+            publisher.flush()?;
+            outcome
         }
     };
-    publisher.flush()?;
     Ok(outcome)
 }
