@@ -4,6 +4,7 @@
 //! async runtime, Kafka or database driver, so every stage (and every test) can use it as is.
 
 pub mod codec;
+pub mod cql;
 pub mod event;
 pub mod fingerprint;
 pub mod key;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 pub mod attack_data;
 pub mod pipeline;
+pub mod projection;
 pub mod topic;
 pub mod workbench_double;
 

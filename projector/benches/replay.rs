@@ -1,0 +1,308 @@
+//! Replay benchmark: every release in `../shared/attack-data` from Kafka into a fresh generation,
+//! beside a raw driver loop writing the same rows with the same concurrency.
+//!
+//! Needs the dev services (`dev/services start`; `eval "$(dev/services env)"`). Run with
+//! `cargo bench -p taxiway-projector --bench replay`. Prints figures; asserts nothing.
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark that cannot run should stop loudly
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures::{StreamExt, TryStreamExt};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use schemas::Event;
+use taxiway_projector::apply;
+use taxiway_projector::config::Cli;
+use taxiway_projector::metrics::Metrics;
+use taxiway_projector::store::Store;
+use tokio_util::sync::CancellationToken;
+
+const ENTERPRISE: &str = "x-mitre-collection--1f5f1533-f617-4ca8-9ab4-6a02367fa019";
+const ICS: &str = "x-mitre-collection--90c00720-636b-4485-b342-8751d232bf09";
+const MOBILE: &str = "x-mitre-collection--dac0d2d7-8653-445c-9bff-82f934c1e858";
+const CONCURRENCY: usize = 256;
+
+fn data_dir() -> PathBuf {
+    std::env::var_os("TAXIWAY_ATTACK_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/attack-data")
+        })
+}
+
+fn brokers() -> String {
+    std::env::var("TAXIWAY_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+fn nodes() -> String {
+    std::env::var("TAXIWAY_CQL_NODES").unwrap_or_else(|_| "127.0.0.1:9042".into())
+}
+
+async fn ingest(topic: &str, extra: &[&str], files: &[PathBuf]) {
+    let brokers = brokers();
+    let dead = format!("{topic}.dead");
+    let mut argv: Vec<&str> = vec![
+        "ingest",
+        "--brokers",
+        &brokers,
+        "--objects-topic",
+        topic,
+        "--dead-letter-topic",
+        &dead,
+        "import",
+    ];
+    argv.extend_from_slice(extra);
+    let paths: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    argv.extend(paths.iter().map(String::as_str));
+    let cli = ingest::config::Cli::try_parse_from(argv).unwrap();
+    ingest::run(
+        cli,
+        ingest::metrics::Metrics::new().unwrap(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+}
+
+/// Every payload of the topic, and how long fetching took.
+fn fetch_all(topic: &str) -> (Vec<Vec<u8>>, Duration) {
+    let started = Instant::now();
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", "bench-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("max.partition.fetch.bytes", "16777216")
+        .set("fetch.max.bytes", "67108864")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(30))
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    let mut open = HashSet::new();
+    for p in metadata.topics()[0].partitions() {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p.id(), Duration::from_secs(30))
+            .unwrap();
+        if high > low {
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+                .unwrap();
+            open.insert(p.id());
+        }
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    while !open.is_empty() {
+        match consumer.poll(Duration::from_millis(500)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                open.remove(&p);
+            }
+            Some(Err(e)) => panic!("{e}"),
+            Some(Ok(m)) => out.push(m.payload().unwrap_or_default().to_vec()),
+        }
+    }
+    (out, started.elapsed())
+}
+
+#[tokio::main]
+async fn main() {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let topic = format!("bench_replay_{stamp}.objects");
+    let dir = data_dir();
+
+    // 1. Publish every release: STIX 2.1 bundles carry their x-mitre-collection; the STIX 2.0
+    //    ones do not, so their collection and release label are given.
+    let started = Instant::now();
+    let mut files21: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".json.zst"))
+        .collect();
+    files21.sort();
+    ingest(&topic, &[], &files21).await;
+    let mut files20: Vec<PathBuf> = std::fs::read_dir(dir.join("stix-2.0"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    files20.sort();
+    for file in &files20 {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let label = name
+            .trim_end_matches(".json.zst")
+            .rsplit('-')
+            .next()
+            .unwrap()
+            .to_owned();
+        let (collection, title) = if name.starts_with("enterprise") {
+            (ENTERPRISE, "Enterprise ATT&CK")
+        } else if name.starts_with("ics") {
+            (ICS, "ICS ATT&CK")
+        } else {
+            (MOBILE, "Mobile ATT&CK")
+        };
+        ingest(
+            &topic,
+            &[
+                "--collection",
+                collection,
+                "--title",
+                title,
+                "--release",
+                &label,
+            ],
+            std::slice::from_ref(file),
+        )
+        .await;
+    }
+    println!(
+        "ingest of {} files: {:.1} s",
+        files21.len() + files20.len(),
+        started.elapsed().as_secs_f64()
+    );
+
+    // 2. Where the time goes outside CQL: fetching and decoding.
+    let topic_for_fetch = topic.clone();
+    let (payloads, fetch) = tokio::task::spawn_blocking(move || fetch_all(&topic_for_fetch))
+        .await
+        .unwrap();
+    let bytes: usize = payloads.iter().map(Vec::len).sum();
+    let started = Instant::now();
+    let events: Vec<Event> = payloads
+        .iter()
+        .map(|p| schemas::decode_event(p).unwrap())
+        .collect();
+    let decode = started.elapsed();
+    let started = Instant::now();
+    for e in &events {
+        apply::check(e).unwrap();
+    }
+    let check = started.elapsed();
+    let n = events.len();
+    let versions = events
+        .iter()
+        .filter(|e| matches!(e, Event::ObjectVersion(_)))
+        .count();
+    let members: usize = events
+        .iter()
+        .map(|e| match e {
+            Event::Release(r) => r.members.len(),
+            _ => 0,
+        })
+        .sum();
+    println!(
+        "topic: {n} events ({versions} object versions, {members} release members), {:.1} MB",
+        bytes as f64 / 1e6
+    );
+    println!(
+        "kafka fetch: {:.2} s ({:.0} events/s); decode: {:.2} s; STIX check: {:.2} s",
+        fetch.as_secs_f64(),
+        n as f64 / fetch.as_secs_f64(),
+        decode.as_secs_f64(),
+        check.as_secs_f64()
+    );
+
+    // 3. The projector, end to end, into a fresh control keyspace (generation 1).
+    let control = format!("bench_{stamp}");
+    let nodes = nodes();
+    let brokers = brokers();
+    let concurrency = CONCURRENCY.to_string();
+    let cli = Cli::try_parse_from([
+        "projector",
+        "--brokers",
+        &brokers,
+        "--objects-topic",
+        &topic,
+        "--dead-letter-topic",
+        &format!("{topic}.dead"),
+        "--group",
+        &control,
+        "--cql-nodes",
+        &nodes,
+        "--keyspace",
+        &control,
+        "--consistency",
+        "one",
+        "--concurrency",
+        &concurrency,
+        "run",
+    ])
+    .unwrap();
+    let store = Store::connect(&cli.cql).await.unwrap();
+    store.migrate().await.unwrap();
+    let metrics = Metrics::new().unwrap();
+    let shutdown = CancellationToken::new();
+    let started = Instant::now();
+    let task = tokio::spawn(taxiway_projector::run(
+        cli.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    let applied = || -> u64 {
+        ["collection", "object_version", "release"]
+            .iter()
+            .map(|t| metrics.events.with_label_values(&[t]).get())
+            .sum()
+    };
+    while applied() < n as u64 {
+        assert!(
+            started.elapsed() < Duration::from_secs(1800),
+            "projector too slow"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let projector_time = started.elapsed();
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    let projector_rate = n as f64 / projector_time.as_secs_f64();
+    println!(
+        "projector: {n} events in {:.2} s = {projector_rate:.0} events/s",
+        projector_time.as_secs_f64()
+    );
+    let read = metrics.cql_seconds.with_label_values(&["read_date_addeds"]);
+    let write = metrics.cql_seconds.with_label_values(&["object_version"]);
+    println!(
+        "  CQL mean latency: object_versions write {:.2} ms, date_addeds read {:.2} ms ({} reads)",
+        1e3 * write.get_sample_sum() / write.get_sample_count().max(1) as f64,
+        1e3 * read.get_sample_sum() / read.get_sample_count().max(1) as f64,
+        read.get_sample_count()
+    );
+
+    // 4. A raw driver loop: the same rows (manifest row written directly, no read-back, no
+    //    phases, no Kafka), prepared statements, CONCURRENCY in flight.
+    let raw_keyspace = schemas::cql::generation_keyspace(&control, 99);
+    store.create_generation(99, "bench").await.unwrap();
+    let generation = store.generation(&raw_keyspace).await.unwrap();
+    let mut mutations = Vec::new();
+    for e in &events {
+        mutations.extend(apply::writes(e));
+        match e {
+            Event::ObjectVersion(v) => mutations.extend(apply::manifest(v, &[v.date_added])),
+            Event::Release(r) => mutations.extend(apply::completion(r, &[r.chunk_index])),
+            Event::Collection(_) => {}
+        }
+    }
+    let rows = mutations.len();
+    let started = Instant::now();
+    futures::stream::iter(mutations.iter().map(|m| generation.write(m)))
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<()>()
+        .await
+        .unwrap();
+    let raw_time = started.elapsed();
+    let raw_rate = n as f64 / raw_time.as_secs_f64();
+    println!(
+        "raw driver loop: {rows} row writes for {n} events in {:.2} s = {raw_rate:.0} events/s ({:.0} rows/s)",
+        raw_time.as_secs_f64(),
+        rows as f64 / raw_time.as_secs_f64()
+    );
+    println!("ratio projector / raw: {:.2}", projector_rate / raw_rate);
+}

@@ -1,0 +1,927 @@
+//! The pure core of the projector: which rows one event writes or deletes, and with which CQL write timestamp.
+//!
+//! No I/O here. [`store`](crate::store) executes the [`Mutation`]s; [`project`](crate::project)
+//! orders them. Order-independence rests on CQL's per-cell last-write-wins by write timestamp:
+//! every mutation carries a timestamp taken from the event (never the clock), so replays,
+//! duplicates and any interleaving of the same events converge to the same rows. Two
+//! projections need a read in between, and their follow-up mutations are computed here too:
+//!
+//! - the manifest lists a version once, under its largest `date_added`: after writing the
+//!   version (which adds its `date_added` to the `date_addeds` set), the set is read and
+//!   [`manifest`] inserts the row of the largest value and deletes the rows of every smaller one
+//!   at the largest value's timestamp — a delete that beats any late insert of an older row. Of
+//!   two racing events, the one that reads second sees both values, so the end state is the same
+//!   whatever the order;
+//! - a release is complete once all its chunks are written: after writing a chunk, the chunk
+//!   indexes present are read and [`completion`] sets `complete = true` when all are there. The
+//!   flag is never written false, so it can only appear, never flip back.
+
+use schemas::cql::manifest_bucket;
+use schemas::{CollectionUpserted, Event, ObjectVersionAdded, ReleasePublished};
+
+/// One row write or delete on a generation's tables, with its write timestamp (microseconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mutation {
+    /// `collections` metadata, `USING TIMESTAMP updated_at`.
+    Collection(CollectionRow),
+    /// `collections.revision = revision`, `USING TIMESTAMP revision`: only ever moves forward.
+    Revision {
+        collection_id: String,
+        revision: i64,
+    },
+    /// `object_versions`, `USING TIMESTAMP date_added`, and `date_addeds += {date_added}`.
+    ObjectVersion(ObjectVersionRow),
+    /// `manifest_buckets` row, `USING TIMESTAMP bucket start` (a pure presence marker).
+    ManifestBucket { collection_id: String, bucket: i64 },
+    /// `manifest` row, `USING TIMESTAMP date_added`.
+    ManifestInsert(ManifestRow),
+    /// Deletes a `manifest` row `USING TIMESTAMP timestamp` (the version's largest date_added).
+    ManifestDelete { key: ManifestKey, timestamp: i64 },
+    /// `releases` row (without `complete`), `USING TIMESTAMP date_added`.
+    Release(ReleaseRow),
+    /// `release_members` row, `USING TIMESTAMP date_added` of the release.
+    ReleaseMember(ReleaseMemberRow),
+    /// `release_chunks` row, `USING TIMESTAMP date_added` of the release.
+    ReleaseChunk(ReleaseChunkRow),
+    /// `releases.complete = true`, `USING TIMESTAMP date_added` of the release.
+    ReleaseComplete { key: ReleaseKey, date_added: i64 },
+}
+
+impl Mutation {
+    /// The CQL write timestamp of the mutation.
+    pub fn timestamp(&self) -> i64 {
+        match self {
+            Mutation::Collection(c) => c.updated_at,
+            Mutation::Revision { revision, .. } => *revision,
+            Mutation::ObjectVersion(v) => v.date_added,
+            Mutation::ManifestBucket { bucket, .. } => {
+                bucket.saturating_mul(schemas::cql::MANIFEST_BUCKET_MICROS)
+            }
+            Mutation::ManifestInsert(m) => m.key.date_added,
+            Mutation::ManifestDelete { timestamp, .. } => *timestamp,
+            Mutation::Release(r) => r.date_added,
+            Mutation::ReleaseMember(m) => m.date_added,
+            Mutation::ReleaseChunk(c) => c.date_added,
+            Mutation::ReleaseComplete { date_added, .. } => *date_added,
+        }
+    }
+
+    /// A short name of the target table and operation, for metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Mutation::Collection(_) => "collection",
+            Mutation::Revision { .. } => "revision",
+            Mutation::ObjectVersion(_) => "object_version",
+            Mutation::ManifestBucket { .. } => "manifest_bucket",
+            Mutation::ManifestInsert(_) => "manifest_insert",
+            Mutation::ManifestDelete { .. } => "manifest_delete",
+            Mutation::Release(_) => "release",
+            Mutation::ReleaseMember(_) => "release_member",
+            Mutation::ReleaseChunk(_) => "release_chunk",
+            Mutation::ReleaseComplete { .. } => "release_complete",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionRow {
+    pub collection_id: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub alias: Option<String>,
+    pub media_types: Vec<String>,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectVersionRow {
+    pub collection_id: String,
+    pub object_id: String,
+    pub version: i64,
+    pub version_text: String,
+    pub stix_type: String,
+    pub spec_version: String,
+    pub date_added: i64,
+    /// Compact JSON ([`schemas::compact_json`]): served by the API as is.
+    pub object_json: String,
+    pub content_sha256: Vec<u8>,
+}
+
+/// The primary key of a `manifest` row.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ManifestKey {
+    pub collection_id: String,
+    pub bucket: i64,
+    pub date_added: i64,
+    pub object_id: String,
+    pub version: i64,
+}
+
+impl ManifestKey {
+    pub fn new(collection_id: &str, date_added: i64, object_id: &str, version: i64) -> Self {
+        ManifestKey {
+            collection_id: collection_id.to_owned(),
+            bucket: manifest_bucket(date_added),
+            date_added,
+            object_id: object_id.to_owned(),
+            version,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestRow {
+    pub key: ManifestKey,
+    pub stix_type: String,
+    pub spec_version: String,
+    pub version_text: String,
+}
+
+/// The identity of a release: `releases` clustering key, `release_chunks` and
+/// `release_members` partition key. `release_timestamp` stands for `release_version` (its
+/// canonical text), so this is the contract's (collection, label, release_version).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReleaseKey {
+    pub collection_id: String,
+    pub release_timestamp: i64,
+    pub label: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseRow {
+    pub key: ReleaseKey,
+    pub release_version: String,
+    pub chunk_count: i32,
+    pub member_count: i64,
+    pub date_added: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseMemberRow {
+    pub key: ReleaseKey,
+    pub object_id: String,
+    pub version: i64,
+    pub version_text: String,
+    pub date_added: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseChunkRow {
+    pub key: ReleaseKey,
+    pub chunk_index: i32,
+    pub members: i32,
+    pub date_added: i64,
+}
+
+/// The value of the collection's single sequence the event carries (see docs/events.md): the
+/// revision a collection reaches once this event and every earlier one are applied.
+pub fn sequence(event: &Event) -> i64 {
+    match event {
+        Event::Collection(c) => c.updated_at,
+        Event::ObjectVersion(v) => v.date_added,
+        Event::Release(r) => r.date_added,
+    }
+}
+
+/// Checks what the projector relies on beyond decoding: the object JSON is valid STIX and
+/// agrees with the event's own fields. `Err` carries the reason for the dead-letter topic.
+pub fn check(event: &Event) -> Result<(), String> {
+    let Event::ObjectVersion(v) = event else {
+        return Ok(());
+    };
+    let meta = schemas::validate_object(&v.object_json, Some(&v.spec_version))
+        .map_err(|e| format!("object_json is not valid STIX: {e}"))?;
+    let mut mismatches = Vec::new();
+    if meta.id != v.object_id {
+        mismatches.push(format!("id {:?} ≠ object_id {:?}", meta.id, v.object_id));
+    }
+    if meta.stix_type != v.stix_type {
+        mismatches.push(format!(
+            "type {:?} ≠ stix_type {:?}",
+            meta.stix_type, v.stix_type
+        ));
+    }
+    if meta.spec_version.as_str() != v.spec_version {
+        mismatches.push(format!(
+            "spec_version {:?} ≠ event spec_version {:?}",
+            meta.spec_version.as_str(),
+            v.spec_version
+        ));
+    }
+    if meta.version.as_micros() != v.version_micros || meta.version.to_string() != v.version {
+        mismatches.push(format!(
+            "version {} ≠ event version {:?} ({} µs)",
+            meta.version, v.version, v.version_micros
+        ));
+    }
+    if mismatches.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "object_json disagrees with the event: {}",
+            mismatches.join("; ")
+        ))
+    }
+}
+
+/// The writes of an event that need no read: everything but the manifest rows of a version
+/// and the completion of a release.
+pub fn writes(event: &Event) -> Vec<Mutation> {
+    match event {
+        Event::Collection(c) => vec![collection(c)],
+        Event::ObjectVersion(v) => vec![
+            Mutation::ObjectVersion(object_version(v)),
+            Mutation::ManifestBucket {
+                collection_id: v.collection_id.clone(),
+                bucket: manifest_bucket(v.date_added),
+            },
+        ],
+        Event::Release(r) => {
+            let mut out: Vec<Mutation> = release_members(r).collect();
+            out.extend(release_rows(r));
+            out
+        }
+    }
+}
+
+fn collection(c: &CollectionUpserted) -> Mutation {
+    Mutation::Collection(CollectionRow {
+        collection_id: c.collection_id.clone(),
+        title: c.title.clone(),
+        description: c.description.clone(),
+        alias: c.alias.clone(),
+        media_types: c.media_types.clone(),
+        updated_at: c.updated_at,
+    })
+}
+
+fn object_version(v: &ObjectVersionAdded) -> ObjectVersionRow {
+    ObjectVersionRow {
+        collection_id: v.collection_id.clone(),
+        object_id: v.object_id.clone(),
+        version: v.version_micros,
+        version_text: v.version.clone(),
+        stix_type: v.stix_type.clone(),
+        spec_version: v.spec_version.clone(),
+        date_added: v.date_added,
+        object_json: schemas::compact_json(&v.object_json),
+        content_sha256: v.content_sha256.to_vec(),
+    }
+}
+
+/// The identity of the release a chunk belongs to.
+pub fn release_key(r: &ReleasePublished) -> ReleaseKey {
+    ReleaseKey {
+        collection_id: r.collection_id.clone(),
+        release_timestamp: r.release_timestamp,
+        label: r.label.clone(),
+    }
+}
+
+/// One `release_members` row per member of the chunk (written before the chunk row, so a
+/// chunk counted present has all its members).
+pub fn release_members(r: &ReleasePublished) -> impl Iterator<Item = Mutation> + '_ {
+    let key = release_key(r);
+    r.members.iter().map(move |m| {
+        Mutation::ReleaseMember(ReleaseMemberRow {
+            key: key.clone(),
+            object_id: m.object_id.clone(),
+            version: m.version_micros,
+            version_text: m.version.clone(),
+            date_added: r.date_added,
+        })
+    })
+}
+
+/// The `releases` row and this chunk's `release_chunks` row.
+pub fn release_rows(r: &ReleasePublished) -> [Mutation; 2] {
+    let key = release_key(r);
+    [
+        Mutation::Release(ReleaseRow {
+            key: key.clone(),
+            release_version: r.release_version.clone(),
+            chunk_count: r.chunk_count,
+            member_count: r.member_count,
+            date_added: r.date_added,
+        }),
+        Mutation::ReleaseChunk(ReleaseChunkRow {
+            key,
+            chunk_index: r.chunk_index,
+            members: i32::try_from(r.members.len()).unwrap_or(i32::MAX),
+            date_added: r.date_added,
+        }),
+    ]
+}
+
+/// The manifest rows of a version once its `date_addeds` (read after writing it, so they
+/// include the event's own) are known: insert under the largest, delete under every other, at
+/// the largest's timestamp.
+pub fn manifest(v: &ObjectVersionAdded, date_addeds: &[i64]) -> Vec<Mutation> {
+    let latest = date_addeds
+        .iter()
+        .copied()
+        .chain([v.date_added])
+        .max()
+        .unwrap_or(v.date_added);
+    let mut out = Vec::with_capacity(date_addeds.len());
+    if latest == v.date_added {
+        out.push(Mutation::ManifestInsert(ManifestRow {
+            key: ManifestKey::new(
+                &v.collection_id,
+                v.date_added,
+                &v.object_id,
+                v.version_micros,
+            ),
+            stix_type: v.stix_type.clone(),
+            spec_version: v.spec_version.clone(),
+            version_text: v.version.clone(),
+        }));
+    }
+    for &older in date_addeds.iter().filter(|&&d| d < latest) {
+        out.push(Mutation::ManifestDelete {
+            key: ManifestKey::new(&v.collection_id, older, &v.object_id, v.version_micros),
+            timestamp: latest,
+        });
+    }
+    if latest > v.date_added && !date_addeds.contains(&v.date_added) {
+        // Only reachable if the read missed our own write (a consistency level too weak for
+        // read-your-writes); deleting our row at `latest` keeps the manifest right anyway.
+        out.push(Mutation::ManifestDelete {
+            key: ManifestKey::new(
+                &v.collection_id,
+                v.date_added,
+                &v.object_id,
+                v.version_micros,
+            ),
+            timestamp: latest,
+        });
+    }
+    out
+}
+
+/// `complete = true` once every chunk index `0..chunk_count` is present.
+pub fn completion(r: &ReleasePublished, present: &[i32]) -> Option<Mutation> {
+    let all = (0..r.chunk_count).all(|i| present.contains(&i));
+    all.then(|| Mutation::ReleaseComplete {
+        key: release_key(r),
+        date_added: r.date_added,
+    })
+}
+
+/// The revision write of a collection: the largest sequence value applied (see [`sequence`]).
+pub fn revision(collection_id: &str, revision: i64) -> Mutation {
+    Mutation::Revision {
+        collection_id: collection_id.to_owned(),
+        revision,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! A tiny model of CQL write semantics, fed permutations and duplicates of event logs.
+
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use proptest::prelude::*;
+    use schemas::{ReleaseMember, Source, SourceKind, Timestamp};
+
+    use super::*;
+
+    /// A cell: write timestamp and value (`None` = tombstone).
+    type Cell = (i64, Option<String>);
+
+    /// CQL semantics that matter here: per-cell last-write-wins by timestamp (a tie goes to the
+    /// tombstone, else to the larger value, as Cassandra resolves it), row deletions shadowing
+    /// every cell with a timestamp not above theirs, set elements as cells of their own.
+    #[derive(Default, Debug, Clone)]
+    struct Model {
+        cells: BTreeMap<(String, String, String), Cell>,
+        row_deletions: BTreeMap<(String, String), i64>,
+    }
+
+    impl Model {
+        fn put(
+            &mut self,
+            table: &str,
+            key: String,
+            column: String,
+            ts: i64,
+            value: Option<String>,
+        ) {
+            let slot = self.cells.entry((table.to_owned(), key, column));
+            let new = (ts, value);
+            match slot {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(new);
+                }
+                std::collections::btree_map::Entry::Occupied(mut o) => {
+                    let old = o.get();
+                    let wins = match new.0.cmp(&old.0) {
+                        std::cmp::Ordering::Greater => true,
+                        std::cmp::Ordering::Less => false,
+                        std::cmp::Ordering::Equal => match (&new.1, &old.1) {
+                            (None, _) => true,
+                            (Some(_), None) => false,
+                            (Some(a), Some(b)) => a > b,
+                        },
+                    };
+                    if wins {
+                        o.insert(new);
+                    }
+                }
+            }
+        }
+
+        fn row(&mut self, table: &str, key: String, ts: i64, columns: Vec<(&str, String)>) {
+            // The row marker INSERT writes: a row with only null columns still exists.
+            self.put(table, key.clone(), String::new(), ts, Some(String::new()));
+            for (column, value) in columns {
+                self.put(table, key.clone(), column.to_owned(), ts, Some(value));
+            }
+        }
+
+        fn apply(&mut self, m: &Mutation) {
+            let ts = m.timestamp();
+            match m {
+                Mutation::Collection(c) => self.row(
+                    "collections",
+                    c.collection_id.clone(),
+                    ts,
+                    vec![
+                        ("title", c.title.clone()),
+                        ("description", format!("{:?}", c.description)),
+                        ("alias", format!("{:?}", c.alias)),
+                        ("media_types", format!("{:?}", c.media_types)),
+                        ("updated_at", c.updated_at.to_string()),
+                    ],
+                ),
+                // An UPDATE: no row marker.
+                Mutation::Revision {
+                    collection_id,
+                    revision,
+                } => self.put(
+                    "collections",
+                    collection_id.clone(),
+                    "revision".into(),
+                    ts,
+                    Some(revision.to_string()),
+                ),
+                Mutation::ObjectVersion(v) => {
+                    let key = format!("{}|{}|{}", v.collection_id, v.object_id, v.version);
+                    for (column, value) in [
+                        ("version_text", v.version_text.clone()),
+                        ("stix_type", v.stix_type.clone()),
+                        ("spec_version", v.spec_version.clone()),
+                        ("date_added", v.date_added.to_string()),
+                        ("object_json", v.object_json.clone()),
+                        ("content_sha256", format!("{:?}", v.content_sha256)),
+                    ] {
+                        self.put(
+                            "object_versions",
+                            key.clone(),
+                            column.into(),
+                            ts,
+                            Some(value),
+                        );
+                    }
+                    self.put(
+                        "object_versions",
+                        key,
+                        format!("date_addeds:{:020}", v.date_added),
+                        ts,
+                        Some(String::new()),
+                    );
+                }
+                Mutation::ManifestBucket {
+                    collection_id,
+                    bucket,
+                } => self.row(
+                    "manifest_buckets",
+                    format!("{collection_id}|{bucket}"),
+                    ts,
+                    vec![],
+                ),
+                Mutation::ManifestInsert(m) => self.row(
+                    "manifest",
+                    format!("{:?}", m.key),
+                    ts,
+                    vec![
+                        ("stix_type", m.stix_type.clone()),
+                        ("spec_version", m.spec_version.clone()),
+                        ("version_text", m.version_text.clone()),
+                    ],
+                ),
+                Mutation::ManifestDelete { key, timestamp } => {
+                    let slot = self
+                        .row_deletions
+                        .entry(("manifest".into(), format!("{key:?}")))
+                        .or_insert(*timestamp);
+                    *slot = (*slot).max(*timestamp);
+                }
+                Mutation::Release(r) => self.row(
+                    "releases",
+                    format!("{:?}", r.key),
+                    ts,
+                    vec![
+                        ("release_version", r.release_version.clone()),
+                        ("chunk_count", r.chunk_count.to_string()),
+                        ("member_count", r.member_count.to_string()),
+                        ("date_added", r.date_added.to_string()),
+                    ],
+                ),
+                Mutation::ReleaseMember(m) => self.row(
+                    "release_members",
+                    format!("{:?}|{}|{}", m.key, m.object_id, m.version),
+                    ts,
+                    vec![("version_text", m.version_text.clone())],
+                ),
+                Mutation::ReleaseChunk(c) => self.row(
+                    "release_chunks",
+                    format!("{:?}|{:05}", c.key, c.chunk_index),
+                    ts,
+                    vec![("members", c.members.to_string())],
+                ),
+                Mutation::ReleaseComplete { key, .. } => self.put(
+                    "releases",
+                    format!("{key:?}"),
+                    "complete".into(),
+                    ts,
+                    Some("true".into()),
+                ),
+            }
+        }
+
+        /// What a reader sees: live cells only, rows without any live cell gone.
+        fn visible(&self) -> BTreeMap<(String, String), BTreeMap<String, String>> {
+            let mut rows: BTreeMap<(String, String), BTreeMap<String, String>> = BTreeMap::new();
+            for ((table, key, column), (ts, value)) in &self.cells {
+                let deleted = self
+                    .row_deletions
+                    .get(&(table.clone(), key.clone()))
+                    .is_some_and(|d| d >= ts);
+                if let (false, Some(value)) = (deleted, value) {
+                    rows.entry((table.clone(), key.clone()))
+                        .or_default()
+                        .insert(column.clone(), value.clone());
+                }
+            }
+            rows
+        }
+
+        fn date_addeds(&self, v: &ObjectVersionAdded) -> Vec<i64> {
+            let key = format!("{}|{}|{}", v.collection_id, v.object_id, v.version_micros);
+            let prefix = "date_addeds:";
+            self.cells
+                .range(
+                    ("object_versions".to_owned(), key.clone(), prefix.to_owned())
+                        ..=("object_versions".to_owned(), key, format!("{prefix}~")),
+                )
+                .filter_map(|((_, _, column), _)| column[prefix.len()..].parse().ok())
+                .collect()
+        }
+
+        fn chunks(&self, r: &ReleasePublished) -> Vec<i32> {
+            let prefix = format!("{:?}|", release_key(r));
+            self.visible()
+                .keys()
+                .filter(|(table, key)| table == "release_chunks" && key.starts_with(&prefix))
+                .filter_map(|(_, key)| key[prefix.len()..].parse().ok())
+                .collect()
+        }
+
+        /// Projects one event the way `project` does: writes, then the read, then the
+        /// follow-up, then the revision.
+        fn project(&mut self, event: &Event) {
+            for m in writes(event) {
+                self.apply(&m);
+            }
+            match event {
+                Event::ObjectVersion(v) => {
+                    for m in manifest(v, &self.date_addeds(v)) {
+                        self.apply(&m);
+                    }
+                }
+                Event::Release(r) => {
+                    if let Some(m) = completion(r, &self.chunks(r)) {
+                        self.apply(&m);
+                    }
+                }
+                Event::Collection(_) => {}
+            }
+            self.apply(&revision(event.collection_id(), sequence(event)));
+        }
+    }
+
+    fn source() -> Source {
+        Source {
+            kind: SourceKind::Bundle,
+            uri: "test".into(),
+            sha256: None,
+            position: None,
+        }
+    }
+
+    /// One step of a generated log, before sequence numbers are assigned.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Collection {
+            collection: u8,
+            title: u8,
+        },
+        Version {
+            collection: u8,
+            object: u8,
+            version: u8,
+            content: u8,
+        },
+        Release {
+            collection: u8,
+            label: u8,
+            members: u8,
+        },
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            1 => (0..2u8, 0..3u8).prop_map(|(collection, title)| Step::Collection { collection, title }),
+            6 => (0..2u8, 0..3u8, 0..2u8, 0..3u8).prop_map(|(collection, object, version, content)| {
+                Step::Version { collection, object, version, content }
+            }),
+            2 => (0..2u8, 0..2u8, 1..7u8).prop_map(|(collection, label, members)| Step::Release {
+                collection,
+                label,
+                members,
+            }),
+        ]
+    }
+
+    fn object_json(object: u8, version: Timestamp, content: u8) -> String {
+        format!(
+            "{{\n  \"type\": \"attack-pattern\",\n  \"id\": \"attack-pattern--00000000-0000-4000-8000-{object:012}\",\n  \
+             \"spec_version\": \"2.1\",\n  \"modified\": \"{version}\",\n  \"name\": \"n{content}\"\n}}"
+        )
+    }
+
+    /// Turns steps into a valid log: one strictly increasing sequence per collection, releases
+    /// chunked (chunks of at most 2 members here) after versions of their members.
+    fn log(steps: &[Step]) -> Vec<Event> {
+        let mut events = Vec::new();
+        let mut clock = [1_000i64, 1_000];
+        let mut published: [BTreeSet<(u8, u8)>; 2] = Default::default();
+        for step in steps {
+            match *step {
+                Step::Collection { collection, title } => {
+                    let c = usize::from(collection);
+                    clock[c] += 7;
+                    events.push(Event::Collection(CollectionUpserted {
+                        collection_id: format!("c{collection}"),
+                        title: format!("t{title}"),
+                        description: (title % 2 == 0).then(|| "d".to_owned()),
+                        alias: None,
+                        media_types: vec![
+                            "application/stix+json;version=2.1".into();
+                            usize::from(title)
+                        ],
+                        updated_at: clock[c],
+                        source: source(),
+                        ingest_run_id: "r".into(),
+                    }));
+                }
+                Step::Version {
+                    collection,
+                    object,
+                    version,
+                    content,
+                } => {
+                    let c = usize::from(collection);
+                    // Spread date_added over several manifest buckets.
+                    clock[c] += schemas::cql::MANIFEST_BUCKET_MICROS / 3;
+                    let v =
+                        Timestamp::from_micros(1_500_000_000_000_000 + i64::from(version) * 1000);
+                    let json = object_json(object, v, content);
+                    published[c].insert((object, version));
+                    events.push(Event::ObjectVersion(ObjectVersionAdded {
+                        collection_id: format!("c{collection}"),
+                        object_id: format!("attack-pattern--00000000-0000-4000-8000-{object:012}"),
+                        stix_type: "attack-pattern".into(),
+                        spec_version: "2.1".into(),
+                        version: v.to_string(),
+                        version_micros: v.as_micros(),
+                        date_added: clock[c],
+                        content_sha256: schemas::content_digest(&json).unwrap_or([0; 32]),
+                        object_json: json,
+                        source: source(),
+                        ingest_run_id: "r".into(),
+                        correction: false,
+                    }));
+                }
+                Step::Release {
+                    collection,
+                    label,
+                    members,
+                } => {
+                    let c = usize::from(collection);
+                    clock[c] += 11;
+                    let members: Vec<ReleaseMember> = published[c]
+                        .iter()
+                        .take(usize::from(members))
+                        .map(|&(o, v)| {
+                            ReleaseMember::new(
+                                format!("attack-pattern--00000000-0000-4000-8000-{o:012}"),
+                                Timestamp::from_micros(1_500_000_000_000_000 + i64::from(v) * 1000),
+                            )
+                        })
+                        .collect();
+                    let mut chunks = schemas::chunk_release(
+                        &format!("c{collection}"),
+                        &format!("{label}.0"),
+                        Timestamp::from_micros(i64::from(label) * 1_000_000),
+                        clock[c],
+                        Vec::new(),
+                        &source(),
+                        "r",
+                    );
+                    // Small chunks, so that multi-chunk releases show up in small logs.
+                    let pieces: Vec<Vec<ReleaseMember>> =
+                        members.chunks(2).map(<[_]>::to_vec).collect();
+                    let template = chunks.remove(0);
+                    let count = pieces.len().max(1);
+                    for i in 0..count {
+                        let mut chunk = template.clone();
+                        chunk.chunk_index = i as i32;
+                        chunk.chunk_count = count as i32;
+                        chunk.member_count = members.len() as i64;
+                        chunk.members = pieces.get(i).cloned().unwrap_or_default();
+                        events.push(Event::Release(chunk));
+                    }
+                }
+            }
+        }
+        events
+    }
+
+    fn project_all<'a>(events: impl IntoIterator<Item = &'a Event>) -> Model {
+        let mut model = Model::default();
+        for e in events {
+            model.project(e);
+        }
+        model
+    }
+
+    /// A log, and an arrival order: every event at least once, some twice, any order.
+    fn log_and_order() -> impl Strategy<Value = (Vec<Event>, Vec<usize>)> {
+        proptest::collection::vec(step(), 1..25).prop_flat_map(|steps| {
+            let events = log(&steps);
+            let n = events.len();
+            let order = Just((0..n).collect::<Vec<_>>()).prop_shuffle();
+            let extra = proptest::collection::vec((0..n, 0..=n), 0..n.min(8) + 1);
+            (Just(events), order, extra).prop_map(|(events, mut order, extra)| {
+                for (event, at) in extra {
+                    let at = at.min(order.len());
+                    order.insert(at, event);
+                }
+                (events, order)
+            })
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        #[test]
+        fn any_order_and_duplication_projects_the_same_state((events, order) in log_and_order()) {
+            let in_order = project_all(&events);
+            let shuffled = project_all(order.iter().map(|&i| &events[i]));
+            prop_assert_eq!(in_order.visible(), shuffled.visible());
+        }
+
+        #[test]
+        fn the_manifest_holds_each_version_once_under_its_latest_date_added((events, order) in log_and_order()) {
+            let state = project_all(order.iter().map(|&i| &events[i])).visible();
+            let mut latest: BTreeMap<(String, String, i64), i64> = BTreeMap::new();
+            for e in &events {
+                if let Event::ObjectVersion(v) = e {
+                    let slot = latest
+                        .entry((v.collection_id.clone(), v.object_id.clone(), v.version_micros))
+                        .or_insert(v.date_added);
+                    *slot = (*slot).max(v.date_added);
+                }
+            }
+            let expected: BTreeSet<String> = latest
+                .iter()
+                .map(|((c, o, v), d)| format!("{:?}", ManifestKey::new(c, *d, o, *v)))
+                .collect();
+            let manifest: BTreeSet<String> = state
+                .keys()
+                .filter(|(t, _)| t == "manifest")
+                .map(|(_, k)| k.clone())
+                .collect();
+            prop_assert_eq!(manifest, expected);
+        }
+
+        #[test]
+        fn every_fully_seen_release_is_complete((events, order) in log_and_order()) {
+            let state = project_all(order.iter().map(|&i| &events[i])).visible();
+            for e in &events {
+                if let Event::Release(r) = e {
+                    let row = &state[&("releases".to_owned(), format!("{:?}", release_key(r)))];
+                    prop_assert_eq!(row.get("complete").map(String::as_str), Some("true"));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_later_date_added_wins_for_the_same_version_in_either_order() {
+        let steps = [
+            Step::Version {
+                collection: 0,
+                object: 1,
+                version: 0,
+                content: 0,
+            },
+            Step::Version {
+                collection: 0,
+                object: 1,
+                version: 0,
+                content: 1,
+            },
+        ];
+        let events = log(&steps);
+        for order in [[0, 1], [1, 0]] {
+            let state = project_all(order.iter().map(|&i| &events[i])).visible();
+            let versions: Vec<_> = state
+                .iter()
+                .filter(|((t, _), _)| t == "object_versions")
+                .collect();
+            assert_eq!(versions.len(), 1);
+            assert!(versions[0].1["object_json"].contains("\"n1\""), "{order:?}");
+            let manifest = state.keys().filter(|(t, _)| t == "manifest").count();
+            assert_eq!(manifest, 1);
+        }
+    }
+
+    #[test]
+    fn a_partial_release_is_not_complete() {
+        let steps = [
+            Step::Version {
+                collection: 0,
+                object: 1,
+                version: 0,
+                content: 0,
+            },
+            Step::Version {
+                collection: 0,
+                object: 2,
+                version: 0,
+                content: 0,
+            },
+            Step::Version {
+                collection: 0,
+                object: 3,
+                version: 0,
+                content: 0,
+            },
+            Step::Release {
+                collection: 0,
+                label: 1,
+                members: 3,
+            },
+        ];
+        let events = log(&steps);
+        assert_eq!(events.len(), 5, "two chunks");
+        let state = project_all(&events[..4]).visible();
+        let release = state
+            .iter()
+            .find(|((t, _), _)| t == "releases")
+            .map(|(_, row)| row)
+            .unwrap();
+        assert_eq!(release.get("complete"), None);
+    }
+
+    #[test]
+    fn check_rejects_json_that_disagrees_with_the_event() {
+        let events = log(&[Step::Version {
+            collection: 0,
+            object: 1,
+            version: 0,
+            content: 0,
+        }]);
+        assert_eq!(check(&events[0]), Ok(()));
+        let Event::ObjectVersion(mut v) = events[0].clone() else {
+            unreachable!()
+        };
+        v.object_id = "attack-pattern--00000000-0000-4000-8000-000000000009".into();
+        assert!(
+            check(&Event::ObjectVersion(v.clone()))
+                .unwrap_err()
+                .contains("object_id")
+        );
+        v.object_json = "{\"type\": \"x\"}".into();
+        assert!(
+            check(&Event::ObjectVersion(v))
+                .unwrap_err()
+                .contains("not valid STIX")
+        );
+    }
+}

@@ -1,0 +1,199 @@
+//! Command-line and environment configuration of `projector`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "projector",
+    version,
+    about = "Materialize the Taxiway event log into CQL projections (ScyllaDB / Cassandra)"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub kafka: KafkaConfig,
+    #[command(flatten)]
+    pub cql: CqlConfig,
+    #[command(flatten)]
+    pub pipeline: PipelineConfig,
+    /// Log format on stderr.
+    #[arg(long, env = "TAXIWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9102).
+    #[arg(long, env = "TAXIWAY_PROJECTOR_METRICS_ADDR", global = true)]
+    pub metrics_addr: Option<SocketAddr>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Apply the CQL migrations (idempotent); create generation 1 if there is none.
+    Migrate,
+    /// Consume the objects topic into the active generation, following generation switches.
+    Run,
+    /// Replay the whole topic into a new generation, then make it the active one.
+    Rebuild,
+    /// Drop a generation's keyspace (never the active one).
+    DropGeneration {
+        /// The generation number, as listed by `status`.
+        generation: i32,
+    },
+    /// Print generations, the active one, and its collections with their revisions.
+    Status,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KafkaConfig {
+    /// Kafka bootstrap servers.
+    #[arg(
+        long,
+        env = "TAXIWAY_KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092",
+        global = true
+    )]
+    pub brokers: String,
+    /// The compacted topic of object, collection and release events.
+    #[arg(long, env = "TAXIWAY_OBJECTS_TOPIC", default_value = schemas::OBJECTS_TOPIC, global = true)]
+    pub objects_topic: String,
+    /// Where undecodable and invalid events go, with the reason.
+    #[arg(long, env = "TAXIWAY_DEAD_LETTER_TOPIC", default_value = schemas::DEAD_LETTER_TOPIC, global = true)]
+    pub dead_letter_topic: String,
+    /// Consumer group prefix: the group used is `<group>-g<N>` for generation N.
+    #[arg(
+        long,
+        env = "TAXIWAY_PROJECTOR_GROUP",
+        default_value = "taxiway-projector",
+        global = true
+    )]
+    pub group: String,
+    /// How long to wait for Kafka before giving up on a metadata or delivery request.
+    #[arg(long, env = "TAXIWAY_KAFKA_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CqlConfig {
+    /// CQL contact points, comma-separated.
+    #[arg(
+        long = "cql-nodes",
+        env = "TAXIWAY_CQL_NODES",
+        default_value = "127.0.0.1:9042",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub nodes: Vec<String>,
+    /// The control keyspace; generation N lives in `<keyspace>_g<N>`.
+    #[arg(
+        long,
+        env = "TAXIWAY_CQL_KEYSPACE",
+        default_value = "taxiway",
+        global = true
+    )]
+    pub keyspace: String,
+    /// Replication map of the keyspaces the migrations create.
+    #[arg(long, env = "TAXIWAY_CQL_REPLICATION", default_value = schemas::cql::DEFAULT_REPLICATION, global = true)]
+    pub replication: String,
+    /// Consistency of every read and write (reads check what writes did, so use the same level).
+    #[arg(long, env = "TAXIWAY_CQL_CONSISTENCY", value_enum, default_value_t = ConsistencyLevel::LocalQuorum, global = true)]
+    pub consistency: ConsistencyLevel,
+    /// Driver-side timeout of one CQL request (portable, unlike `USING TIMEOUT`).
+    #[arg(long, env = "TAXIWAY_CQL_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PipelineConfig {
+    /// Events written concurrently (CQL requests in flight per phase of a batch).
+    #[arg(
+        long,
+        env = "TAXIWAY_PROJECTOR_CONCURRENCY",
+        default_value_t = 256,
+        global = true
+    )]
+    pub concurrency: usize,
+    /// Most messages in one batch (one commit per batch).
+    #[arg(
+        long,
+        env = "TAXIWAY_PROJECTOR_BATCH_SIZE",
+        default_value_t = 2000,
+        global = true
+    )]
+    pub batch_size: usize,
+    /// How long a batch waits for more messages after its first one.
+    #[arg(long, env = "TAXIWAY_PROJECTOR_BATCH_WAIT", default_value = "50ms", value_parser = parse_duration, global = true)]
+    pub batch_wait: Duration,
+    /// How often `run` checks which generation is active.
+    #[arg(long, env = "TAXIWAY_PROJECTOR_GENERATION_POLL", default_value = "3s", value_parser = parse_duration, global = true)]
+    pub generation_poll: Duration,
+    /// How often lag (and, in `rebuild`, progress) is measured and reported.
+    #[arg(long, env = "TAXIWAY_PROJECTOR_PROGRESS_INTERVAL", default_value = "2s", value_parser = parse_duration, global = true)]
+    pub progress_interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The consistency levels that make sense for the projector (read-your-writes needs the same
+/// level on both sides: `local-quorum` in production, `one` is fine on a single node).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ConsistencyLevel {
+    One,
+    LocalOne,
+    Quorum,
+    LocalQuorum,
+    All,
+}
+
+/// Durations as `500ms`, `30s`, `10m`, `1h`, or bare seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 30s, 10m or 1h"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (ms, s, m, h)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_work_against_the_dev_services() {
+        let cli = Cli::try_parse_from(["projector", "run"]).unwrap();
+        assert_eq!(cli.kafka.brokers, "127.0.0.1:9092");
+        assert_eq!(cli.cql.nodes, ["127.0.0.1:9042"]);
+        assert_eq!(cli.cql.keyspace, "taxiway");
+        assert_eq!(cli.cql.consistency, ConsistencyLevel::LocalQuorum);
+        assert_eq!(cli.kafka.group, "taxiway-projector");
+    }
+
+    #[test]
+    fn node_lists_are_comma_separated() {
+        let cli =
+            Cli::try_parse_from(["projector", "status", "--cql-nodes", "a:9042,b:9042"]).unwrap();
+        assert_eq!(cli.cql.nodes, ["a:9042", "b:9042"]);
+    }
+}

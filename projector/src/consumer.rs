@@ -1,0 +1,223 @@
+//! The Kafka side of the projector: a consumer group member reading the objects topic in batches, with commits after the writes.
+//!
+//! Delivery guarantee: at least once, as in rust-rdkafka's `examples/at_least_once.rs`. Offsets
+//! are committed only by [`EventConsumer::commit`], which the caller invokes after every
+//! message of the batch has been written (or dead-lettered); the committed offset of a
+//! partition is the one after the last message of the batch, so everything before it in
+//! partition order is done. Precondition: the writes are idempotent (they are, see
+//! [`apply`](crate::apply)), so a message applied again after a crash changes nothing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+
+/// One message as the projector needs it (owned: batches outlive the consumer's buffers).
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+}
+
+/// A subscribed member of group `group` on `topic`.
+pub struct EventConsumer {
+    consumer: Arc<StreamConsumer>,
+    topic: String,
+    group: String,
+    timeout: Duration,
+}
+
+impl EventConsumer {
+    /// Joins `group` and subscribes to `topic`. A group without committed offsets starts at
+    /// the beginning of the topic: the topic is the source of truth, and a new generation
+    /// must see all of it.
+    pub fn subscribe(
+        brokers: &str,
+        group: &str,
+        topic: &str,
+        timeout: Duration,
+    ) -> Result<EventConsumer> {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", group)
+            .set("client.id", "taxiway-projector")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            // One ObjectVersionAdded can be ~4 MB (Enterprise's x-mitre-collection object):
+            // the fetch limits must let the biggest message through and keep batches flowing.
+            .set("max.partition.fetch.bytes", "16777216")
+            .set("fetch.max.bytes", "67108864")
+            .set("queued.max.messages.kbytes", "262144")
+            .create()
+            .map_err(Error::kafka(format!(
+                "creating the consumer of group {group}"
+            )))?;
+        consumer
+            .subscribe(&[topic])
+            .map_err(Error::kafka(format!("subscribing to {topic}")))?;
+        Ok(EventConsumer {
+            consumer: Arc::new(consumer),
+            topic: topic.to_owned(),
+            group: group.to_owned(),
+            timeout,
+        })
+    }
+
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The next batch: waits up to `idle` for a first message, then takes what arrives within
+    /// `wait`, up to `max` messages. Empty on shutdown or when nothing arrived.
+    pub async fn next_batch(
+        &self,
+        max: usize,
+        wait: Duration,
+        idle: Duration,
+        shutdown: &CancellationToken,
+    ) -> Vec<Record> {
+        let mut batch = Vec::new();
+        let first = tokio::select! {
+            () = shutdown.cancelled() => return batch,
+            () = tokio::time::sleep(idle) => return batch,
+            received = self.consumer.recv() => received,
+        };
+        match first {
+            Ok(m) => batch.push(record(&m)),
+            Err(e) => {
+                // librdkafka reports transient broker and transport errors here and recovers
+                // by itself; nothing is consumed, so there is nothing to skip.
+                tracing::warn!(error = %e, "Kafka consumer error");
+                return batch;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        while batch.len() < max.max(1) {
+            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Ok(Ok(m)) => batch.push(record(&m)),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "Kafka consumer error");
+                    break;
+                }
+                Err(_elapsed) => break,
+            }
+        }
+        batch
+    }
+
+    /// Commits, per partition, the offset after the last message of `batch`.
+    pub fn commit(&self, batch: &[Record], mode: Mode) -> Result<()> {
+        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+        for r in batch {
+            let slot = next.entry(r.partition).or_insert(r.offset + 1);
+            *slot = (*slot).max(r.offset + 1);
+        }
+        if next.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (partition, offset) in next {
+            tpl.add_partition_offset(&self.topic, partition, Offset::Offset(offset))
+                .map_err(Error::kafka("building the commit"))?;
+        }
+        let mode = match mode {
+            Mode::Async => CommitMode::Async,
+            Mode::Sync => CommitMode::Sync,
+        };
+        self.consumer
+            .commit(&tpl, mode)
+            .map_err(Error::kafka(format!(
+                "committing offsets of {}",
+                self.group
+            )))
+    }
+
+    /// Per partition of the topic: (next offset to process, high watermark). `applied` holds
+    /// the next offsets this process has applied; other partitions count from the group's
+    /// committed offset, else from the low watermark. Blocking network calls, so they run on
+    /// a blocking thread.
+    pub async fn positions(
+        &self,
+        applied: &BTreeMap<i32, i64>,
+    ) -> Result<BTreeMap<i32, (i64, i64)>> {
+        let consumer = self.consumer.clone();
+        let topic = self.topic.clone();
+        let timeout = self.timeout;
+        let applied = applied.clone();
+        tokio::task::spawn_blocking(move || -> Result<BTreeMap<i32, (i64, i64)>> {
+            let metadata = consumer
+                .fetch_metadata(Some(&topic), timeout)
+                .map_err(Error::kafka(format!("reading metadata of {topic}")))?;
+            let partitions: Vec<i32> = metadata
+                .topics()
+                .iter()
+                .filter(|t| t.name() == topic)
+                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                .collect();
+            let mut unknown = TopicPartitionList::new();
+            for &p in partitions.iter().filter(|p| !applied.contains_key(p)) {
+                unknown.add_partition(&topic, p);
+            }
+            let committed = if unknown.count() > 0 {
+                consumer
+                    .committed_offsets(unknown, timeout)
+                    .map_err(Error::kafka("reading committed offsets"))?
+            } else {
+                unknown
+            };
+            let mut out = BTreeMap::new();
+            for p in partitions {
+                let (low, high) = consumer
+                    .fetch_watermarks(&topic, p, timeout)
+                    .map_err(Error::kafka(format!("reading watermarks of {topic}/{p}")))?;
+                let position = applied.get(&p).copied().or_else(|| {
+                    committed
+                        .find_partition(&topic, p)
+                        .and_then(|e| e.offset().to_raw())
+                        .filter(|&o| o >= 0)
+                });
+                out.insert(p, (position.unwrap_or(low).max(low), high));
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| Error::State(format!("position reader task failed: {e}")))?
+    }
+
+    /// Leaves the group now (the next member gets the partitions without waiting for a
+    /// session timeout).
+    pub fn close(self) {
+        self.consumer.unsubscribe();
+    }
+}
+
+/// How [`EventConsumer::commit`] waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Fire and forget: a failed commit only means re-applying idempotent writes.
+    Async,
+    /// Wait for the broker: before handing the group to another process.
+    Sync,
+}
+
+fn record(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
+    Record {
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(<[u8]>::to_vec),
+        payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+    }
+}

@@ -1,0 +1,72 @@
+//! The `run` command: project the topic into the active generation, following generation switches.
+
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Cli;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+use crate::store::Store;
+
+/// Runs until `shutdown` is cancelled. When another process (a `rebuild`) switches the active
+/// generation, the current batch is finished and committed, and consumption continues in the
+/// new generation's group, from where that group's commits left it.
+pub async fn run(
+    cli: &Cli,
+    store: &Store,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    let mut active = store.migrate().await?;
+    loop {
+        metrics.active_generation.set(i64::from(active.generation));
+        let mut pipeline = Pipeline::start(
+            cli,
+            store,
+            active.generation,
+            &active.keyspace,
+            metrics,
+            shutdown,
+            "run",
+        )
+        .await?;
+        let mut last_check = Instant::now();
+        let mut last_lag = Instant::now();
+        let next = loop {
+            match pipeline.step().await {
+                Ok(_) => {}
+                Err(Error::Shutdown) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+            if shutdown.is_cancelled() {
+                pipeline.finish(&[])?;
+                return Ok(());
+            }
+            if last_lag.elapsed() >= cli.pipeline.progress_interval {
+                last_lag = Instant::now();
+                if let Err(e) = pipeline.lag().await {
+                    tracing::warn!(error = %e, "measuring consumer lag");
+                }
+            }
+            if last_check.elapsed() >= cli.pipeline.generation_poll {
+                last_check = Instant::now();
+                match store.active().await {
+                    Ok(Some(now)) if now != active => break now,
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "checking the active generation"),
+                }
+            }
+        };
+        tracing::info!(
+            from = active.generation,
+            to = next.generation,
+            keyspace = %next.keyspace,
+            "active generation switched; following it"
+        );
+        let marks = pipeline.applied_marks();
+        pipeline.finish(&marks)?;
+        active = next;
+    }
+}

@@ -1,0 +1,174 @@
+//! Prometheus metrics of the projector, and the small HTTP endpoint that serves them.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+use crate::error::Error;
+
+/// Everything the projector counts.
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// Events applied, by type (`collection`, `object_version`, `release`).
+    pub events: IntCounterVec,
+    /// Messages sent to the dead-letter topic, by reason (`undecodable`, `invalid`).
+    pub dead_letters: IntCounterVec,
+    /// Latency of one CQL request, by operation (mutation kind or read).
+    pub cql_seconds: HistogramVec,
+    /// Failed CQL requests that were retried.
+    pub cql_retries: IntCounter,
+    /// Messages per batch.
+    pub batch_size: HistogramVec,
+    /// High watermark minus the next offset to process, per partition.
+    pub consumer_lag: IntGaugeVec,
+    /// The generation `run` writes to.
+    pub active_generation: IntGauge,
+    /// Rebuild progress: total lag, events/s over the last interval, generation being built.
+    pub rebuild_lag: IntGauge,
+    pub rebuild_events_per_second: Gauge,
+    pub rebuild_generation: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, Error> {
+        let registry = Registry::new_custom(Some("taxiway_projector".to_owned()), None)?;
+        let events = IntCounterVec::new(
+            Opts::new("events_total", "Events applied to the projections, by type"),
+            &["type"],
+        )?;
+        let dead_letters = IntCounterVec::new(
+            Opts::new(
+                "dead_letters_total",
+                "Messages sent to the dead-letter topic, by reason",
+            ),
+            &["reason"],
+        )?;
+        let cql_seconds = HistogramVec::new(
+            HistogramOpts::new("cql_request_seconds", "Latency of one CQL request").buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+            ]),
+            &["op"],
+        )?;
+        let cql_retries =
+            IntCounter::new("cql_retries_total", "CQL requests retried after a failure")?;
+        let batch_size = HistogramVec::new(
+            HistogramOpts::new("batch_messages", "Messages per consumed batch")
+                .buckets(vec![1.0, 10.0, 100.0, 500.0, 1000.0, 2000.0, 5000.0]),
+            &["mode"],
+        )?;
+        let consumer_lag = IntGaugeVec::new(
+            Opts::new(
+                "consumer_lag",
+                "High watermark minus the next offset to process",
+            ),
+            &["partition"],
+        )?;
+        let active_generation = IntGauge::new("active_generation", "The generation run writes to")?;
+        let rebuild_lag = IntGauge::new("rebuild_lag", "Messages the rebuild has still to apply")?;
+        let rebuild_events_per_second = Gauge::new(
+            "rebuild_events_per_second",
+            "Rebuild throughput over the last progress interval",
+        )?;
+        let rebuild_generation =
+            IntGauge::new("rebuild_generation", "The generation being rebuilt")?;
+        registry.register(Box::new(events.clone()))?;
+        registry.register(Box::new(dead_letters.clone()))?;
+        registry.register(Box::new(cql_seconds.clone()))?;
+        registry.register(Box::new(cql_retries.clone()))?;
+        registry.register(Box::new(batch_size.clone()))?;
+        registry.register(Box::new(consumer_lag.clone()))?;
+        registry.register(Box::new(active_generation.clone()))?;
+        registry.register(Box::new(rebuild_lag.clone()))?;
+        registry.register(Box::new(rebuild_events_per_second.clone()))?;
+        registry.register(Box::new(rebuild_generation.clone()))?;
+        Ok(Metrics {
+            registry,
+            events,
+            dead_letters,
+            cql_seconds,
+            cql_retries,
+            batch_size,
+            consumer_lag,
+            active_generation,
+            rebuild_lag,
+            rebuild_events_per_second,
+            rebuild_generation,
+        })
+    }
+
+    /// The metrics in Prometheus' text format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buffer = Vec::new();
+        // Encoding into a Vec cannot fail for lack of space; a family that fails to encode is
+        // logged and the rest is still served.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
+            tracing::warn!(error = %e, "encoding metrics");
+        }
+        buffer
+    }
+}
+
+/// Serves `GET /metrics` and `GET /healthz` until `shutdown` resolves.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Metrics,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        metrics.render(),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { StatusCode::OK.into_response() }));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Io {
+            context: format!("binding the metrics address {addr}"),
+            source,
+        })?;
+    tracing::info!(%addr, "serving metrics");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|source| Error::Io {
+            context: "serving metrics".to_owned(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_show_up_in_the_text_format() {
+        let metrics = Metrics::new().unwrap();
+        metrics
+            .events
+            .with_label_values(&["object_version"])
+            .inc_by(3);
+        metrics.consumer_lag.with_label_values(&["0"]).set(7);
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(
+            text.contains(r#"taxiway_projector_events_total{type="object_version"} 3"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"taxiway_projector_consumer_lag{partition="0"} 7"#));
+    }
+}

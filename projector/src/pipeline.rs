@@ -1,0 +1,191 @@
+//! One generation's consume → decode → check → write → commit step, shared by `run` and `rebuild`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use schemas::Event;
+use tokio_util::sync::CancellationToken;
+
+use crate::apply;
+use crate::config::Cli;
+use crate::consumer::{EventConsumer, Mode, Record};
+use crate::dead_letter::DeadLetters;
+use crate::error::Result;
+use crate::metrics::Metrics;
+use crate::project::Projector;
+use crate::store::Store;
+
+/// How long a poll waits for a first message before giving the caller a turn (generation
+/// checks, progress reports).
+const IDLE: Duration = Duration::from_millis(500);
+
+/// The consumer group generation `n` is projected with.
+pub fn group_for(prefix: &str, generation: i32) -> String {
+    format!("{prefix}-g{generation}")
+}
+
+/// A consumer of the objects topic writing into one generation.
+pub struct Pipeline {
+    consumer: EventConsumer,
+    projector: Projector,
+    dead_letters: DeadLetters,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+    batch_size: usize,
+    batch_wait: Duration,
+    mode: &'static str,
+    /// Next offset to process per partition, for what this pipeline applied.
+    applied: BTreeMap<i32, i64>,
+}
+
+/// What one [`Pipeline::step`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Step {
+    pub messages: usize,
+    pub dead_lettered: usize,
+}
+
+impl Pipeline {
+    /// Prepares the writes of the generation in `keyspace` and joins its group.
+    pub async fn start(
+        cli: &Cli,
+        store: &Store,
+        generation: i32,
+        keyspace: &str,
+        metrics: &Metrics,
+        shutdown: &CancellationToken,
+        mode: &'static str,
+    ) -> Result<Pipeline> {
+        let generation_store = store.generation(keyspace).await?;
+        let projector = Projector::new(
+            generation_store,
+            cli.pipeline.concurrency,
+            metrics.clone(),
+            shutdown.clone(),
+        );
+        let group = group_for(&cli.kafka.group, generation);
+        let consumer = EventConsumer::subscribe(
+            &cli.kafka.brokers,
+            &group,
+            &cli.kafka.objects_topic,
+            cli.kafka.timeout,
+        )?;
+        let dead_letters = DeadLetters::new(
+            &cli.kafka.brokers,
+            &cli.kafka.dead_letter_topic,
+            &cli.kafka.objects_topic,
+        )?;
+        tracing::info!(generation, keyspace, group, topic = %cli.kafka.objects_topic, mode, "consuming");
+        Ok(Pipeline {
+            consumer,
+            projector,
+            dead_letters,
+            metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
+            batch_size: cli.pipeline.batch_size,
+            batch_wait: cli.pipeline.batch_wait,
+            mode,
+            applied: BTreeMap::new(),
+        })
+    }
+
+    /// Takes one batch, writes it, dead-letters what cannot be used, then commits. Returns
+    /// [`crate::Error::Shutdown`] if stopped before the batch was written (nothing committed).
+    pub async fn step(&mut self) -> Result<Step> {
+        let batch = self
+            .consumer
+            .next_batch(self.batch_size, self.batch_wait, IDLE, &self.shutdown)
+            .await;
+        if batch.is_empty() {
+            return Ok(Step::default());
+        }
+        self.metrics
+            .batch_size
+            .with_label_values(&[self.mode])
+            .observe(batch.len() as f64);
+        let mut events = Vec::with_capacity(batch.len());
+        let mut letters = Vec::new();
+        for record in &batch {
+            match schemas::decode_event(&record.payload) {
+                Err(e) => letters.push((
+                    "undecodable",
+                    self.dead_letters
+                        .letter(record, format!("undecodable: {e}"), None),
+                )),
+                Ok(event) => match apply::check(&event) {
+                    Ok(()) => events.push(event),
+                    Err(reason) => {
+                        let source = match &event {
+                            Event::ObjectVersion(v) => Some(v.source.clone()),
+                            Event::Collection(c) => Some(c.source.clone()),
+                            Event::Release(r) => Some(r.source.clone()),
+                        };
+                        letters.push(("invalid", self.dead_letters.letter(record, reason, source)));
+                    }
+                },
+            }
+        }
+        for (kind, letter) in &letters {
+            tracing::warn!(
+                partition = letter.original_partition,
+                offset = letter.original_offset,
+                reason = %letter.reason,
+                "dead-lettering a message"
+            );
+            self.dead_letters.send(letter, &self.shutdown).await?;
+            self.metrics.dead_letters.with_label_values(&[kind]).inc();
+        }
+        self.projector.apply_batch(&events).await?;
+        self.consumer.commit(&batch, Mode::Async)?;
+        for r in &batch {
+            let slot = self.applied.entry(r.partition).or_insert(r.offset + 1);
+            *slot = (*slot).max(r.offset + 1);
+        }
+        Ok(Step {
+            messages: batch.len(),
+            dead_lettered: letters.len(),
+        })
+    }
+
+    /// Lag per partition (high watermark − next offset to process), also published as the
+    /// `consumer_lag` gauge.
+    pub async fn lag(&self) -> Result<BTreeMap<i32, i64>> {
+        let positions = self.consumer.positions(&self.applied).await?;
+        let lag: BTreeMap<i32, i64> = positions
+            .into_iter()
+            .map(|(p, (position, high))| (p, (high - position).max(0)))
+            .collect();
+        for (p, l) in &lag {
+            self.metrics
+                .consumer_lag
+                .with_label_values(&[&p.to_string()])
+                .set(*l);
+        }
+        Ok(lag)
+    }
+
+    pub fn keyspace(&self) -> &str {
+        self.projector.keyspace()
+    }
+
+    /// Commits what was applied, synchronously, and leaves the group: the next member (a
+    /// `run` after a rebuild) starts exactly after it.
+    pub fn finish(self, last: &[Record]) -> Result<()> {
+        self.consumer.commit(last, Mode::Sync)?;
+        self.consumer.close();
+        Ok(())
+    }
+
+    /// The next offsets applied, as records for a final synchronous commit.
+    pub fn applied_marks(&self) -> Vec<Record> {
+        self.applied
+            .iter()
+            .map(|(&partition, &next)| Record {
+                partition,
+                offset: next - 1,
+                key: None,
+                payload: Vec::new(),
+            })
+            .collect()
+    }
+}

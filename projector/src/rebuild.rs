@@ -1,0 +1,122 @@
+//! The `rebuild` and `drop-generation` commands: replay the topic into a new generation, switch readers to it when caught up.
+
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Cli;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+use crate::store::Store;
+
+/// Creates generation N+1, replays the whole topic into it with group `<group>-g<N+1>`
+/// (committing as it goes, so a `run` that later follows it continues exactly there), reports
+/// progress, and when the lag is zero makes it the active generation. Returns its number.
+pub async fn rebuild(
+    cli: &Cli,
+    store: &Store,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> Result<i32> {
+    let previous = store.migrate().await?;
+    let n = store
+        .generations()
+        .await?
+        .iter()
+        .map(|g| g.generation)
+        .max()
+        .unwrap_or(previous.generation)
+        .max(previous.generation)
+        + 1;
+    let generation = store.create_generation(n, "building").await?;
+    metrics.rebuild_generation.set(i64::from(n));
+    tracing::info!(generation = n, keyspace = %generation.keyspace, active = previous.generation, "rebuilding");
+    let mut pipeline = Pipeline::start(
+        cli,
+        store,
+        n,
+        &generation.keyspace,
+        metrics,
+        shutdown,
+        "rebuild",
+    )
+    .await?;
+    let started = Instant::now();
+    let mut last_report = Instant::now();
+    let mut since_report = 0usize;
+    let mut total = 0usize;
+    loop {
+        let step = pipeline.step().await?;
+        if shutdown.is_cancelled() {
+            return Err(Error::Shutdown);
+        }
+        since_report += step.messages;
+        total += step.messages;
+        if step.messages > 0 && last_report.elapsed() < cli.pipeline.progress_interval {
+            continue;
+        }
+        let lag: i64 = pipeline.lag().await?.values().sum();
+        let interval = last_report.elapsed().as_secs_f64().max(1e-3);
+        let rate = since_report as f64 / interval;
+        metrics.rebuild_lag.set(lag);
+        metrics.rebuild_events_per_second.set(rate);
+        let eta_s = if rate > 0.0 {
+            lag as f64 / rate
+        } else {
+            f64::INFINITY
+        };
+        tracing::info!(
+            generation = n,
+            applied = total,
+            lag,
+            events_per_s = rate.round(),
+            eta_s = eta_s.round(),
+            "rebuild progress"
+        );
+        last_report = Instant::now();
+        since_report = 0;
+        if lag == 0 {
+            break;
+        }
+    }
+    let marks = pipeline.applied_marks();
+    pipeline.finish(&marks)?;
+    store.set_caught_up(n).await?;
+    store.set_generation_state(n, "active").await?;
+    store.switch_active(&generation).await?;
+    store
+        .set_generation_state(previous.generation, "superseded")
+        .await?;
+    metrics.rebuild_lag.set(0);
+    tracing::info!(
+        generation = n,
+        events = total,
+        seconds = started.elapsed().as_secs_f64(),
+        "rebuild caught up; generation is now active"
+    );
+    Ok(n)
+}
+
+/// Drops generation `n`'s keyspace and marks it retired; refuses the active generation.
+pub async fn drop_generation(store: &Store, n: i32) -> Result<()> {
+    let active = store
+        .active()
+        .await?
+        .ok_or_else(|| Error::State("no active generation: run `projector migrate`".into()))?;
+    if active.generation == n {
+        return Err(Error::State(format!(
+            "generation {n} is the active one; rebuild (or switch) first"
+        )));
+    }
+    let generation = store
+        .generations()
+        .await?
+        .into_iter()
+        .find(|g| g.generation == n)
+        .ok_or_else(|| Error::State(format!("no generation {n}")))?;
+    store.drop_keyspace(&generation.keyspace).await?;
+    store.set_generation_state(n, "retired").await?;
+    tracing::info!(generation = n, keyspace = %generation.keyspace, "generation dropped");
+    Ok(())
+}
