@@ -114,16 +114,18 @@ pub struct PipelineConfig {
         global = true
     )]
     pub concurrency: usize,
-    /// Most messages in one batch (one commit per batch).
+    /// Most messages in one batch (one commit per batch). Large batches keep the CQL pipeline
+    /// full: every batch ends in phase barriers that drain the requests in flight.
     #[arg(
         long,
         env = "TAXIWAY_PROJECTOR_BATCH_SIZE",
-        default_value_t = 2000,
+        default_value_t = 10_000,
         global = true
     )]
     pub batch_size: usize,
-    /// How long a batch waits for more messages after its first one.
-    #[arg(long, env = "TAXIWAY_PROJECTOR_BATCH_WAIT", default_value = "50ms", value_parser = parse_duration, global = true)]
+    /// How long a batch waits for more messages after its first one (bounds the latency a
+    /// lone event sees; the API's changes-visible-within-1-s budget includes it).
+    #[arg(long, env = "TAXIWAY_PROJECTOR_BATCH_WAIT", default_value = "200ms", value_parser = parse_duration, global = true)]
     pub batch_wait: Duration,
     /// How often `run` checks which generation is active.
     #[arg(long, env = "TAXIWAY_PROJECTOR_GENERATION_POLL", default_value = "3s", value_parser = parse_duration, global = true)]
