@@ -1,0 +1,232 @@
+//! Command-line and environment configuration of `api`, and the settings handlers read.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, ValueEnum};
+
+/// The defaults match attack-taxii.mitre.org so that existing clients see the same documents.
+pub const DEFAULT_TITLE: &str = "MITRE ATT&CK TAXII 2.1";
+pub const DEFAULT_DESCRIPTION: &str = "This is the MITRE ATT&CK TAXII 2.1 server. It serves the ATT&CK Enterprise, Mobile and ICS collections.";
+pub const DEFAULT_CONTACT: &str = "attack@mitre.org";
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "api",
+    version,
+    about = "Read-only TAXII 2.1 server over the Taxiway projections"
+)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "TAXIWAY_API_LISTEN", default_value = "0.0.0.0:8000")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub cql: CqlConfig,
+    #[command(flatten)]
+    pub server: ServerConfig,
+    /// JSON file of principals and their read rights; authentication is off without it.
+    #[arg(long, env = "TAXIWAY_API_AUTH_FILE")]
+    pub auth_file: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, env = "TAXIWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CqlConfig {
+    /// CQL contact points, comma-separated.
+    #[arg(
+        long = "cql-nodes",
+        env = "TAXIWAY_CQL_NODES",
+        default_value = "127.0.0.1:9042",
+        value_delimiter = ','
+    )]
+    pub nodes: Vec<String>,
+    /// The control keyspace (holds active_generation).
+    #[arg(
+        long = "cql-keyspace",
+        env = "TAXIWAY_CQL_KEYSPACE",
+        default_value = "taxiway"
+    )]
+    pub keyspace: String,
+    /// CQL user name (password authentication), if the cluster needs one.
+    #[arg(long = "cql-user", env = "TAXIWAY_CQL_USER")]
+    pub user: Option<String>,
+    /// CQL password.
+    #[arg(
+        long = "cql-password",
+        env = "TAXIWAY_CQL_PASSWORD",
+        hide_env_values = true
+    )]
+    pub password: Option<Secret>,
+    /// Timeout of one CQL request.
+    #[arg(long = "cql-timeout", env = "TAXIWAY_CQL_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// What the HTTP side needs; also built directly by tests.
+#[derive(Debug, Clone, Args)]
+pub struct ServerConfig {
+    /// Path prefix of the default root; pinned and history roots live under it.
+    #[arg(long, env = "TAXIWAY_API_PREFIX", default_value = "/api/v21")]
+    pub prefix: String,
+    /// Name of the root that serves every version ever published.
+    #[arg(long, env = "TAXIWAY_API_HISTORY_ROOT", default_value = "history")]
+    pub history_root: String,
+    /// Prefix of the per-release roots: <prefix>/<pinned-prefix><label>.
+    #[arg(long, env = "TAXIWAY_API_PINNED_PREFIX", default_value = "attack-")]
+    pub pinned_prefix: String,
+    /// Title of the discovery document and the default root.
+    #[arg(long, env = "TAXIWAY_API_TITLE", default_value = DEFAULT_TITLE)]
+    pub title: String,
+    /// Description of the discovery document and the roots.
+    #[arg(long, env = "TAXIWAY_API_DESCRIPTION", default_value = DEFAULT_DESCRIPTION)]
+    pub description: String,
+    /// Contact in the discovery document.
+    #[arg(long, env = "TAXIWAY_API_CONTACT", default_value = DEFAULT_CONTACT)]
+    pub contact: String,
+    /// Appended to the title of a pinned root; `{label}` is replaced by the release label.
+    #[arg(
+        long,
+        env = "TAXIWAY_API_PINNED_TITLE_SUFFIX",
+        default_value = " (ATT&CK v{label})"
+    )]
+    pub pinned_title_suffix: String,
+    /// Appended to the title of the history root.
+    #[arg(
+        long,
+        env = "TAXIWAY_API_HISTORY_TITLE_SUFFIX",
+        default_value = " (all versions)"
+    )]
+    pub history_title_suffix: String,
+    /// max_content_length announced by every root (nothing can be posted here).
+    #[arg(long, env = "TAXIWAY_API_MAX_CONTENT_LENGTH", default_value_t = 0)]
+    pub max_content_length: u64,
+    /// The largest `limit` honoured; larger values are capped.
+    #[arg(long, env = "TAXIWAY_API_MAX_PAGE_SIZE", default_value_t = 10_000)]
+    pub max_page_size: usize,
+    /// How often to poll collection revisions and the active generation.
+    #[arg(long, env = "TAXIWAY_API_POLL", default_value = "500ms", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+    /// Filter results kept for paging (per collection revision, view and filter).
+    #[arg(long, env = "TAXIWAY_API_RESULT_CACHE", default_value_t = 512)]
+    pub result_cache_entries: usize,
+    /// Approximate memory for collection snapshots; above it a warning and a metric report it.
+    #[arg(long, env = "TAXIWAY_API_MAX_SNAPSHOT_BYTES", default_value_t = 4 << 30)]
+    pub max_snapshot_bytes: usize,
+    /// HMAC key of `next` cursors; replicas behind one load balancer must share it.
+    #[arg(
+        long,
+        env = "TAXIWAY_API_CURSOR_KEY",
+        hide_env_values = true,
+        default_value = "taxiway-cursor"
+    )]
+    pub cursor_key: Secret,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            prefix: "/api/v21".into(),
+            history_root: "history".into(),
+            pinned_prefix: "attack-".into(),
+            title: DEFAULT_TITLE.into(),
+            description: DEFAULT_DESCRIPTION.into(),
+            contact: DEFAULT_CONTACT.into(),
+            pinned_title_suffix: " (ATT&CK v{label})".into(),
+            history_title_suffix: " (all versions)".into(),
+            max_content_length: 0,
+            max_page_size: 10_000,
+            poll_interval: Duration::from_millis(500),
+            result_cache_entries: 512,
+            max_snapshot_bytes: 4 << 30,
+            cursor_key: Secret("taxiway-cursor".into()),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The prefix without a trailing slash, starting with one (`/api/v21`).
+    pub fn normalized_prefix(&self) -> String {
+        let p = self.prefix.trim_end_matches('/');
+        if p.starts_with('/') {
+            p.to_owned()
+        } else {
+            format!("/{p}")
+        }
+    }
+}
+
+/// A value that never shows in logs: the effective configuration is logged at start.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// Durations as `500ms`, `30s`, `10m`, `1h`, or bare seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 30s, 10m or 1h"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (ms, s, m, h)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Config::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_match_the_documented_ones_and_secrets_are_redacted() {
+        let c = Config::try_parse_from(["api", "--cql-password", "hunter2", "--cursor-key", "k3y"])
+            .unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:8000");
+        assert_eq!(c.cql.nodes, ["127.0.0.1:9042"]);
+        assert_eq!(c.cql.keyspace, "taxiway");
+        let d = ServerConfig::default();
+        assert_eq!(c.server.prefix, d.prefix);
+        assert_eq!(c.server.pinned_title_suffix, d.pinned_title_suffix);
+        assert_eq!(c.server.poll_interval, d.poll_interval);
+        let logged = format!("{c:?}");
+        assert!(
+            !logged.contains("hunter2") && !logged.contains("k3y"),
+            "{logged}"
+        );
+    }
+}

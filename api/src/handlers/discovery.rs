@@ -1,0 +1,79 @@
+//! Discovery (`/taxii2/`), API root information and status resources.
+
+use axum::Extension;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde_json::json;
+
+use super::{Root, TaxiiPath, loaded_catalog, resolve_root, taxii_json};
+use crate::AppState;
+use crate::auth::Rights;
+use crate::error::ApiError;
+use crate::media::TAXII_CONTENT_TYPE;
+
+/// `GET /taxii2/`: every root, default first, pinned roots newest release first, history last.
+pub async fn discovery(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let catalog = loaded_catalog(&state)?;
+    let mut roots = vec![Root::Default.path(&state)];
+    roots.extend(
+        catalog
+            .labels()
+            .into_iter()
+            .map(|l| Root::Pinned(l).path(&state)),
+    );
+    roots.push(Root::History.path(&state));
+    let s = &state.server;
+    let body = json!({
+        "title": s.title,
+        "description": s.description,
+        "contact": s.contact,
+        "default": Root::Default.path(&state),
+        "api_roots": roots,
+    });
+    taxii_json(&state, &headers, &body)
+}
+
+/// `GET /{root}/`: the API root resource.
+pub async fn api_root(
+    State(state): State<AppState>,
+    TaxiiPath(path): TaxiiPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let catalog = loaded_catalog(&state)?;
+    let root = resolve_root(&state, &catalog, path.root.as_deref())?;
+    let s = &state.server;
+    let title = match &root {
+        Root::Default => s.title.clone(),
+        Root::Pinned(label) => format!(
+            "{}{}",
+            s.title,
+            s.pinned_title_suffix.replace("{label}", label)
+        ),
+        Root::History => format!("{}{}", s.title, s.history_title_suffix),
+    };
+    let body = json!({
+        "title": title,
+        "description": s.description,
+        "versions": [TAXII_CONTENT_TYPE],
+        "max_content_length": s.max_content_length,
+    });
+    taxii_json(&state, &headers, &body)
+}
+
+/// `GET /{root}/status/{status_id}/`: nothing is ever posted here, so no status exists.
+pub async fn status(
+    State(state): State<AppState>,
+    TaxiiPath(path): TaxiiPath,
+    Extension(_rights): Extension<Rights>,
+) -> Result<Response, ApiError> {
+    let catalog = loaded_catalog(&state)?;
+    resolve_root(&state, &catalog, path.root.as_deref())?;
+    Err(ApiError::NotFound(format!(
+        "no status {:?}: this server accepts no writes",
+        path.status_id.unwrap_or_default()
+    )))
+}

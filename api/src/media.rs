@@ -1,0 +1,101 @@
+//! TAXII media types: what every response carries and which `Accept` headers we serve.
+
+use axum::extract::Request;
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ApiError;
+
+/// The Content-Type of every TAXII response; taxii2-client rejects responses without `version=2.1`.
+pub const TAXII_CONTENT_TYPE: &str = "application/taxii+json;version=2.1";
+
+/// The media type of STIX 2.1 content, listed in collections and manifests.
+pub const STIX_21: &str = "application/stix+json;version=2.1";
+/// The media type of STIX 2.0 content (manifest records of 2.0 objects).
+pub const STIX_20: &str = "application/stix+json;version=2.0";
+
+/// Whether an `Accept` header value admits `application/taxii+json;version=2.1`.
+///
+/// Accepted: `application/taxii+json` with no version or `version=2.1`, `application/*`, `*/*`
+/// (curl, browsers). A range with `q=0` is a refusal, not an acceptance.
+pub fn accepts_taxii(accept: &str) -> bool {
+    accept.split(',').any(|range| {
+        let mut parts = range.split(';').map(str::trim);
+        let essence = parts.next().unwrap_or("").to_ascii_lowercase();
+        let mut version_ok = true;
+        let mut q_zero = false;
+        for param in parts {
+            let Some((name, value)) = param.split_once('=') else {
+                continue;
+            };
+            let value = value.trim().trim_matches('"');
+            match name.trim().to_ascii_lowercase().as_str() {
+                "version" => version_ok = value == "2.1",
+                "q" => q_zero = value.parse::<f32>().is_ok_and(|q| q <= 0.0),
+                _ => {}
+            }
+        }
+        if q_zero {
+            return false;
+        }
+        match essence.as_str() {
+            "*/*" | "application/*" => true,
+            "application/taxii+json" => version_ok,
+            _ => false,
+        }
+    })
+}
+
+/// Middleware on the TAXII routes: refuse, with a TAXII error body, requests whose `Accept`
+/// header admits no media type we produce. No header means "anything".
+pub async fn require_taxii_accept(request: Request, next: Next) -> Response {
+    let values: Vec<&str> = request
+        .headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if !values.is_empty() && !values.iter().any(|v| accepts_taxii(v)) {
+        let asked = values.join(", ");
+        return ApiError::NotAcceptable(format!(
+            "this server produces {TAXII_CONTENT_TYPE}; Accept was {asked:?}"
+        ))
+        .into_response();
+    }
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn taxii_media_types_and_wildcards_are_accepted() {
+        for ok in [
+            "application/taxii+json;version=2.1",
+            "application/taxii+json; version=2.1",
+            "application/taxii+json",
+            "*/*",
+            "application/*",
+            "text/html, */*;q=0.8",
+            "application/stix+json;version=2.1, application/taxii+json;version=2.1",
+        ] {
+            assert!(accepts_taxii(ok), "{ok}");
+        }
+    }
+
+    #[test]
+    fn other_media_types_and_versions_are_refused() {
+        for bad in [
+            "application/json",
+            "application/taxii+json;version=2.0",
+            "application/stix+json;version=2.1",
+            "text/html",
+            "application/taxii+json;q=0",
+            "",
+        ] {
+            assert!(!accepts_taxii(bad), "{bad}");
+        }
+    }
+}

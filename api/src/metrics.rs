@@ -1,0 +1,126 @@
+//! Prometheus metrics of the API: requests by route template and status, latency, cache, revisions.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Every metric the API keeps. Labels are route templates, never raw URIs or object ids, so
+/// cardinality stays bounded.
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: IntCounterVec,
+    pub latency: HistogramVec,
+    /// Result cache lookups by outcome (`hit`, `miss`).
+    pub cache: IntCounterVec,
+    /// Responses answered 304 from If-None-Match.
+    pub not_modified: IntCounter,
+    /// Revision of each loaded collection.
+    pub revision: IntGaugeVec,
+    /// Approximate bytes of each loaded collection snapshot.
+    pub snapshot_bytes: IntGaugeVec,
+    /// Failed store polls.
+    pub store_errors: IntCounter,
+    /// Active generation number.
+    pub generation: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("taxiway_api".to_owned()), None)?;
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "requests_total",
+                "HTTP requests by route template, method and status",
+            ),
+            &["route", "method", "status"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "request_seconds",
+                "Time to the response head, by route template",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+            &["route"],
+        )?;
+        let cache = IntCounterVec::new(
+            Opts::new(
+                "result_cache_total",
+                "Filter result cache lookups by outcome",
+            ),
+            &["outcome"],
+        )?;
+        let not_modified =
+            IntCounter::new("not_modified_total", "Responses answered 304 Not Modified")?;
+        let revision = IntGaugeVec::new(
+            Opts::new("collection_revision", "Revision of each loaded collection"),
+            &["collection"],
+        )?;
+        let snapshot_bytes = IntGaugeVec::new(
+            Opts::new(
+                "collection_snapshot_bytes",
+                "Approximate memory of each loaded collection",
+            ),
+            &["collection"],
+        )?;
+        let store_errors =
+            IntCounter::new("store_errors_total", "Failed polls or loads of the store")?;
+        let generation = IntGauge::new("generation", "Active projection generation")?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(cache.clone()))?;
+        registry.register(Box::new(not_modified.clone()))?;
+        registry.register(Box::new(revision.clone()))?;
+        registry.register(Box::new(snapshot_bytes.clone()))?;
+        registry.register(Box::new(store_errors.clone()))?;
+        registry.register(Box::new(generation.clone()))?;
+        Ok(Metrics {
+            registry,
+            requests,
+            latency,
+            cache,
+            not_modified,
+            revision,
+            snapshot_bytes,
+            store_errors,
+            generation,
+        })
+    }
+
+    /// The metrics in Prometheus' text format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buffer = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
+            tracing::warn!(error = %e, "encoding metrics");
+        }
+        buffer
+    }
+}
+
+/// Middleware: counts and times every request by its route template.
+pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics
+        .latency
+        .with_label_values(&[route.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .requests
+        .with_label_values(&[route.as_str(), method.as_str(), response.status().as_str()])
+        .inc();
+    response
+}

@@ -1,0 +1,110 @@
+//! Where collections come from: the [`Store`] trait the API reads through, and its row types.
+//!
+//! Handlers never see a driver type: the refresher asks a `Store` for collection revisions and,
+//! when one moved, for the collection's rows, and builds an in-memory [`crate::snapshot::Snapshot`]
+//! from them. [`cql::CqlStore`] reads the projector's tables (the only module importing `scylla`);
+//! [`memory::MemoryStore`] serves tests.
+
+pub mod cql;
+pub mod memory;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+
+/// The generation of projection tables readers use (`taxiway.active_generation`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Generation {
+    pub number: i32,
+    pub keyspace: String,
+}
+
+/// A collection and how far its content has been projected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionRevision {
+    pub collection_id: String,
+    /// Moves forward whenever the collection's content changes.
+    pub revision: i64,
+}
+
+/// A collection's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CollectionMeta {
+    pub id: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub alias: Option<String>,
+    pub media_types: Vec<String>,
+}
+
+/// One version of one object, as projected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionRow {
+    pub object_id: String,
+    /// Microseconds since the epoch (the STIX `modified`, else `created`, else 0).
+    pub version: i64,
+    /// The canonical text of `version`, as served in manifests and `versions`.
+    pub version_text: String,
+    pub stix_type: String,
+    pub spec_version: String,
+    /// Microseconds; unique per version within the collection.
+    pub date_added: i64,
+    /// Compact JSON of the object, served as is.
+    pub object_json: Bytes,
+}
+
+/// One release of a collection and its members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseRow {
+    pub release_timestamp: i64,
+    pub label: String,
+    /// Only complete releases are ever served.
+    pub complete: bool,
+    /// `(object_id, version)` of every member.
+    pub members: Vec<(String, i64)>,
+}
+
+/// Everything needed to serve one collection at one revision.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CollectionData {
+    pub meta: CollectionMeta,
+    pub revision: i64,
+    pub versions: Vec<VersionRow>,
+    pub releases: Vec<ReleaseRow>,
+}
+
+/// A store failure (unreachable, timeout, unexpected rows).
+#[derive(Debug, thiserror::Error)]
+#[error("{context}: {message}")]
+pub struct StoreError {
+    pub context: String,
+    pub message: String,
+}
+
+impl StoreError {
+    pub fn new(context: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        StoreError {
+            context: context.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// The read side of the projections. Object-safe (boxed futures) so the server holds an
+/// `Arc<dyn Store>` and tests substitute an in-memory one.
+pub trait Store: Send + Sync + 'static {
+    /// The generation readers should use now; a change means "reload everything from there".
+    fn active_generation(&self) -> BoxFuture<'_, Result<Generation, StoreError>>;
+
+    /// Every collection of `generation` with its revision. Cheap: polled every few hundred ms.
+    fn list_collections<'a>(
+        &'a self,
+        generation: &'a Generation,
+    ) -> BoxFuture<'a, Result<Vec<CollectionRevision>, StoreError>>;
+
+    /// All rows of one collection; `None` if it vanished meanwhile.
+    fn load_collection<'a>(
+        &'a self,
+        generation: &'a Generation,
+        collection_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<CollectionData>, StoreError>>;
+}

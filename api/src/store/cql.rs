@@ -1,0 +1,334 @@
+//! The CQL [`Store`]: reads the projector's tables (`schemas/cql/*.cql`). The only module that imports `scylla`.
+//!
+//! Reads, all single-partition, no `ALLOW FILTERING`:
+//! - `{control}.active_generation` → the generation keyspace (polled every tick);
+//! - `collections` → revisions (one small table scan per tick);
+//! - per collection load: `collections` row → `manifest_buckets` → `manifest` per bucket (the
+//!   object ids) → `object_versions` per object (every version with its JSON; bounded
+//!   concurrency) → `releases` → `release_members` per complete release.
+//!
+//! Statements are prepared once per generation keyspace and reused until the generation changes.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use scylla::client::execution_profile::ExecutionProfile;
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::statement::Consistency;
+use scylla::statement::prepared::PreparedStatement;
+use tokio::sync::Mutex;
+
+use super::{
+    CollectionData, CollectionMeta, CollectionRevision, Generation, ReleaseRow, Store, StoreError,
+    VersionRow,
+};
+use crate::config::CqlConfig;
+
+/// Objects read concurrently while loading a collection.
+const OBJECT_READS_IN_FLIGHT: usize = 64;
+
+/// A session and the statements of the current generation.
+pub struct CqlStore {
+    session: Arc<Session>,
+    control: String,
+    /// Prepared on first use, not at connect: the API may start before the projector created
+    /// the keyspace, and must then report "not ready" and retry rather than exit.
+    active: Mutex<Option<PreparedStatement>>,
+    prepared: Mutex<Option<(String, Arc<Statements>)>>,
+}
+
+struct Statements {
+    list: PreparedStatement,
+    meta: PreparedStatement,
+    buckets: PreparedStatement,
+    manifest: PreparedStatement,
+    object: PreparedStatement,
+    releases: PreparedStatement,
+    members: PreparedStatement,
+}
+
+fn err(context: &'static str) -> impl Fn(&dyn std::fmt::Display) -> StoreError {
+    move |e| StoreError::new(context, e)
+}
+
+impl CqlStore {
+    /// Connects and prepares the control statement. Reads use LOCAL_QUORUM so that a replica
+    /// sees what the projector wrote before bumping a revision.
+    pub async fn connect(config: &CqlConfig) -> Result<CqlStore, StoreError> {
+        let profile = ExecutionProfile::builder()
+            .consistency(Consistency::LocalQuorum)
+            .request_timeout(Some(config.timeout))
+            .build();
+        let mut builder = SessionBuilder::new()
+            .known_nodes(&config.nodes)
+            .default_execution_profile_handle(profile.into_handle());
+        if let (Some(user), Some(password)) = (&config.user, &config.password) {
+            builder = builder.user(user, &password.0);
+        }
+        let session = builder
+            .build()
+            .await
+            .map_err(|e| StoreError::new(format!("connecting to {:?}", config.nodes), e))?;
+        Ok(CqlStore {
+            session: Arc::new(session),
+            control: config.keyspace.clone(),
+            active: Mutex::new(None),
+            prepared: Mutex::new(None),
+        })
+    }
+
+    async fn active_statement(&self) -> Result<PreparedStatement, StoreError> {
+        let mut guard = self.active.lock().await;
+        if let Some(p) = guard.as_ref() {
+            return Ok(p.clone());
+        }
+        let prepared = self
+            .session
+            .prepare(format!(
+                "SELECT generation, keyspace_name FROM {}.active_generation WHERE name = 'active'",
+                self.control
+            ))
+            .await
+            .map_err(|e| err("preparing the active generation read")(&e))?;
+        *guard = Some(prepared.clone());
+        Ok(prepared)
+    }
+
+    async fn statements(&self, keyspace: &str) -> Result<Arc<Statements>, StoreError> {
+        let mut guard = self.prepared.lock().await;
+        if let Some((ks, s)) = guard.as_ref()
+            && ks == keyspace
+        {
+            return Ok(s.clone());
+        }
+        let prepare = |text: String| {
+            let session = self.session.clone();
+            async move {
+                session
+                    .prepare(text.clone())
+                    .await
+                    .map_err(|e| StoreError::new(format!("preparing {text:?}"), e))
+            }
+        };
+        let k = keyspace;
+        let s = Arc::new(Statements {
+            list: prepare(format!("SELECT collection_id, revision FROM {k}.collections")).await?,
+            meta: prepare(format!(
+                "SELECT title, description, alias, media_types, revision FROM {k}.collections WHERE collection_id = ?"
+            ))
+            .await?,
+            buckets: prepare(format!("SELECT bucket FROM {k}.manifest_buckets WHERE collection_id = ?")).await?,
+            manifest: prepare(format!(
+                "SELECT object_id FROM {k}.manifest WHERE collection_id = ? AND bucket = ?"
+            ))
+            .await?,
+            object: prepare(format!(
+                "SELECT version, version_text, stix_type, spec_version, date_added, object_json \
+                 FROM {k}.object_versions WHERE collection_id = ? AND object_id = ?"
+            ))
+            .await?,
+            releases: prepare(format!(
+                "SELECT release_timestamp, label, complete FROM {k}.releases WHERE collection_id = ?"
+            ))
+            .await?,
+            members: prepare(format!(
+                "SELECT object_id, version FROM {k}.release_members \
+                 WHERE collection_id = ? AND release_timestamp = ? AND label = ?"
+            ))
+            .await?,
+        });
+        *guard = Some((keyspace.to_owned(), s.clone()));
+        Ok(s)
+    }
+
+    async fn load(
+        &self,
+        generation: &Generation,
+        id: &str,
+    ) -> Result<Option<CollectionData>, StoreError> {
+        let s = self.statements(&generation.keyspace).await?;
+        type MetaRow = (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<Vec<String>>,
+            Option<i64>,
+        );
+        let meta = self
+            .session
+            .execute_unpaged(&s.meta, (id,))
+            .await
+            .map_err(|e| err("reading a collection")(&e))?
+            .into_rows_result()
+            .map_err(|e| err("reading a collection")(&e))?
+            .maybe_first_row::<MetaRow>()
+            .map_err(|e| err("reading a collection")(&e))?;
+        let Some((title, description, alias, media_types, revision)) = meta else {
+            return Ok(None);
+        };
+
+        let buckets: Vec<(i64,)> = self
+            .rows(&s.buckets, (id,), "listing manifest buckets")
+            .await?;
+        let mut object_ids = BTreeSet::new();
+        for (bucket,) in buckets {
+            let rows: Vec<(String,)> = self
+                .rows(&s.manifest, (id, bucket), "reading the manifest")
+                .await?;
+            object_ids.extend(rows.into_iter().map(|(o,)| o));
+        }
+
+        type ObjectRow = (
+            i64,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+            Option<String>,
+        );
+        let per_object: Vec<Vec<VersionRow>> = futures::stream::iter(object_ids)
+            .map(|object_id| {
+                let s = s.clone();
+                async move {
+                    let rows: Vec<ObjectRow> = self
+                        .rows(
+                            &s.object,
+                            (id, object_id.as_str()),
+                            "reading object versions",
+                        )
+                        .await?;
+                    Ok::<_, StoreError>(
+                        rows.into_iter()
+                            .filter_map(|(version, text, stix_type, spec, date_added, json)| {
+                                Some(VersionRow {
+                                    object_id: object_id.clone(),
+                                    version,
+                                    version_text: text.unwrap_or_else(|| {
+                                        schemas::Timestamp::from_micros(version).to_canonical()
+                                    }),
+                                    stix_type: stix_type?,
+                                    spec_version: spec.unwrap_or_else(|| "2.1".to_owned()),
+                                    date_added: date_added?,
+                                    object_json: Bytes::from(json?),
+                                })
+                            })
+                            .collect(),
+                    )
+                }
+            })
+            .buffer_unordered(OBJECT_READS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+
+        let release_rows: Vec<(i64, String, Option<bool>)> =
+            self.rows(&s.releases, (id,), "listing releases").await?;
+        let mut releases = Vec::new();
+        for (release_timestamp, label, complete) in release_rows {
+            let complete = complete.unwrap_or(false);
+            let members: Vec<(String, i64)> = if complete {
+                self.rows(
+                    &s.members,
+                    (id, release_timestamp, label.as_str()),
+                    "reading release members",
+                )
+                .await?
+            } else {
+                Vec::new()
+            };
+            releases.push(ReleaseRow {
+                release_timestamp,
+                label,
+                complete,
+                members,
+            });
+        }
+        Ok(Some(CollectionData {
+            meta: CollectionMeta {
+                id: id.to_owned(),
+                title: title.unwrap_or_default(),
+                description,
+                alias,
+                media_types: media_types.unwrap_or_default(),
+            },
+            revision: revision.unwrap_or(0),
+            versions: per_object.into_iter().flatten().collect(),
+            releases,
+        }))
+    }
+
+    /// All rows of a paged query.
+    async fn rows<R>(
+        &self,
+        statement: &PreparedStatement,
+        values: impl scylla::serialize::row::SerializeRow,
+        context: &'static str,
+    ) -> Result<Vec<R>, StoreError>
+    where
+        R: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm> + Send + 'static,
+    {
+        self.session
+            .execute_iter(statement.clone(), values)
+            .await
+            .map_err(|e| err(context)(&e))?
+            .rows_stream::<R>()
+            .map_err(|e| err(context)(&e))?
+            .try_collect()
+            .await
+            .map_err(|e| err(context)(&e))
+    }
+}
+
+impl Store for CqlStore {
+    fn active_generation(&self) -> futures::future::BoxFuture<'_, Result<Generation, StoreError>> {
+        Box::pin(async move {
+            let row = self
+                .session
+                .execute_unpaged(&self.active_statement().await?, ())
+                .await
+                .map_err(|e| err("reading the active generation")(&e))?
+                .into_rows_result()
+                .map_err(|e| err("reading the active generation")(&e))?
+                .maybe_first_row::<(Option<i32>, Option<String>)>()
+                .map_err(|e| err("reading the active generation")(&e))?;
+            match row {
+                Some((Some(number), Some(keyspace))) => Ok(Generation { number, keyspace }),
+                _ => Err(StoreError::new(
+                    "reading the active generation",
+                    format!(
+                        "no active generation in {}.active_generation yet",
+                        self.control
+                    ),
+                )),
+            }
+        })
+    }
+
+    fn list_collections<'a>(
+        &'a self,
+        generation: &'a Generation,
+    ) -> futures::future::BoxFuture<'a, Result<Vec<CollectionRevision>, StoreError>> {
+        Box::pin(async move {
+            let s = self.statements(&generation.keyspace).await?;
+            let rows: Vec<(String, Option<i64>)> =
+                self.rows(&s.list, (), "listing collections").await?;
+            Ok(rows
+                .into_iter()
+                .map(|(collection_id, revision)| CollectionRevision {
+                    collection_id,
+                    revision: revision.unwrap_or(0),
+                })
+                .collect())
+        })
+    }
+
+    fn load_collection<'a>(
+        &'a self,
+        generation: &'a Generation,
+        collection_id: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<Option<CollectionData>, StoreError>> {
+        Box::pin(self.load(generation, collection_id))
+    }
+}
