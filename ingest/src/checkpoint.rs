@@ -184,6 +184,7 @@ mod tests {
             source: source(),
             ingest_run_id: "run".into(),
             correction: false,
+            supersedes_date_added: None,
         })
     }
 

@@ -128,18 +128,18 @@ pub fn plan_batch(
             &object.meta.id,
             object.meta.version.as_micros(),
         );
-        let correction = match known {
+        let supersedes = match known {
             Some(k) if k.digest == object.digest => {
                 plan.counts.skipped += 1;
                 continue;
             }
-            Some(_) => {
+            Some(k) => {
                 plan.counts.corrections += 1;
-                true
+                Some(k.date_added)
             }
             None => {
                 plan.counts.published += 1;
-                false
+                None
             }
         };
         let date_added = checkpoint.next_date_added(&collection.id, context.now_micros);
@@ -158,7 +158,8 @@ pub fn plan_batch(
                 ..context.source.clone()
             },
             ingest_run_id: context.run_id.to_owned(),
-            correction,
+            correction: supersedes.is_some(),
+            supersedes_date_added: supersedes,
         };
         push(checkpoint, &mut plan, Event::ObjectVersion(event));
     }

@@ -313,6 +313,37 @@ pub fn release_rows(r: &ReleasePublished) -> [Mutation; 2] {
     ]
 }
 
+/// The manifest rows of a version decided from the event alone, when that is possible: a first
+/// publication inserts its row; a correction that names the `date_added` it supersedes inserts
+/// its row and deletes the superseded one at its own `date_added` (a delete at the later
+/// timestamp beats the superseded insert, whichever arrives first). No read of `date_addeds`
+/// and no dependent round trip. `None` for a correction written before schema version 3, which
+/// does not say what it supersedes: [`manifest`] after a read decides those.
+pub fn manifest_without_read(v: &ObjectVersionAdded) -> Option<Vec<Mutation>> {
+    let insert = Mutation::ManifestInsert(ManifestRow {
+        key: ManifestKey::new(
+            &v.collection_id,
+            v.date_added,
+            &v.object_id,
+            v.version_micros,
+        ),
+        stix_type: v.stix_type.clone(),
+        spec_version: v.spec_version.clone(),
+        version_text: v.version.clone(),
+    });
+    match (v.correction, v.supersedes_date_added) {
+        (false, _) => Some(vec![insert]),
+        (true, Some(superseded)) => Some(vec![
+            insert,
+            Mutation::ManifestDelete {
+                key: ManifestKey::new(&v.collection_id, superseded, &v.object_id, v.version_micros),
+                timestamp: v.date_added,
+            },
+        ]),
+        (true, None) => None,
+    }
+}
+
 /// The manifest rows of a version once its `date_addeds` (read after writing it, so they
 /// include the event's own) are known: insert under the largest, delete under every other, at
 /// the largest's timestamp.
@@ -597,7 +628,9 @@ mod tests {
             }
             match event {
                 Event::ObjectVersion(v) => {
-                    for m in manifest(v, &self.date_addeds(v)) {
+                    let follow_up = manifest_without_read(v)
+                        .unwrap_or_else(|| manifest(v, &self.date_addeds(v)));
+                    for m in follow_up {
                         self.apply(&m);
                     }
                 }
@@ -668,6 +701,9 @@ mod tests {
         let mut events = Vec::new();
         let mut clock = [1_000i64, 1_000];
         let mut published: [BTreeSet<(u8, u8)>; 2] = Default::default();
+        // The date_added each (object, version) was last published with: a re-publication is a
+        // correction naming it, as ingest writes them.
+        let mut last_added: [BTreeMap<(u8, u8), i64>; 2] = Default::default();
         for step in steps {
             match *step {
                 Step::Collection { collection, title } => {
@@ -700,6 +736,7 @@ mod tests {
                         Timestamp::from_micros(1_500_000_000_000_000 + i64::from(version) * 1000);
                     let json = object_json(object, v, content);
                     published[c].insert((object, version));
+                    let supersedes = last_added[c].insert((object, version), clock[c]);
                     events.push(Event::ObjectVersion(ObjectVersionAdded {
                         collection_id: format!("c{collection}"),
                         object_id: format!("attack-pattern--00000000-0000-4000-8000-{object:012}"),
@@ -712,7 +749,8 @@ mod tests {
                         object_json: json,
                         source: source(),
                         ingest_run_id: "r".into(),
-                        correction: false,
+                        correction: supersedes.is_some(),
+                        supersedes_date_added: supersedes,
                     }));
                 }
                 Step::Release {
@@ -817,6 +855,25 @@ mod tests {
                 .map(|(_, k)| k.clone())
                 .collect();
             prop_assert_eq!(manifest, expected);
+        }
+
+        #[test]
+        fn corrections_without_supersedes_still_project_the_same_state_in_log_order((events, _) in log_and_order()) {
+            // Schema version 2 corrections do not name what they supersede: the projector reads
+            // date_addeds for them. In the order the log holds them (Kafka's per-partition
+            // order), replayed twice, they give the same tables as version 3 events.
+            let legacy: Vec<Event> = events
+                .iter()
+                .map(|e| match e {
+                    Event::ObjectVersion(v) => Event::ObjectVersion(ObjectVersionAdded {
+                        supersedes_date_added: None,
+                        ..v.clone()
+                    }),
+                    other => other.clone(),
+                })
+                .collect();
+            let replayed = project_all(legacy.iter().chain(legacy.iter()));
+            prop_assert_eq!(project_all(&events).visible(), replayed.visible());
         }
 
         #[test]

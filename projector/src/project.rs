@@ -118,12 +118,20 @@ impl Projector {
     /// A collection or object-version event: its writes, then for a version the manifest
     /// rows decided from the `date_addeds` read back.
     async fn apply_event(&self, event: &Event) -> Result<()> {
-        let writes: Vec<Mutation> = apply::writes(event)
+        let mut writes: Vec<Mutation> = apply::writes(event)
             .into_iter()
             .filter(|m| !matches!(m, Mutation::ManifestBucket { .. }))
             .collect();
+        // Most versions decide their manifest rows from the event alone: then every write goes
+        // out at once, one round trip.
+        let decided = match event {
+            Event::ObjectVersion(v) => apply::manifest_without_read(v),
+            _ => Some(Vec::new()),
+        };
+        let needs_read = decided.is_none();
+        writes.extend(decided.unwrap_or_default());
         futures::future::try_join_all(writes.iter().map(|m| self.write(m))).await?;
-        if let Event::ObjectVersion(v) = event {
+        if let (true, Event::ObjectVersion(v)) = (needs_read, event) {
             let date_addeds = self
                 .retry("read_date_addeds", || {
                     self.store

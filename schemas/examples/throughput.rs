@@ -93,6 +93,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             source: source.clone(),
             ingest_run_id: "bench".into(),
             correction: false,
+            supersedes_date_added: None,
         }));
     }
 

@@ -49,7 +49,7 @@ impl Record {
 }
 
 /// `(record, path under schemas/, text, current?)` of every schema ever written.
-const SCHEMA_FILES: [(Record, &str, &str, bool); 5] = [
+const SCHEMA_FILES: [(Record, &str, &str, bool); 6] = [
     (
         Record::CollectionUpserted,
         "avro/CollectionUpserted.avsc",
@@ -61,6 +61,12 @@ const SCHEMA_FILES: [(Record, &str, &str, bool); 5] = [
         "avro/ObjectVersionAdded.avsc",
         include_str!("../avro/ObjectVersionAdded.avsc"),
         true,
+    ),
+    (
+        Record::ObjectVersionAdded,
+        "avro/history/ObjectVersionAdded.v2.avsc",
+        include_str!("../avro/history/ObjectVersionAdded.v2.avsc"),
+        false,
     ),
     (
         Record::ObjectVersionAdded,
@@ -360,6 +366,7 @@ mod tests {
             source: source(),
             ingest_run_id: "run-1".into(),
             correction: true,
+            supersedes_date_added: Some(1_760_000_000_000_000),
         }
     }
 
@@ -529,6 +536,58 @@ mod tests {
             decoded,
             ObjectVersionAdded {
                 correction: false,
+                supersedes_date_added: None,
+                ..current
+            }
+        );
+    }
+
+    #[test]
+    fn v2_object_version_decodes_without_supersedes() {
+        /// `ObjectVersionAdded` as schema version 2 wrote it: no `supersedes_date_added`.
+        #[derive(Serialize)]
+        struct ObjectVersionAddedV2 {
+            #[serde(flatten)]
+            v1: ObjectVersionAddedV1,
+            correction: bool,
+        }
+        let current = object_version();
+        let v2 = ObjectVersionAddedV2 {
+            v1: ObjectVersionAddedV1 {
+                collection_id: current.collection_id.clone(),
+                object_id: current.object_id.clone(),
+                stix_type: current.stix_type.clone(),
+                spec_version: current.spec_version.clone(),
+                version: current.version.clone(),
+                version_micros: current.version_micros,
+                date_added: current.date_added,
+                content_sha256: current.content_sha256,
+                object_json: current.object_json.clone(),
+                source: current.source.clone(),
+                ingest_run_id: current.ingest_run_id.clone(),
+            },
+            correction: true,
+        };
+        let known = SCHEMAS
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|k| k.info.file.contains("history/ObjectVersionAdded.v2"))
+            .unwrap();
+        let mut bytes = MARKER.to_vec();
+        bytes.extend_from_slice(&known.info.fingerprint);
+        GenericDatumWriter::builder(&known.schema)
+            .build()
+            .unwrap()
+            .write_ser(&mut bytes, &v2)
+            .unwrap();
+        let Event::ObjectVersion(decoded) = decode_event(&bytes).unwrap() else {
+            panic!("not an ObjectVersionAdded");
+        };
+        assert_eq!(
+            decoded,
+            ObjectVersionAdded {
+                supersedes_date_added: None,
                 ..current
             }
         );
@@ -541,8 +600,10 @@ mod tests {
             .iter()
             .filter(|s| s.record == "ObjectVersionAdded")
             .collect();
-        assert_eq!(ova.len(), 2);
+        assert_eq!(ova.len(), 3);
         assert_ne!(ova[0].fingerprint, ova[1].fingerprint);
+        assert_ne!(ova[1].fingerprint, ova[2].fingerprint);
+        assert_ne!(ova[0].fingerprint, ova[2].fingerprint);
         assert_eq!(ova.iter().filter(|s| s.current).count(), 1);
         let mut all: Vec<_> = schemas.iter().map(|s| s.fingerprint).collect();
         all.sort_unstable();
@@ -764,13 +825,18 @@ mod tests {
                 any::<[u8; 32]>(),
                 any::<String>(),
             ),
-            (arb_source(), ".{0,20}", any::<bool>()),
+            (
+                arb_source(),
+                ".{0,20}",
+                any::<bool>(),
+                proptest::option::of(any::<i64>()),
+            ),
         )
             .prop_map(
                 |(
                     (collection_id, object_id, stix_type, spec_version),
                     (version_micros, date_added, content_sha256, object_json),
-                    (source, ingest_run_id, correction),
+                    (source, ingest_run_id, correction, supersedes_date_added),
                 )| ObjectVersionAdded {
                     collection_id,
                     object_id,
@@ -784,6 +850,7 @@ mod tests {
                     source,
                     ingest_run_id,
                     correction,
+                    supersedes_date_added,
                 },
             )
     }

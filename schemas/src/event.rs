@@ -65,6 +65,9 @@ pub struct ObjectVersionAdded {
     /// True when this re-publishes an already published (object, version) with different content.
     /// Added in schema version 2 with default `false`.
     pub correction: bool,
+    /// On a correction: the `date_added` of the content it replaces (microseconds). Added in
+    /// schema version 3; `None` in older events and on first publications.
+    pub supersedes_date_added: Option<i64>,
 }
 
 /// One member of a release: an object version.

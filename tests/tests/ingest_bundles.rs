@@ -225,6 +225,11 @@ async fn mobile_content_reissued_under_the_same_modified_is_republished_once_as_
             .find(|p| p.object_id == v.object_id && p.version == v.version && !p.correction)
             .unwrap();
         assert!(v.date_added > first.date_added);
+        assert_eq!(
+            v.supersedes_date_added,
+            Some(first.date_added),
+            "a correction names what it replaces"
+        );
     }
 }
 
