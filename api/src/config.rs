@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, ValueEnum};
+use clap::{Args, Parser};
+pub use startup::LogFormat;
 
 /// The defaults match attack-taxii.mitre.org so that existing clients see the same documents.
 pub const DEFAULT_TITLE: &str = "MITRE ATT&CK TAXII 2.1";
@@ -31,12 +32,6 @@ pub struct Config {
     /// Log format on stderr.
     #[arg(long, env = "TAXIWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Debug, Clone, Args)]

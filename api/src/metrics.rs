@@ -6,8 +6,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 /// Every metric the API keeps. Labels are route templates, never raw URIs or object ids, so
@@ -97,11 +96,7 @@ impl Metrics {
 
     /// The metrics in Prometheus' text format.
     pub fn render(&self) -> Vec<u8> {
-        let mut buffer = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
-            tracing::warn!(error = %e, "encoding metrics");
-        }
-        buffer
+        startup::render(&self.registry)
     }
 }
 

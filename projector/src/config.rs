@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+pub use startup::LogFormat;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -133,12 +134,6 @@ pub struct PipelineConfig {
     /// How often lag (and, in `rebuild`, progress) is measured and reported.
     #[arg(long, env = "TAXIWAY_PROJECTOR_PROGRESS_INTERVAL", default_value = "2s", value_parser = parse_duration, global = true)]
     pub progress_interval: Duration,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 /// The consistency levels that make sense for the projector (read-your-writes needs the same

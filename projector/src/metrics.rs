@@ -1,14 +1,8 @@
 //! Prometheus metrics of the projector, and the small HTTP endpoint that serves them.
 
-use std::net::SocketAddr;
-
-use axum::Router;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 use crate::error::Error;
@@ -106,50 +100,8 @@ impl Metrics {
 
     /// The metrics in Prometheus' text format.
     pub fn render(&self) -> Vec<u8> {
-        let mut buffer = Vec::new();
-        // Encoding into a Vec cannot fail for lack of space; a family that fails to encode is
-        // logged and the rest is still served.
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
-            tracing::warn!(error = %e, "encoding metrics");
-        }
-        buffer
+        startup::render(&self.registry)
     }
-}
-
-/// Serves `GET /metrics` and `GET /healthz` until `shutdown` resolves.
-pub async fn serve(
-    addr: SocketAddr,
-    metrics: Metrics,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), Error> {
-    let app = Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let metrics = metrics.clone();
-                async move {
-                    (
-                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                        metrics.render(),
-                    )
-                }
-            }),
-        )
-        .route("/healthz", get(|| async { StatusCode::OK.into_response() }));
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| Error::Io {
-            context: format!("binding the metrics address {addr}"),
-            source,
-        })?;
-    tracing::info!(%addr, "serving metrics");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|source| Error::Io {
-            context: "serving metrics".to_owned(),
-            source,
-        })
 }
 
 #[cfg(test)]
