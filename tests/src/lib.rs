@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+pub mod api;
 pub mod attack_data;
 pub mod pipeline;
 pub mod projection;
