@@ -3,6 +3,7 @@
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::{StatusCode, header};
@@ -68,6 +69,26 @@ async fn terminated() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// Durations for flags and environment variables: `500ms`, `30s`, `10m`, `1h`, or bare seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 30s, 10m or 1h"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (ms, s, m, h)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
 /// The registry in Prometheus' text format.
 pub fn render(registry: &Registry) -> Vec<u8> {
     let mut buffer = Vec::new();
@@ -120,6 +141,16 @@ pub fn spawn_metrics(addr: Option<SocketAddr>, registry: Registry, shutdown: Can
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_accept_common_units() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
 
     #[tokio::test]
     async fn metrics_and_liveness_are_served_until_shutdown() {
