@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser};
-pub use startup::{LogFormat, parse_duration};
+pub use startup::{LogFormat, Secret, parse_duration};
 
 /// The defaults match attack-taxii.mitre.org so that existing clients see the same documents.
 pub const DEFAULT_TITLE: &str = "MITRE ATT&CK TAXII 2.1";
@@ -156,24 +156,6 @@ impl ServerConfig {
         } else {
             format!("/{p}")
         }
-    }
-}
-
-/// A value that never shows in logs: the effective configuration is logged at start.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_owned()))
     }
 }
 

@@ -69,6 +69,25 @@ async fn terminated() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// A configuration value that never shows in logs (the effective configuration is logged at
+/// start): an apikey, a password, a signing key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
 /// Durations for flags and environment variables: `500ms`, `30s`, `10m`, `1h`, or bare seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
