@@ -313,14 +313,9 @@ pub fn release_rows(r: &ReleasePublished) -> [Mutation; 2] {
     ]
 }
 
-/// The manifest rows of a version decided from the event alone, when that is possible: a first
-/// publication inserts its row; a correction that names the `date_added` it supersedes inserts
-/// its row and deletes the superseded one at its own `date_added` (a delete at the later
-/// timestamp beats the superseded insert, whichever arrives first). No read of `date_addeds`
-/// and no dependent round trip. `None` for a correction written before schema version 3, which
-/// does not say what it supersedes: [`manifest`] after a read decides those.
-pub fn manifest_without_read(v: &ObjectVersionAdded) -> Option<Vec<Mutation>> {
-    let insert = Mutation::ManifestInsert(ManifestRow {
+/// The manifest row of this event's version under this event's `date_added`.
+fn manifest_insert(v: &ObjectVersionAdded) -> Mutation {
+    Mutation::ManifestInsert(ManifestRow {
         key: ManifestKey::new(
             &v.collection_id,
             v.date_added,
@@ -330,7 +325,17 @@ pub fn manifest_without_read(v: &ObjectVersionAdded) -> Option<Vec<Mutation>> {
         stix_type: v.stix_type.clone(),
         spec_version: v.spec_version.clone(),
         version_text: v.version.clone(),
-    });
+    })
+}
+
+/// The manifest rows of a version decided from the event alone, when that is possible: a first
+/// publication inserts its row; a correction that names the `date_added` it supersedes inserts
+/// its row and deletes the superseded one at its own `date_added` (a delete at the later
+/// timestamp beats the superseded insert, whichever arrives first). No read of `date_addeds`
+/// and no dependent round trip. `None` for a correction written before schema version 3, which
+/// does not say what it supersedes: [`manifest`] after a read decides those.
+pub fn manifest_without_read(v: &ObjectVersionAdded) -> Option<Vec<Mutation>> {
+    let insert = manifest_insert(v);
     match (v.correction, v.supersedes_date_added) {
         (false, _) => Some(vec![insert]),
         (true, Some(superseded)) => Some(vec![
@@ -356,17 +361,7 @@ pub fn manifest(v: &ObjectVersionAdded, date_addeds: &[i64]) -> Vec<Mutation> {
         .unwrap_or(v.date_added);
     let mut out = Vec::with_capacity(date_addeds.len());
     if latest == v.date_added {
-        out.push(Mutation::ManifestInsert(ManifestRow {
-            key: ManifestKey::new(
-                &v.collection_id,
-                v.date_added,
-                &v.object_id,
-                v.version_micros,
-            ),
-            stix_type: v.stix_type.clone(),
-            spec_version: v.spec_version.clone(),
-            version_text: v.version.clone(),
-        }));
+        out.push(manifest_insert(v));
     }
     for &older in date_addeds.iter().filter(|&&d| d < latest) {
         out.push(Mutation::ManifestDelete {

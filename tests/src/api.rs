@@ -14,7 +14,33 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::attack_data::{Release, id_of, version_of};
+use crate::pipeline::Topics;
+use crate::projection;
 use crate::{Deadline, cql_nodes};
+
+/// Projects `topics` into a fresh control keyspace named after `prefix` (the projector keeps
+/// running, so later imports are projected too) and starts an API replica once every collection
+/// of `expected` has reached its revision, in the store and in the replica.
+pub async fn serve_projected(
+    topics: &Topics,
+    prefix: &str,
+    expected: &BTreeMap<String, i64>,
+) -> anyhow::Result<(String, projection::Running, Api)> {
+    let control = projection::control_keyspace(prefix);
+    let projector = projection::start(topics, &control, &["run"])?;
+    let session = projection::session().await?;
+    projection::wait_for_revisions(
+        &session,
+        &control,
+        expected,
+        Deadline::after(Duration::from_secs(300)),
+    )
+    .await?;
+    let api = Api::start(&control).await?;
+    api.wait_for_revisions(expected, Deadline::after(Duration::from_secs(120)))
+        .await?;
+    Ok((control, projector, api))
+}
 
 /// The media type every TAXII response carries.
 pub const TAXII: &str = "application/taxii+json;version=2.1";

@@ -12,6 +12,7 @@ use serde_json::Value;
 use taxiway_tests::Deadline;
 use taxiway_tests::api::{
     Api, Expected, TAXII, check_objects, check_page_headers, items, key_of, manifest_key, micros,
+    serve_projected,
 };
 use taxiway_tests::attack_data::{self, Release};
 use taxiway_tests::pipeline::Topics;
@@ -53,21 +54,7 @@ async fn import(topics: &Topics, files: &[&str]) -> BTreeMap<String, i64> {
 async fn pipeline(prefix: &str, files: &[&str]) -> (Topics, String, projection::Running, Api) {
     let topics = Topics::new(prefix);
     let expected = import(&topics, files).await;
-    let control = projection::control_keyspace(prefix);
-    let projector = projection::start(&topics, &control, &["run"]).unwrap();
-    let session = projection::session().await.unwrap();
-    projection::wait_for_revisions(
-        &session,
-        &control,
-        &expected,
-        Deadline::after(Duration::from_secs(300)),
-    )
-    .await
-    .unwrap();
-    let api = Api::start(&control).await.unwrap();
-    api.wait_for_revisions(&expected, Deadline::after(Duration::from_secs(120)))
-        .await
-        .unwrap();
+    let (control, projector, api) = serve_projected(&topics, prefix, &expected).await.unwrap();
     (topics, control, projector, api)
 }
 

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use taxiway_tests::api::Api;
+use taxiway_tests::api::serve_projected;
 use taxiway_tests::pipeline::Topics;
-use taxiway_tests::{Deadline, projection};
+use taxiway_tests::projection;
 
 /// The shipped releases, in release order (the Python side assumes this order).
 const FILES: [&str; 5] = [
@@ -81,19 +81,7 @@ async fn python_clients_read_the_shipped_releases_exactly() {
     let events = topics.events().await.unwrap();
     let expected = projection::final_revisions(events.iter().map(|(_, e)| e));
     assert_eq!(expected.len(), 2, "ICS and Mobile: {expected:?}");
-    let control = projection::control_keyspace("clients_py");
-    let projector = projection::start(&topics, &control, &["run"]).unwrap();
-    let session = projection::session().await.unwrap();
-    projection::wait_for_revisions(
-        &session,
-        &control,
-        &expected,
-        Deadline::after(Duration::from_secs(300)),
-    )
-    .await
-    .unwrap();
-    let api = Api::start(&control).await.unwrap();
-    api.wait_for_revisions(&expected, Deadline::after(Duration::from_secs(120)))
+    let (_control, projector, api) = serve_projected(&topics, "clients_py", &expected)
         .await
         .unwrap();
 
