@@ -113,7 +113,8 @@ pub struct ServerConfig {
     /// Filter results kept for paging (per collection revision, view and filter).
     #[arg(long, env = "TAXIWAY_API_RESULT_CACHE", default_value_t = 512)]
     pub result_cache_entries: usize,
-    /// Approximate memory for collection snapshots; above it a warning and a metric report it.
+    /// Memory bound of collection snapshots: collections whose object JSON does not fit are served
+    /// lean, fetching the JSON of each response from CQL (docs/api.md, "Memory bound").
     #[arg(long, env = "TAXIWAY_API_MAX_SNAPSHOT_BYTES", default_value_t = 4 << 30)]
     pub max_snapshot_bytes: usize,
     /// HMAC key of `next` cursors; replicas behind one load balancer must share it.

@@ -1,4 +1,5 @@
-//! Prometheus metrics of the API: requests by route template and status, latency, cache, revisions.
+//! Prometheus metrics of the API: requests by route template and status, latency, cache,
+//! revisions, the memory bound (lean collections and what their responses fetch).
 
 use std::time::Instant;
 
@@ -24,6 +25,14 @@ pub struct Metrics {
     pub revision: IntGaugeVec,
     /// Approximate bytes of each loaded collection snapshot.
     pub snapshot_bytes: IntGaugeVec,
+    /// 1 for a collection served lean (object JSON fetched per response), else 0.
+    pub lean: IntGaugeVec,
+    /// Objects fetched from the store per response of a lean collection.
+    pub fetched_objects: HistogramVec,
+    /// Bytes of object JSON fetched from the store per response of a lean collection.
+    pub fetched_bytes: HistogramVec,
+    /// Responses that failed because fetching object JSON failed.
+    pub fetch_errors: IntCounter,
     /// Failed store polls.
     pub store_errors: IntCounter,
     /// Active generation number.
@@ -70,6 +79,33 @@ impl Metrics {
             ),
             &["collection"],
         )?;
+        let lean = IntGaugeVec::new(
+            Opts::new(
+                "collection_lean",
+                "1 if a collection's object JSON is fetched per response (over the memory bound)",
+            ),
+            &["collection"],
+        )?;
+        let fetched_objects = HistogramVec::new(
+            HistogramOpts::new(
+                "store_fetched_objects",
+                "Objects fetched from the store per response of a lean collection",
+            )
+            .buckets(prometheus::exponential_buckets(1.0, 4.0, 9)?),
+            &["collection"],
+        )?;
+        let fetched_bytes = HistogramVec::new(
+            HistogramOpts::new(
+                "store_fetched_bytes",
+                "Object JSON bytes fetched from the store per response of a lean collection",
+            )
+            .buckets(prometheus::exponential_buckets(1024.0, 4.0, 10)?),
+            &["collection"],
+        )?;
+        let fetch_errors = IntCounter::new(
+            "store_fetch_errors_total",
+            "Responses of lean collections that failed fetching object JSON",
+        )?;
         let store_errors =
             IntCounter::new("store_errors_total", "Failed polls or loads of the store")?;
         let generation = IntGauge::new("generation", "Active projection generation")?;
@@ -79,6 +115,10 @@ impl Metrics {
         registry.register(Box::new(not_modified.clone()))?;
         registry.register(Box::new(revision.clone()))?;
         registry.register(Box::new(snapshot_bytes.clone()))?;
+        registry.register(Box::new(lean.clone()))?;
+        registry.register(Box::new(fetched_objects.clone()))?;
+        registry.register(Box::new(fetched_bytes.clone()))?;
+        registry.register(Box::new(fetch_errors.clone()))?;
         registry.register(Box::new(store_errors.clone()))?;
         registry.register(Box::new(generation.clone()))?;
         Ok(Metrics {
@@ -89,6 +129,10 @@ impl Metrics {
             not_modified,
             revision,
             snapshot_bytes,
+            lean,
+            fetched_objects,
+            fetched_bytes,
+            fetch_errors,
             store_errors,
             generation,
         })
@@ -97,6 +141,38 @@ impl Metrics {
     /// The metrics in Prometheus' text format.
     pub fn render(&self) -> Vec<u8> {
         startup::render(&self.registry)
+    }
+}
+
+/// What one response of a lean collection fetched from the store; observed when the response
+/// ends, however it ends (sent, failed, or abandoned by the client).
+pub struct FetchTally {
+    objects: prometheus::Histogram,
+    bytes: prometheus::Histogram,
+    fetched_objects: usize,
+    fetched_bytes: usize,
+}
+
+impl FetchTally {
+    pub fn new(metrics: &Metrics, collection: &str) -> Self {
+        FetchTally {
+            objects: metrics.fetched_objects.with_label_values(&[collection]),
+            bytes: metrics.fetched_bytes.with_label_values(&[collection]),
+            fetched_objects: 0,
+            fetched_bytes: 0,
+        }
+    }
+
+    pub fn add(&mut self, objects: usize, bytes: usize) {
+        self.fetched_objects += objects;
+        self.fetched_bytes += bytes;
+    }
+}
+
+impl Drop for FetchTally {
+    fn drop(&mut self) {
+        self.objects.observe(self.fetched_objects as f64);
+        self.bytes.observe(self.fetched_bytes as f64);
     }
 }
 

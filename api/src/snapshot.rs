@@ -2,7 +2,9 @@
 //!
 //! Object JSON is held once per collection as `Bytes`; the default, pinned and history views of a
 //! collection differ only in a membership bit set over the same versions, so pinned roots cost
-//! one bit per version, not a copy of the objects.
+//! one bit per version, not a copy of the objects. A *lean* snapshot (over the memory bound,
+//! see [`crate::refresh`]) holds the same index without the object JSON, which listings fetch
+//! from the store for the versions they send.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use bytes::Bytes;
 use schemas::SpecVersion;
 
 use crate::cursor::Position;
-use crate::store::{CollectionData, CollectionMeta};
+use crate::store::{CollectionData, CollectionMeta, Generation, Store};
 
 /// One object of a collection; its versions are `versions[first..first + count]`, oldest first.
 #[derive(Debug, Clone)]
@@ -31,6 +33,7 @@ pub struct VersionEntry {
     pub version_text: Box<str>,
     pub spec: SpecVersion,
     pub date_added: i64,
+    /// Empty in a lean snapshot.
     pub json: Bytes,
 }
 
@@ -77,8 +80,34 @@ pub struct Snapshot {
     pub versions: Vec<VersionEntry>,
     /// Complete releases, newest `release_timestamp` first (label breaks ties).
     pub releases: Vec<Release>,
-    /// Approximate heap size, for the memory bound and metrics.
+    /// Approximate heap size (index and held JSON), for the memory bound and metrics.
     pub approx_bytes: usize,
+    /// Where the object JSON comes from.
+    pub content: Content,
+}
+
+/// Where the object JSON of a snapshot's versions comes from.
+pub enum Content {
+    /// Held in each [`VersionEntry::json`].
+    Held,
+    /// Not held (the collection did not fit in the memory bound): fetched from the store, from
+    /// the generation the index was loaded from, for each response that sends objects.
+    Lean {
+        store: Arc<dyn Store>,
+        generation: Generation,
+    },
+}
+
+impl std::fmt::Debug for Content {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Content::Held => f.write_str("Held"),
+            Content::Lean { generation, .. } => f
+                .debug_struct("Lean")
+                .field("generation", generation)
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 /// Which versions of a collection a root serves.
@@ -163,6 +192,7 @@ impl Snapshot {
             versions: entries,
             releases: Vec::new(),
             approx_bytes,
+            content: Content::Held,
         };
         let mut built: Vec<Release> = releases
             .into_iter()
@@ -197,6 +227,17 @@ impl Snapshot {
         snapshot.approx_bytes += built.len() * snapshot.versions.len() / 8;
         snapshot.releases = built;
         snapshot
+    }
+
+    /// Whether the object JSON is fetched per response rather than held.
+    pub fn is_lean(&self) -> bool {
+        matches!(self.content, Content::Lean { .. })
+    }
+
+    /// `(object id, version)` of a version: its key in the store.
+    pub fn key(&self, version: u32) -> (&str, i64) {
+        let v = &self.versions[version as usize];
+        (&self.objects[v.object as usize].id, v.version)
     }
 
     /// The index of an object by id.

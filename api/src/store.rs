@@ -1,9 +1,11 @@
 //! Where collections come from: the [`Store`] trait the API reads through, and its row types.
 //!
 //! Handlers never see a driver type: the refresher asks a `Store` for collection revisions and,
-//! when one moved, for the collection's rows, and builds an in-memory [`crate::snapshot::Snapshot`]
-//! from them. [`cql::CqlStore`] reads the projector's tables (the only module importing `scylla`);
-//! [`memory::MemoryStore`] serves tests.
+//! when one moved, for the collection's index (every version without its JSON), builds an
+//! in-memory [`crate::snapshot::Snapshot`] from it, and fills in the object JSON with
+//! [`Store::fetch_objects`] if the memory bound allows; otherwise the snapshot stays lean and
+//! listings fetch the JSON of the versions they send, page by page. [`cql::CqlStore`] reads the
+//! projector's tables (the only module importing `scylla`); [`memory::MemoryStore`] serves tests.
 
 pub mod cql;
 pub mod memory;
@@ -48,7 +50,7 @@ pub struct VersionRow {
     pub spec_version: String,
     /// Microseconds; unique per version within the collection.
     pub date_added: i64,
-    /// Compact JSON of the object, served as is.
+    /// Compact JSON of the object, served as is; empty in an index ([`Store::load_index`]).
     pub object_json: Bytes,
 }
 
@@ -101,10 +103,22 @@ pub trait Store: Send + Sync + 'static {
         generation: &'a Generation,
     ) -> BoxFuture<'a, Result<Vec<CollectionRevision>, StoreError>>;
 
-    /// All rows of one collection; `None` if it vanished meanwhile.
-    fn load_collection<'a>(
+    /// One collection's metadata, releases and every version *without* its object JSON
+    /// (`object_json` empty): the index a snapshot is built from, small enough to hold for any
+    /// collection. `None` if the collection vanished meanwhile.
+    fn load_index<'a>(
         &'a self,
         generation: &'a Generation,
         collection_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<CollectionData>, StoreError>>;
+
+    /// The object JSON of `versions` (object id, version) of one collection, in the order
+    /// asked; an error if any of them has no stored content. Implementations bound their
+    /// requests in flight; callers bound how many versions they ask for at once.
+    fn fetch_objects<'a>(
+        &'a self,
+        generation: &'a Generation,
+        collection_id: &'a str,
+        versions: &'a [(&'a str, i64)],
+    ) -> BoxFuture<'a, Result<Vec<Bytes>, StoreError>>;
 }

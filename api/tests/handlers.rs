@@ -16,7 +16,6 @@ use serde_json::Value;
 
 use support::*;
 use taxiway_api::config::ServerConfig;
-use taxiway_api::refresh::refresh_once;
 use taxiway_api::store::VersionRow;
 
 const TAXII: &str = "application/taxii+json;version=2.1";
@@ -635,10 +634,7 @@ async fn new_versions_during_paging_are_neither_missed_nor_repeated() {
                     object_json: serde_json::to_string(&newer).unwrap().into(),
                 }],
             );
-            assert!(
-                refresh_once(&state, &store).await.unwrap(),
-                "revision moved → reloaded"
-            );
+            assert!(refresh(&state, &store).await, "revision moved → reloaded");
             added.push((o["id"].as_str().unwrap().to_owned(), version));
         }
         if json["more"] != true {

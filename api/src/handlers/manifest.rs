@@ -28,4 +28,5 @@ pub async fn list(
         &headers,
         Endpoint::Manifest,
     )
+    .await
 }

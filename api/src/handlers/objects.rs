@@ -1,6 +1,7 @@
 //! `objects/`, `objects/{object_id}/` and `…/versions/`, and the listing machinery the manifest shares.
 
 use std::convert::Infallible;
+use std::ops::Range;
 use std::sync::Arc;
 
 use axum::Extension;
@@ -9,6 +10,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use futures::StreamExt;
 use serde::Serialize;
 
 use super::{
@@ -21,7 +23,9 @@ use crate::cursor::Cursor;
 use crate::error::ApiError;
 use crate::filters::{Endpoint, fingerprint, page, parse_query, select};
 use crate::media::{STIX_20, STIX_21, TAXII_CONTENT_TYPE};
-use crate::snapshot::{Snapshot, format_micros};
+use crate::metrics::FetchTally;
+use crate::snapshot::{Content, Snapshot, format_micros};
+use crate::store::{Generation, Store};
 
 static DATE_ADDED_FIRST: HeaderName = HeaderName::from_static("x-taxii-date-added-first");
 static DATE_ADDED_LAST: HeaderName = HeaderName::from_static("x-taxii-date-added-last");
@@ -42,6 +46,7 @@ pub async fn list(
         &headers,
         Endpoint::Objects,
     )
+    .await
 }
 
 /// `GET …/objects/{object_id}/`: an envelope with the object's selected versions.
@@ -60,6 +65,7 @@ pub async fn one(
         &headers,
         Endpoint::Object,
     )
+    .await
 }
 
 /// `GET …/objects/{object_id}/versions/`: the versions resource.
@@ -78,10 +84,11 @@ pub async fn versions(
         &headers,
         Endpoint::Versions,
     )
+    .await
 }
 
 /// The one engine behind objects, object, versions and manifest, for every kind of root.
-pub(crate) fn listing(
+pub(crate) async fn listing(
     state: &AppState,
     path: super::PathParams,
     rights: &Rights,
@@ -211,21 +218,41 @@ pub(crate) fn listing(
             }
         }
     };
-    let body = PageBody {
-        snapshot,
-        selected,
-        next: p.start,
-        end: p.end,
+    let items = Items {
+        snapshot: snapshot.clone(),
         kind,
-        head: Some(head.into_bytes()),
         first: true,
-        done: false,
     };
-    Ok((
-        response_headers,
-        Body::from_stream(futures::stream::iter(body)),
-    )
-        .into_response())
+    let body = match &snapshot.content {
+        // Only objects carry JSON: manifests and versions of a lean collection come from its
+        // index like any other.
+        Content::Lean { store, generation } if kind == Kind::Objects && p.start < p.end => {
+            let source = LeanPage {
+                store: store.clone(),
+                generation: generation.clone(),
+                snapshot: snapshot.clone(),
+                selected,
+            };
+            source
+                .body(
+                    state,
+                    items,
+                    head.into_bytes(),
+                    p.start..p.end,
+                    query.limit.is_some(),
+                )
+                .await?
+        }
+        _ => Body::from_stream(futures::stream::iter(PageBody {
+            items,
+            selected,
+            next: p.start,
+            end: p.end,
+            head: Some(head.into_bytes()),
+            done: false,
+        })),
+    };
+    Ok((response_headers, body).into_response())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,21 +262,12 @@ enum Kind {
     Versions,
 }
 
-/// Streams a page in chunks of about [`CHUNK`] bytes: the whole Enterprise collection
-/// (~45 MB) goes out without ever being assembled in memory. Holds the snapshot `Arc`, so a
-/// reload during the stream doesn't change what this response sends.
-struct PageBody {
+/// Writes a listing's items, comma-separated, each in its endpoint's form.
+struct Items {
     snapshot: Arc<Snapshot>,
-    selected: Arc<[u32]>,
-    next: usize,
-    end: usize,
     kind: Kind,
-    head: Option<Vec<u8>>,
     first: bool,
-    done: bool,
 }
-
-const CHUNK: usize = 64 * 1024;
 
 #[derive(Serialize)]
 struct ManifestRecord<'a> {
@@ -258,6 +276,51 @@ struct ManifestRecord<'a> {
     version: &'a str,
     media_type: &'a str,
 }
+
+impl Items {
+    /// Appends one version; `json` is its object JSON (only objects listings use it).
+    fn write(&mut self, buf: &mut Vec<u8>, version: u32, json: &[u8]) {
+        let v = &self.snapshot.versions[version as usize];
+        if !self.first {
+            buf.push(b',');
+        }
+        self.first = false;
+        match self.kind {
+            Kind::Objects => buf.extend_from_slice(json),
+            Kind::Versions => {
+                // Version texts are canonical timestamps, but escape anyway: it is cheap.
+                let _ = serde_json::to_writer(&mut *buf, &*v.version_text);
+            }
+            Kind::Manifest => {
+                let record = ManifestRecord {
+                    id: &self.snapshot.objects[v.object as usize].id,
+                    date_added: format_micros(v.date_added),
+                    version: &v.version_text,
+                    media_type: match v.spec {
+                        schemas::SpecVersion::V2_0 => STIX_20,
+                        schemas::SpecVersion::V2_1 => STIX_21,
+                    },
+                };
+                // Writing a struct of strings into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut *buf, &record);
+            }
+        }
+    }
+}
+
+/// Streams a page held in memory in chunks of about [`CHUNK`] bytes: the whole Enterprise
+/// collection (~45 MB) goes out without ever being assembled in memory. Holds the snapshot
+/// `Arc`, so a reload during the stream doesn't change what this response sends.
+struct PageBody {
+    items: Items,
+    selected: Arc<[u32]>,
+    next: usize,
+    end: usize,
+    head: Option<Vec<u8>>,
+    done: bool,
+}
+
+const CHUNK: usize = 64 * 1024;
 
 impl Iterator for PageBody {
     type Item = Result<Bytes, Infallible>;
@@ -269,37 +332,131 @@ impl Iterator for PageBody {
         let mut buf = self.head.take().unwrap_or_default();
         buf.reserve(CHUNK);
         while self.next < self.end && buf.len() < CHUNK {
-            let v = &self.snapshot.versions[self.selected[self.next] as usize];
+            let version = self.selected[self.next];
             self.next += 1;
-            if !self.first {
-                buf.push(b',');
-            }
-            self.first = false;
-            match self.kind {
-                Kind::Objects => buf.extend_from_slice(&v.json),
-                Kind::Versions => {
-                    // Version texts are canonical timestamps, but escape anyway: it is cheap.
-                    let _ = serde_json::to_writer(&mut buf, &*v.version_text);
-                }
-                Kind::Manifest => {
-                    let record = ManifestRecord {
-                        id: &self.snapshot.objects[v.object as usize].id,
-                        date_added: format_micros(v.date_added),
-                        version: &v.version_text,
-                        media_type: match v.spec {
-                            schemas::SpecVersion::V2_0 => STIX_20,
-                            schemas::SpecVersion::V2_1 => STIX_21,
-                        },
-                    };
-                    // Writing a struct of strings into a Vec cannot fail.
-                    let _ = serde_json::to_writer(&mut buf, &record);
-                }
-            }
+            let snapshot = self.items.snapshot.clone();
+            self.items
+                .write(&mut buf, version, &snapshot.versions[version as usize].json);
         }
         if self.next >= self.end {
             buf.extend_from_slice(b"]}");
             self.done = true;
         }
         Some(Ok(Bytes::from(buf)))
+    }
+}
+
+/// Versions fetched at once while streaming a lean collection without a limit: a response
+/// holds at most two such chunks (one being sent, the next being fetched), whatever its size.
+const LEAN_CHUNK: usize = 256;
+
+/// The objects of a lean collection's page, fetched from the store.
+struct LeanPage {
+    store: Arc<dyn Store>,
+    generation: Generation,
+    snapshot: Arc<Snapshot>,
+    selected: Arc<[u32]>,
+}
+
+impl LeanPage {
+    /// The object JSON of `selected[range]`, in order.
+    fn fetch(
+        &self,
+        range: Range<usize>,
+    ) -> impl Future<Output = Result<Vec<Bytes>, crate::store::StoreError>> + Send + use<> {
+        let (store, generation) = (self.store.clone(), self.generation.clone());
+        let (snapshot, selected) = (self.snapshot.clone(), self.selected.clone());
+        async move {
+            let keys: Vec<(&str, i64)> = selected[range].iter().map(|&v| snapshot.key(v)).collect();
+            store
+                .fetch_objects(&generation, &snapshot.meta.id, &keys)
+                .await
+        }
+    }
+
+    /// The body of a non-empty page. With a limit the page is fetched whole before answering,
+    /// so a store failure is a 500 with a TAXII body; without one (a whole collection) it is
+    /// streamed in [`LEAN_CHUNK`]s, the first fetched before answering, and a later failure
+    /// aborts the stream (logged and counted: the status line is already sent).
+    async fn body(
+        self,
+        state: &AppState,
+        mut items: Items,
+        head: Vec<u8>,
+        range: Range<usize>,
+        limited: bool,
+    ) -> Result<Body, ApiError> {
+        let step = if limited { range.len() } else { LEAN_CHUNK };
+        let mut chunks = (range.start..range.end)
+            .step_by(step.max(1))
+            .map(move |start| start..(start + step).min(range.end));
+        let collection = self.snapshot.meta.id.clone();
+        let mut tally = FetchTally::new(&state.metrics, &collection);
+        // Always a stream, never a sized body: a held page is streamed without a
+        // Content-Length, and a lean one must answer with the same headers.
+        let whole = |bytes: Vec<u8>| {
+            Body::from_stream(futures::stream::once(async move {
+                Ok::<_, Infallible>(Bytes::from(bytes))
+            }))
+        };
+        let Some(first) = chunks.next() else {
+            return Ok(whole(head));
+        };
+        let metrics = state.metrics.clone();
+        let json = self.fetch(first.clone()).await.map_err(|e| {
+            metrics.fetch_errors.inc();
+            ApiError::Internal(format!("fetching objects of {collection}: {e}"))
+        })?;
+        let remaining = chunks.len();
+        let mut buf = head;
+        render(
+            &mut items,
+            &mut buf,
+            &self.selected[first],
+            &json,
+            &mut tally,
+        );
+        if remaining == 0 {
+            buf.extend_from_slice(b"]}");
+            return Ok(whole(buf));
+        }
+        let selected = self.selected.clone();
+        let rest = futures::stream::iter(chunks.map(move |r| {
+            let fetched = self.fetch(r.clone());
+            async move { (r, fetched.await) }
+        }))
+        .buffered(2)
+        .enumerate()
+        .map(move |(i, (r, result))| match result {
+            Ok(json) => {
+                let mut buf = Vec::new();
+                render(&mut items, &mut buf, &selected[r], &json, &mut tally);
+                if i + 1 == remaining {
+                    buf.extend_from_slice(b"]}");
+                }
+                Ok(Bytes::from(buf))
+            }
+            Err(e) => {
+                metrics.fetch_errors.inc();
+                tracing::error!(collection = %collection, error = %e,
+                    "fetching objects failed mid-response; aborting the stream");
+                Err(std::io::Error::other(e))
+            }
+        });
+        let first = futures::stream::once(async move { Ok(Bytes::from(buf)) });
+        Ok(Body::from_stream(first.chain(rest)))
+    }
+}
+
+fn render(
+    items: &mut Items,
+    buf: &mut Vec<u8>,
+    versions: &[u32],
+    json: &[Bytes],
+    tally: &mut FetchTally,
+) {
+    tally.add(json.len(), json.iter().map(Bytes::len).sum());
+    for (&v, j) in versions.iter().zip(json) {
+        items.write(buf, v, j);
     }
 }

@@ -3,13 +3,15 @@
 //! Reads, all single-partition, no `ALLOW FILTERING`:
 //! - `{control}.active_generation` → the generation keyspace (polled every tick);
 //! - `collections` → revisions (one small table scan per tick);
-//! - per collection load: `collections` row → `manifest_buckets` → `manifest` per bucket (the
-//!   object ids) → `object_versions` per object (every version with its JSON; bounded
-//!   concurrency) → `releases` → `release_members` per complete release.
+//! - per collection index: `collections` row → `manifest_buckets` → `manifest` per bucket (every
+//!   version's id, type, spec_version and date_added) → `releases` → `release_members` per
+//!   complete release;
+//! - object JSON (filling a snapshot, or a lean collection's page): `object_versions` by
+//!   primary key, one `version IN ?` read per object, bounded in flight per call and per replica.
 //!
 //! Statements are prepared once per generation keyspace and reused until the generation changes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -19,7 +21,7 @@ use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::statement::Consistency;
 use scylla::statement::prepared::PreparedStatement;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Semaphore};
 
 use super::{
     CollectionData, CollectionMeta, CollectionRevision, Generation, ReleaseRow, Store, StoreError,
@@ -27,8 +29,12 @@ use super::{
 };
 use crate::config::CqlConfig;
 
-/// Objects read concurrently while loading a collection.
+/// Object reads one fetch keeps in flight.
 const OBJECT_READS_IN_FLIGHT: usize = 64;
+
+/// Object reads in flight across every fetch of this replica (snapshot loads and lean pages
+/// together): many concurrent lean requests must not flood the cluster.
+const READS_IN_FLIGHT: usize = 256;
 
 /// A session and the statements of the current generation.
 pub struct CqlStore {
@@ -38,14 +44,18 @@ pub struct CqlStore {
     /// the keyspace, and must then report "not ready" and retry rather than exit.
     active: Mutex<Option<PreparedStatement>>,
     prepared: Mutex<Option<(String, Arc<Statements>)>>,
+    reads: Semaphore,
 }
+
+/// `(version, object_json)` of `object_versions`.
+type JsonRow = (i64, Option<String>);
 
 struct Statements {
     list: PreparedStatement,
     meta: PreparedStatement,
     buckets: PreparedStatement,
     manifest: PreparedStatement,
-    object: PreparedStatement,
+    fetch: PreparedStatement,
     releases: PreparedStatement,
     members: PreparedStatement,
 }
@@ -77,6 +87,7 @@ impl CqlStore {
             control: config.keyspace.clone(),
             active: Mutex::new(None),
             prepared: Mutex::new(None),
+            reads: Semaphore::new(READS_IN_FLIGHT),
         })
     }
 
@@ -122,12 +133,13 @@ impl CqlStore {
             .await?,
             buckets: prepare(format!("SELECT bucket FROM {k}.manifest_buckets WHERE collection_id = ?")).await?,
             manifest: prepare(format!(
-                "SELECT object_id FROM {k}.manifest WHERE collection_id = ? AND bucket = ?"
+                "SELECT date_added, object_id, version, stix_type, spec_version, version_text \
+                 FROM {k}.manifest WHERE collection_id = ? AND bucket = ?"
             ))
             .await?,
-            object: prepare(format!(
-                "SELECT version, version_text, stix_type, spec_version, date_added, object_json \
-                 FROM {k}.object_versions WHERE collection_id = ? AND object_id = ?"
+            fetch: prepare(format!(
+                "SELECT version, object_json FROM {k}.object_versions \
+                 WHERE collection_id = ? AND object_id = ? AND version IN ?"
             ))
             .await?,
             releases: prepare(format!(
@@ -144,7 +156,7 @@ impl CqlStore {
         Ok(s)
     }
 
-    async fn load(
+    async fn read_index(
         &self,
         generation: &Generation,
         id: &str,
@@ -170,58 +182,40 @@ impl CqlStore {
             return Ok(None);
         };
 
-        let buckets: Vec<(i64,)> = self
-            .rows(&s.buckets, (id,), "listing manifest buckets")
-            .await?;
-        let mut object_ids = BTreeSet::new();
-        for (bucket,) in buckets {
-            let rows: Vec<(String,)> = self
-                .rows(&s.manifest, (id, bucket), "reading the manifest")
-                .await?;
-            object_ids.extend(rows.into_iter().map(|(o,)| o));
-        }
-
-        type ObjectRow = (
+        // The manifest holds every version once with everything the index needs, so the index
+        // costs one partition scan per day bucket instead of one read per object.
+        type ManifestRow = (
+            i64,
+            String,
             i64,
             Option<String>,
             Option<String>,
             Option<String>,
-            Option<i64>,
-            Option<String>,
         );
-        let per_object: Vec<Vec<VersionRow>> = futures::stream::iter(object_ids)
-            .map(|object_id| {
-                let s = s.clone();
-                async move {
-                    let rows: Vec<ObjectRow> = self
-                        .rows(
-                            &s.object,
-                            (id, object_id.as_str()),
-                            "reading object versions",
-                        )
-                        .await?;
-                    Ok::<_, StoreError>(
-                        rows.into_iter()
-                            .filter_map(|(version, text, stix_type, spec, date_added, json)| {
-                                Some(VersionRow {
-                                    object_id: object_id.clone(),
-                                    version,
-                                    version_text: text.unwrap_or_else(|| {
-                                        schemas::Timestamp::from_micros(version).to_canonical()
-                                    }),
-                                    stix_type: stix_type?,
-                                    spec_version: spec.unwrap_or_else(|| "2.1".to_owned()),
-                                    date_added: date_added?,
-                                    object_json: Bytes::from(json?),
-                                })
-                            })
-                            .collect(),
-                    )
-                }
-            })
-            .buffer_unordered(OBJECT_READS_IN_FLIGHT)
-            .try_collect()
+        let buckets: Vec<(i64,)> = self
+            .rows(&s.buckets, (id,), "listing manifest buckets")
             .await?;
+        let mut versions = Vec::new();
+        for (bucket,) in buckets {
+            let rows: Vec<ManifestRow> = self
+                .rows(&s.manifest, (id, bucket), "reading the manifest")
+                .await?;
+            versions.extend(rows.into_iter().filter_map(
+                |(date_added, object_id, version, stix_type, spec, text)| {
+                    Some(VersionRow {
+                        version_text: text.unwrap_or_else(|| {
+                            schemas::Timestamp::from_micros(version).to_canonical()
+                        }),
+                        object_id,
+                        version,
+                        stix_type: stix_type?,
+                        spec_version: spec.unwrap_or_else(|| "2.1".to_owned()),
+                        date_added,
+                        object_json: Bytes::new(),
+                    })
+                },
+            ));
+        }
 
         let release_rows: Vec<(i64, String, Option<bool>)> =
             self.rows(&s.releases, (id,), "listing releases").await?;
@@ -254,9 +248,76 @@ impl CqlStore {
                 media_types: media_types.unwrap_or_default(),
             },
             revision: revision.unwrap_or(0),
-            versions: per_object.into_iter().flatten().collect(),
+            versions,
             releases,
         }))
+    }
+
+    async fn fetch(
+        &self,
+        generation: &Generation,
+        id: &str,
+        versions: &[(&str, i64)],
+    ) -> Result<Vec<Bytes>, StoreError> {
+        let s = self.statements(&generation.keyspace).await?;
+        // One single-partition read per object (`version IN ?`): a snapshot filling its JSON
+        // asks for every version of an object at once; a page mostly for one each.
+        let mut by_object: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        for &(object_id, version) in versions {
+            match by_object.get_mut(object_id) {
+                Some(wanted) => wanted.push(version),
+                None => {
+                    by_object.insert(object_id.to_owned(), vec![version]);
+                }
+            }
+        }
+        // Owned ids: a stream closure taking borrowed ones trips the compiler's lifetime
+        // inference for boxed futures.
+        let per_object: Vec<(String, Vec<JsonRow>)> = futures::stream::iter(by_object)
+            .map(|(object_id, wanted)| {
+                let s = s.clone();
+                async move {
+                    // Never closed: the semaphore lives as long as the store.
+                    let _permit = self
+                        .reads
+                        .acquire()
+                        .await
+                        .map_err(|e| err("reading object JSON")(&e))?;
+                    let rows = self
+                        .rows(
+                            &s.fetch,
+                            (id, object_id.as_str(), wanted),
+                            "reading object JSON",
+                        )
+                        .await?;
+                    Ok::<_, StoreError>((object_id, rows))
+                }
+            })
+            .buffer_unordered(OBJECT_READS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        let mut found: HashMap<(&str, i64), Bytes> = HashMap::with_capacity(versions.len());
+        for (object_id, rows) in &per_object {
+            for (version, json) in rows {
+                if let Some(json) = json {
+                    found.insert((object_id.as_str(), *version), Bytes::from(json.clone()));
+                }
+            }
+        }
+        versions
+            .iter()
+            .map(|key| {
+                found.get(key).cloned().ok_or_else(|| {
+                    StoreError::new(
+                        "reading object JSON",
+                        format!(
+                            "object_versions has no content for {} version {}",
+                            key.0, key.1
+                        ),
+                    )
+                })
+            })
+            .collect()
     }
 
     /// All rows of a paged query.
@@ -324,11 +385,20 @@ impl Store for CqlStore {
         })
     }
 
-    fn load_collection<'a>(
+    fn load_index<'a>(
         &'a self,
         generation: &'a Generation,
         collection_id: &'a str,
     ) -> futures::future::BoxFuture<'a, Result<Option<CollectionData>, StoreError>> {
-        Box::pin(self.load(generation, collection_id))
+        Box::pin(self.read_index(generation, collection_id))
+    }
+
+    fn fetch_objects<'a>(
+        &'a self,
+        generation: &'a Generation,
+        collection_id: &'a str,
+        versions: &'a [(&'a str, i64)],
+    ) -> futures::future::BoxFuture<'a, Result<Vec<Bytes>, StoreError>> {
+        Box::pin(self.fetch(generation, collection_id, versions))
     }
 }

@@ -1,8 +1,9 @@
 //! An in-memory [`Store`] for tests and demos: collections are replaced or extended at will.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
@@ -19,7 +20,14 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct Inner {
     collections: BTreeMap<String, CollectionData>,
+    /// Per collection, (object id, version) → the JSON of its row with the latest date_added,
+    /// as the projector keeps it; built on first fetch, dropped on every change.
+    contents: HashMap<String, HashMap<(String, i64), Bytes>>,
     unreachable: bool,
+    /// Fetches that may still succeed before every fetch fails (`None`: no limit).
+    fetches_left: Option<usize>,
+    fetch_calls: usize,
+    fetched_versions: usize,
 }
 
 impl MemoryStore {
@@ -36,6 +44,7 @@ impl MemoryStore {
     /// Adds or replaces a collection.
     pub fn put_collection(&self, data: CollectionData) {
         self.with(|inner| {
+            inner.contents.remove(&data.meta.id);
             inner.collections.insert(data.meta.id.clone(), data);
         });
     }
@@ -43,6 +52,7 @@ impl MemoryStore {
     /// Appends versions to a collection and bumps its revision.
     pub fn add_versions(&self, collection_id: &str, versions: Vec<VersionRow>) {
         self.with(|inner| {
+            inner.contents.remove(collection_id);
             if let Some(c) = inner.collections.get_mut(collection_id) {
                 c.versions.extend(versions);
                 c.revision += 1;
@@ -65,12 +75,71 @@ impl MemoryStore {
         self.with(|inner| inner.unreachable = unreachable);
     }
 
+    /// Lets `calls` more [`Store::fetch_objects`] calls succeed, then fails every fetch (a
+    /// database lost in the middle of a response); `None` lifts the limit.
+    pub fn fail_fetches_after(&self, calls: Option<usize>) {
+        self.with(|inner| inner.fetches_left = calls);
+    }
+
+    /// `(fetch_objects calls, versions fetched)` so far.
+    pub fn fetch_counts(&self) -> (usize, usize) {
+        self.with(|inner| (inner.fetch_calls, inner.fetched_versions))
+    }
+
     fn check(&self) -> Result<(), StoreError> {
         if self.with(|inner| inner.unreachable) {
             Err(StoreError::new("memory store", "unreachable"))
         } else {
             Ok(())
         }
+    }
+
+    fn fetch(
+        &self,
+        collection_id: &str,
+        versions: &[(&str, i64)],
+    ) -> Result<Vec<Bytes>, StoreError> {
+        self.check()?;
+        self.with(|inner| {
+            match &mut inner.fetches_left {
+                Some(0) => return Err(StoreError::new("memory store", "fetch failed")),
+                Some(n) => *n -= 1,
+                None => {}
+            }
+            inner.fetch_calls += 1;
+            inner.fetched_versions += versions.len();
+            let Inner {
+                collections,
+                contents,
+                ..
+            } = inner;
+            let contents = contents.entry(collection_id.to_owned()).or_insert_with(|| {
+                let mut latest: HashMap<(String, i64), (i64, Bytes)> = HashMap::new();
+                for row in collections
+                    .get(collection_id)
+                    .map_or(&[][..], |c| &c.versions[..])
+                {
+                    let entry = latest
+                        .entry((row.object_id.clone(), row.version))
+                        .or_insert((row.date_added, row.object_json.clone()));
+                    if row.date_added > entry.0 {
+                        *entry = (row.date_added, row.object_json.clone());
+                    }
+                }
+                latest.into_iter().map(|(k, (_, json))| (k, json)).collect()
+            });
+            versions
+                .iter()
+                .map(|&(id, version)| {
+                    contents
+                        .get(&(id.to_owned(), version))
+                        .cloned()
+                        .ok_or_else(|| {
+                            StoreError::new("memory store", format!("no version {version} of {id}"))
+                        })
+                })
+                .collect()
+        })
     }
 }
 
@@ -102,14 +171,32 @@ impl Store for MemoryStore {
         async move { result }.boxed()
     }
 
-    fn load_collection<'a>(
+    fn load_index<'a>(
         &'a self,
         _generation: &'a Generation,
         collection_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<CollectionData>, StoreError>> {
-        let result = self
-            .check()
-            .map(|()| self.with(|inner| inner.collections.get(collection_id).cloned()));
+        let result = self.check().map(|()| {
+            self.with(|inner| {
+                inner.collections.get(collection_id).map(|c| {
+                    let mut index = c.clone();
+                    for v in &mut index.versions {
+                        v.object_json = Bytes::new();
+                    }
+                    index
+                })
+            })
+        });
+        async move { result }.boxed()
+    }
+
+    fn fetch_objects<'a>(
+        &'a self,
+        _generation: &'a Generation,
+        collection_id: &'a str,
+        versions: &'a [(&'a str, i64)],
+    ) -> BoxFuture<'a, Result<Vec<Bytes>, StoreError>> {
+        let result = self.fetch(collection_id, versions);
         async move { result }.boxed()
     }
 }

@@ -11,7 +11,7 @@
 )]
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::body::Body;
@@ -24,7 +24,7 @@ use taxiway_api::AppState;
 use taxiway_api::config::ServerConfig;
 use taxiway_api::refresh::refresh_once;
 use taxiway_api::store::memory::MemoryStore;
-use taxiway_api::store::{CollectionData, CollectionMeta, ReleaseRow, VersionRow};
+use taxiway_api::store::{CollectionData, CollectionMeta, ReleaseRow, Store, VersionRow};
 
 pub const ICS: &str = "x-mitre-collection--90c00720-636b-4485-b342-8751d232bf09";
 pub const FILES: [&str; 5] = [
@@ -169,8 +169,14 @@ pub async fn server_with(
         store.put_collection(c);
     }
     let state = AppState::new(config, auth).unwrap();
-    refresh_once(&state, &store).await.unwrap();
+    refresh(&state, &store).await;
     (taxiway_api::app(state.clone()), state, store)
+}
+
+/// One poll of the refresher over `store`.
+pub async fn refresh(state: &AppState, store: &MemoryStore) -> bool {
+    let shared: Arc<dyn Store> = Arc::new(store.clone());
+    refresh_once(state, &shared).await.unwrap()
 }
 
 pub async fn server() -> (Router, AppState, MemoryStore) {
@@ -194,17 +200,30 @@ impl Reply {
 }
 
 pub async fn send(app: &Router, request: Request<Body>) -> Reply {
+    let (reply, body) = send_unchecked(app, request).await;
+    Reply {
+        body: body.unwrap(),
+        ..reply
+    }
+}
+
+/// As [`send`], but a body that fails mid-stream is returned as the error it ended with.
+pub async fn send_unchecked(
+    app: &Router,
+    request: Request<Body>,
+) -> (Reply, Result<Bytes, axum::Error>) {
     let response: Response<Body> = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
-    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    Reply {
-        status,
-        headers,
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX).await;
+    (
+        Reply {
+            status,
+            headers,
+            body: Bytes::new(),
+        },
         body,
-    }
+    )
 }
 
 pub async fn get(app: &Router, uri: &str) -> Reply {
