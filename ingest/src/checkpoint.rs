@@ -41,6 +41,9 @@ pub struct Checkpoint {
     versions: HashMap<String, HashMap<(String, i64), KnownVersion>>,
     collections: HashMap<String, KnownCollection>,
     releases: HashMap<ReleaseId, ReleaseProgress>,
+    /// Object id → the collections holding some version of it: how a Workbench edit, whose new
+    /// version names no collection, finds the collections it belongs to.
+    object_collections: HashMap<String, BTreeSet<String>>,
 }
 
 /// Counts for logs: how much the checkpoint holds.
@@ -72,6 +75,10 @@ impl Checkpoint {
                     digest: v.content_sha256,
                     date_added: v.date_added,
                 };
+                self.object_collections
+                    .entry(v.object_id.clone())
+                    .or_default()
+                    .insert(v.collection_id.clone());
                 let versions = self.versions.entry(v.collection_id.clone()).or_default();
                 let slot = versions
                     .entry((v.object_id.clone(), v.version_micros))
@@ -105,6 +112,11 @@ impl Checkpoint {
             .get(collection_id)?
             .get(&(object_id.to_owned(), version))
             .copied()
+    }
+
+    /// The collections in which some version of the object has been published.
+    pub fn collections_of(&self, object_id: &str) -> Option<&BTreeSet<String>> {
+        self.object_collections.get(object_id)
     }
 
     pub fn collection(&self, collection_id: &str) -> Option<&KnownCollection> {
@@ -217,6 +229,26 @@ mod tests {
             assert_eq!(known.digest, [2; 32]);
             assert_eq!(known.date_added, 20);
         }
+    }
+
+    #[test]
+    fn the_collections_of_an_object_are_those_holding_any_of_its_versions() {
+        let mut checkpoint = Checkpoint::default();
+        checkpoint.observe(&version("x--1", 5, 10, 1));
+        checkpoint.observe(&version("x--1", 6, 11, 1));
+        let Event::ObjectVersion(mut elsewhere) = version("x--1", 5, 12, 1) else {
+            unreachable!()
+        };
+        elsewhere.collection_id = "d".into();
+        checkpoint.observe(&Event::ObjectVersion(elsewhere));
+        let held: Vec<&str> = checkpoint
+            .collections_of("x--1")
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(held, ["c", "d"]);
+        assert!(checkpoint.collections_of("x--2").is_none());
     }
 
     #[test]

@@ -126,6 +126,18 @@ pub struct WorkbenchConfig {
     /// How often to list every version of every collection (catches older versions added late).
     #[arg(long, env = "TAXIWAY_WORKBENCH_FULL_SYNC", default_value = "10m", value_parser = parse_duration)]
     pub full_sync_interval: Duration,
+    /// Also publish object versions edited in the Workbench between collection releases: to the
+    /// history root only, as versions of the collections holding the object (no release).
+    #[arg(long, env = "TAXIWAY_WORKBENCH_INCLUDE_UNRELEASED")]
+    pub include_unreleased: bool,
+    /// With --include-unreleased: how often to read the most recently modified object versions
+    /// (`recent-activity`, a few hundred KB).
+    #[arg(long, env = "TAXIWAY_WORKBENCH_UNRELEASED_POLL", default_value = "30s", value_parser = parse_duration)]
+    pub unreleased_poll_interval: Duration,
+    /// With --include-unreleased: how often to read the latest version of every object
+    /// (`attack-objects`, tens of MB for a whole Workbench); also at start.
+    #[arg(long, env = "TAXIWAY_WORKBENCH_UNRELEASED_FULL_SCAN", default_value = "1h", value_parser = parse_duration)]
+    pub unreleased_full_scan_interval: Duration,
     /// Timeout of one HTTP request (bundles can be ~45 MB).
     #[arg(long, env = "TAXIWAY_WORKBENCH_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
     pub request_timeout: Duration,
@@ -165,6 +177,34 @@ mod tests {
     fn the_cli_definition_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn unreleased_edits_are_off_by_default_and_scanned_less_often_than_releases() {
+        use clap::CommandFactory;
+        // The declared defaults, not whatever the environment of the test exports.
+        let command = Cli::command();
+        let workbench = command.find_subcommand("workbench").unwrap();
+        let arg = |name: &str| {
+            workbench
+                .get_arguments()
+                .find(|a| a.get_id() == name)
+                .unwrap()
+        };
+        let declared =
+            |name: &str| -> String { arg(name).get_default_values()[0].to_string_lossy().into() };
+        // A plain switch: absent means off.
+        assert!(matches!(
+            arg("include_unreleased").get_action(),
+            clap::ArgAction::SetTrue
+        ));
+        let poll = parse_duration(&declared("poll_interval")).unwrap();
+        let recent = parse_duration(&declared("unreleased_poll_interval")).unwrap();
+        let full = parse_duration(&declared("unreleased_full_scan_interval")).unwrap();
+        assert!(
+            poll <= recent && recent < full,
+            "{poll:?} {recent:?} {full:?}"
+        );
     }
 
     #[test]

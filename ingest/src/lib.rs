@@ -18,6 +18,7 @@ pub mod workbench;
 pub use error::Error;
 pub mod import;
 pub mod sync;
+pub mod unreleased;
 
 use std::sync::Arc;
 
@@ -138,9 +139,48 @@ pub async fn run(
                 auth,
                 config.request_timeout,
             )?);
+            let mut scanner = config.include_unreleased.then(|| {
+                unreleased::Scanner::new(
+                    client.clone(),
+                    publisher.clone(),
+                    metrics.clone(),
+                    run_id.clone(),
+                    unreleased::Schedule {
+                        poll_interval: config.unreleased_poll_interval,
+                        full_scan_interval: config.unreleased_full_scan_interval,
+                    },
+                )
+            });
             let mirror = sync::Mirror::new(client, publisher.clone(), metrics.clone(), run_id);
             let outcome = if config.once {
                 let report = mirror.pass(Versions::All, &mut checkpoint).await?;
+                let mut failed = report.failed;
+                if let Some(scanner) = scanner.as_mut() {
+                    match scanner
+                        .scan(workbench::ObjectList::Latest, &mut checkpoint)
+                        .await
+                    {
+                        Ok(scan) => eprintln!(
+                            "workbench unreleased scan: listed {} object version(s) ({} bytes in {} ms); \
+                             published {}, corrections {}, skipped {}, rejected {}, in no collection {}, \
+                             collection not published yet {}",
+                            scan.listed,
+                            scan.bytes,
+                            scan.elapsed.as_millis(),
+                            scan.counts.published,
+                            scan.counts.corrections,
+                            scan.counts.skipped,
+                            scan.rejected,
+                            scan.no_collection,
+                            scan.unpublished_collection,
+                        ),
+                        Err(e) if e.is_input_problem() => {
+                            failed += 1;
+                            eprintln!("workbench unreleased scan failed: {e}");
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
                 eprintln!(
                     "workbench sync: listed {} collection version(s) ({} bytes in {} ms), \
                      mirrored {} release(s), {} failed; published {}, corrections {}, skipped {}",
@@ -153,13 +193,20 @@ pub async fn run(
                     report.counts.corrections,
                     report.counts.skipped,
                 );
-                if report.failed == 0 {
+                if failed == 0 {
                     Outcome::Complete
                 } else {
                     Outcome::InputsFailed
                 }
             } else {
-                sync::run_mirror(config, &mirror, &mut checkpoint, &shutdown).await?;
+                sync::run_mirror(
+                    config,
+                    &mirror,
+                    scanner.as_mut(),
+                    &mut checkpoint,
+                    &shutdown,
+                )
+                .await?;
                 Outcome::Complete
             };
             publisher.flush()?;

@@ -5,17 +5,21 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Reg
 use crate::error::Error;
 use crate::plan::Counts;
 
-/// Every counter ingest keeps, labelled by the kind of source (`bundle` or `workbench`).
+/// Every counter ingest keeps, labelled by the kind of source (`bundle`, `workbench`, or
+/// `workbench_unreleased` for edits between releases).
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Registry,
-    /// Objects by outcome: `published`, `correction`, `skipped`, `rejected`.
+    /// Objects by outcome: `published`, `correction`, `skipped`, `rejected`; for
+    /// `workbench_unreleased` also `no_collection` (a draft no collection holds) and
+    /// `unpublished_collection` (waiting for its collection's first release).
     pub objects: IntCounterVec,
     /// Releases by outcome: `published`, `known`.
     pub releases: IntCounterVec,
     /// Bundles by outcome: `ok`, `failed`.
     pub bundles: IntCounterVec,
-    /// Workbench request latency by request (`list_latest`, `list_all`, `bundle`).
+    /// Workbench request latency by request (`list_latest`, `list_all`, `bundle`,
+    /// `attack_objects`, `recent_activity`).
     pub workbench_seconds: HistogramVec,
     /// Workbench response bytes by request.
     pub workbench_bytes: IntCounterVec,

@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::plan::Counts;
 use crate::producer::Publisher;
 use crate::publish::{Origin, prepare, publish_bundle};
+use crate::unreleased::Scanner;
 use crate::workbench::{CollectionVersion, Versions, WorkbenchClient};
 
 /// A Workbench bundle larger than this is refused (Enterprise is about 45 MB).
@@ -211,10 +212,12 @@ impl Mirror {
 }
 
 /// Polls until `shutdown`: a full pass first, then the latest versions every
-/// `poll_interval` and a full pass every `full_sync_interval`.
+/// `poll_interval` and a full pass every `full_sync_interval`; with a `scanner`
+/// (`--include-unreleased`), its own scans after each pass, when due.
 pub async fn run_mirror(
     config: &WorkbenchConfig,
     mirror: &Mirror,
+    mut scanner: Option<&mut Scanner>,
     checkpoint: &mut Checkpoint,
     shutdown: &CancellationToken,
 ) -> Result<(), Error> {
@@ -249,6 +252,17 @@ pub async fn run_mirror(
                 tracing::warn!(error = %e, "workbench poll failed; keeping everything published so far");
             }
             Err(e) => return Err(e),
+        }
+        // After the releases, so that a collection released in this pass is published before
+        // the edits of its objects are looked at.
+        if let Some(scanner) = scanner.as_deref_mut() {
+            match scanner.poll(checkpoint).await {
+                Ok(_) => {}
+                Err(e) if e.is_input_problem() => {
+                    tracing::warn!(error = %e, "workbench unreleased scan failed; retried on the next poll");
+                }
+                Err(e) => return Err(e),
+            }
         }
         if config.once {
             return Ok(());

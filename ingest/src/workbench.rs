@@ -1,10 +1,12 @@
-//! The ATT&CK Workbench REST API client: the collections list and collection bundles, with
-//! Basic or challenge-apikey service authentication (`../shared/design/workbench-api.md`).
+//! The ATT&CK Workbench REST API client: the collections list, collection bundles and the
+//! attack-object lists, with Basic or challenge-apikey service authentication
+//! (`../shared/design/workbench-api.md`).
 
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use sha2::Sha256;
 use tokio::sync::Mutex;
 
@@ -50,6 +52,71 @@ pub struct CollectionVersion {
 #[derive(Deserialize)]
 struct CollectionDocument {
     stix: CollectionVersion,
+}
+
+/// One attack object (or relationship) version as `attack-objects` and `recent-activity` list
+/// it: the STIX object kept as the exact text received, and the collections the Workbench
+/// records it in.
+#[derive(Debug, Deserialize)]
+pub struct ObjectDocument {
+    pub stix: Box<RawValue>,
+    #[serde(default)]
+    pub workspace: ObjectWorkspace,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ObjectWorkspace {
+    #[serde(default)]
+    pub collections: Vec<CollectionRef>,
+}
+
+/// `workspace.collections[]`: a collection version the object version was imported or added with.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CollectionRef {
+    pub collection_ref: String,
+}
+
+/// Which attack-object list to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectList {
+    /// `GET /api/attack-objects?versions=latest&includeRevoked=true&includeDeprecated=true`:
+    /// the latest version of every object, relationships appended.
+    Latest,
+    /// `GET /api/recent-activity?limit=N&includeRevoked=true&includeDeprecated=true`: the N
+    /// versions with the newest `modified`, objects and relationships together.
+    Recent { limit: usize },
+}
+
+impl ObjectList {
+    /// The request label of metrics and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            ObjectList::Latest => "attack_objects",
+            ObjectList::Recent { .. } => "recent_activity",
+        }
+    }
+}
+
+/// The `includePagination=true` shape; never asked for, accepted in case a proxy adds it.
+#[derive(Deserialize)]
+struct PaginatedList {
+    data: Vec<ObjectDocument>,
+}
+
+/// Parses an attack-object list. CPU-bound for a whole Workbench (tens of MB): call it off the
+/// async workers.
+pub fn parse_object_list(url: &str, body: &[u8]) -> Result<Vec<ObjectDocument>, Error> {
+    // Not an untagged enum: serde buffers those, and a RawValue cannot come from a buffer.
+    let paginated = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let parsed = if paginated {
+        serde_json::from_slice::<PaginatedList>(body).map(|p| p.data)
+    } else {
+        serde_json::from_slice::<Vec<ObjectDocument>>(body)
+    };
+    parsed.map_err(|e| Error::Workbench {
+        url: url.to_owned(),
+        reason: format!("attack-object list is not the documented JSON array: {e}"),
+    })
 }
 
 #[derive(Deserialize)]
@@ -149,6 +216,47 @@ impl WorkbenchClient {
             ],
         )
         .await
+    }
+
+    /// One attack-object list, as raw bytes (parse it with [`parse_object_list`]); only documented
+    /// query parameters, since the Workbench answers 400 to any other. Revoked and deprecated
+    /// objects are asked for because revoking or deprecating is itself an edit.
+    pub async fn object_list(&self, list: ObjectList) -> Result<Fetched<Vec<u8>>, Error> {
+        match list {
+            ObjectList::Latest => {
+                let url = format!("{}/api/attack-objects", self.base);
+                self.get(
+                    &url,
+                    &[
+                        ("versions", "latest"),
+                        ("includeRevoked", "true"),
+                        ("includeDeprecated", "true"),
+                    ],
+                )
+                .await
+            }
+            ObjectList::Recent { limit } => {
+                let url = format!("{}/api/recent-activity", self.base);
+                let limit = limit.to_string();
+                self.get(
+                    &url,
+                    &[
+                        ("limit", limit.as_str()),
+                        ("includeRevoked", "true"),
+                        ("includeDeprecated", "true"),
+                    ],
+                )
+                .await
+            }
+        }
+    }
+
+    /// The URL an object list is read from, for the `source` of the events it yields.
+    pub fn object_list_url(&self, list: ObjectList) -> String {
+        match list {
+            ObjectList::Latest => format!("{}/api/attack-objects", self.base),
+            ObjectList::Recent { .. } => format!("{}/api/recent-activity", self.base),
+        }
     }
 
     /// A GET with authentication; a bearer token refused as expired is renewed once.
@@ -315,6 +423,31 @@ mod tests {
         assert_eq!(docs[0].stix.x_mitre_version.as_deref(), Some("18.1"));
         assert_eq!(docs[0].stix.name.as_deref(), Some("ICS ATT&CK"));
         assert_eq!(docs[1].stix.x_mitre_version, None);
+    }
+
+    #[test]
+    fn object_lists_keep_the_stix_text_and_the_collection_refs_in_either_shape() {
+        let doc = r#"{"workspace":{"workflow":{"state":"reviewed"},"attack_id":"T0800",
+            "collections":[{"collection_ref":"x-mitre-collection--1","collection_modified":"2025-11-13T14:00:00.188Z"}]},
+            "stix":{"type":"attack-pattern", "id":"attack-pattern--1"},"__t":"Technique"}"#;
+        let plain = format!("[{doc},{{\"stix\":{{\"type\":\"relationship\"}}}}]");
+        let docs = parse_object_list("u", plain.as_bytes()).unwrap();
+        assert_eq!(
+            docs[0].stix.get(),
+            r#"{"type":"attack-pattern", "id":"attack-pattern--1"}"#
+        );
+        assert_eq!(
+            docs[0].workspace.collections[0].collection_ref,
+            "x-mitre-collection--1"
+        );
+        assert!(docs[1].workspace.collections.is_empty());
+        let paginated =
+            format!(r#"{{"pagination":{{"total":1,"offset":0,"limit":0}},"data":[{doc}]}}"#);
+        assert_eq!(
+            parse_object_list("u", paginated.as_bytes()).unwrap().len(),
+            1
+        );
+        assert!(parse_object_list("u", b"Not authorized").is_err());
     }
 
     #[test]
