@@ -572,7 +572,9 @@ async fn recent_activity(
     let state = shared.lock();
     let store = &state.store;
     let keep = attack_object_filter(&query);
-    let mut objects: Vec<&StoredObject> = store.latest_objects().filter(&keep).collect();
+    // Every version, not only the latest: Workbench's recent-activity repository sorts and limits
+    // the stored documents without grouping them by id.
+    let mut objects: Vec<&StoredObject> = store.all_object_versions().filter(&keep).collect();
     objects.sort_by(|a, b| b.modified.cmp(&a.modified));
     let total = objects.len();
     let docs: Vec<_> = page(objects, &query)
