@@ -241,7 +241,12 @@ async fn the_collection_with_the_most_versions_goes_lean_first() {
         .filter(|(_, s)| s.is_lean())
         .map(|(id, _)| id.clone())
         .collect();
-    assert_eq!(lean, vec![larger]);
+    assert_eq!(lean, vec![larger.clone()]);
+    // Its fill stopped at the bound, after holding some chunks: none of them is kept.
+    let catalog = state.catalog();
+    let dropped = &catalog.collections[&larger];
+    assert!(dropped.versions.len() > 1024, "more than one fill chunk");
+    assert!(dropped.versions.iter().all(|v| v.json.is_empty()));
     let held: usize = state
         .catalog()
         .collections
