@@ -42,8 +42,9 @@ use crate::publish::now_micros;
 use crate::workbench::{ObjectDocument, ObjectList, WorkbenchClient, parse_object_list};
 
 /// Versions read per `recent-activity` poll: far more than people edit between two polls, and
-/// a few hundred KB. A burst beyond it triggers a full scan, so nothing is lost.
-pub const RECENT_LIMIT: usize = 200;
+/// about 300 KB (the newest ATT&CK objects are large ones, ~6 KB with their Workbench document). A
+/// burst beyond it (an import, a bulk edit) triggers a full scan, so nothing is lost.
+pub const RECENT_LIMIT: usize = 50;
 
 /// The `source` label of this path in metrics.
 pub const METRICS_SOURCE: &str = "workbench_unreleased";
