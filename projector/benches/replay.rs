@@ -110,8 +110,26 @@ fn fetch_all(topic: &str) -> (Vec<Vec<u8>>, Duration) {
     (out, started.elapsed())
 }
 
+/// User + system CPU seconds of this process so far (Linux `/proc/self/stat`, 100 ticks/s).
+fn process_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 #[tokio::main]
 async fn main() {
+    if std::env::var_os("TAXIWAY_LOG").is_some() {
+        startup::init_tracing(startup::LogFormat::Text, "info");
+    }
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -252,7 +270,12 @@ async fn main() {
             .map(|t| metrics.events.with_label_values(&[t]).get())
             .sum()
     };
+    let cpu_before = process_cpu();
+    let mut first_applied = None;
     while applied() < n as u64 {
+        if first_applied.is_none() && applied() > 0 {
+            first_applied = Some(started.elapsed());
+        }
         assert!(
             started.elapsed() < Duration::from_secs(1800),
             "projector too slow"
@@ -260,6 +283,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let projector_time = started.elapsed();
+    let projector_cpu = process_cpu() - cpu_before;
     shutdown.cancel();
     task.await.unwrap().unwrap();
     let projector_rate = n as f64 / projector_time.as_secs_f64();
@@ -267,13 +291,35 @@ async fn main() {
         "projector: {n} events in {:.2} s = {projector_rate:.0} events/s",
         projector_time.as_secs_f64()
     );
-    let read = metrics.cql_seconds.with_label_values(&["read_date_addeds"]);
+    let phase = |p: &str| {
+        metrics
+            .phase_seconds
+            .with_label_values(&[p])
+            .get_sample_sum()
+    };
+    let first = first_applied.unwrap_or_default().as_secs_f64();
+    println!(
+        "  start (migrate, join, first batch): {first:.2} s; after it {:.0} events/s",
+        n as f64 / (projector_time.as_secs_f64() - first).max(1e-9)
+    );
+    println!(
+        "  batch phases: fetch {:.2} s, decode+check {:.2} s, rows {:.2} s, releases {:.2} s, revisions {:.2} s, commit {:.2} s; {} batches, {} CQL retries",
+        phase("fetch"),
+        phase("decode"),
+        phase("rows"),
+        phase("releases"),
+        phase("revisions"),
+        phase("commit"),
+        metrics
+            .phase_seconds
+            .with_label_values(&["rows"])
+            .get_sample_count(),
+        metrics.cql_retries.get()
+    );
     let write = metrics.cql_seconds.with_label_values(&["object_version"]);
     println!(
-        "  CQL mean latency: object_versions write {:.2} ms, date_addeds read {:.2} ms ({} reads)",
+        "  CQL mean latency: object_versions write {:.2} ms; client CPU {projector_cpu:.2} s",
         1e3 * write.get_sample_sum() / write.get_sample_count().max(1) as f64,
-        1e3 * read.get_sample_sum() / read.get_sample_count().max(1) as f64,
-        read.get_sample_count()
     );
 
     // 4. A raw driver loop: the same rows (manifest row written directly, no read-back, no
@@ -292,17 +338,20 @@ async fn main() {
     }
     let rows = mutations.len();
     let started = Instant::now();
+    let cpu_before = process_cpu();
     futures::stream::iter(mutations.iter().map(|m| generation.write(m)))
         .buffer_unordered(CONCURRENCY)
         .try_collect::<()>()
         .await
         .unwrap();
     let raw_time = started.elapsed();
+    let raw_cpu = process_cpu() - cpu_before;
     let raw_rate = n as f64 / raw_time.as_secs_f64();
     println!(
         "raw driver loop: {rows} row writes for {n} events in {:.2} s = {raw_rate:.0} events/s ({:.0} rows/s)",
         raw_time.as_secs_f64(),
         rows as f64 / raw_time.as_secs_f64()
     );
+    println!("  client CPU {raw_cpu:.2} s");
     println!("ratio projector / raw: {:.2}", projector_rate / raw_rate);
 }

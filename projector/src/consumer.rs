@@ -147,54 +147,21 @@ impl EventConsumer {
 
     /// Per partition of the topic: (next offset to process, high watermark). `applied` holds
     /// the next offsets this process has applied; other partitions count from the group's
-    /// committed offset, else from the low watermark. Blocking network calls, so they run on
-    /// a blocking thread.
-    pub async fn positions(
+    /// committed offset, else from the low watermark. Blocking network calls (one round trip
+    /// per partition, seconds on a busy broker), so they run on a blocking thread, and the
+    /// future owns what it needs: callers run it beside consumption instead of pausing it.
+    pub fn positions(
         &self,
-        applied: &BTreeMap<i32, i64>,
-    ) -> Result<BTreeMap<i32, (i64, i64)>> {
+        applied: BTreeMap<i32, i64>,
+    ) -> impl std::future::Future<Output = Result<BTreeMap<i32, (i64, i64)>>> + Send + 'static {
         let consumer = self.consumer.clone();
         let topic = self.topic.clone();
         let timeout = self.timeout;
-        let applied = applied.clone();
-        tokio::task::spawn_blocking(move || -> Result<BTreeMap<i32, (i64, i64)>> {
-            let metadata = consumer
-                .fetch_metadata(Some(&topic), timeout)
-                .map_err(Error::kafka(format!("reading metadata of {topic}")))?;
-            let partitions: Vec<i32> = metadata
-                .topics()
-                .iter()
-                .filter(|t| t.name() == topic)
-                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-                .collect();
-            let mut unknown = TopicPartitionList::new();
-            for &p in partitions.iter().filter(|p| !applied.contains_key(p)) {
-                unknown.add_partition(&topic, p);
-            }
-            let committed = if unknown.count() > 0 {
-                consumer
-                    .committed_offsets(unknown, timeout)
-                    .map_err(Error::kafka("reading committed offsets"))?
-            } else {
-                unknown
-            };
-            let mut out = BTreeMap::new();
-            for p in partitions {
-                let (low, high) = consumer
-                    .fetch_watermarks(&topic, p, timeout)
-                    .map_err(Error::kafka(format!("reading watermarks of {topic}/{p}")))?;
-                let position = applied.get(&p).copied().or_else(|| {
-                    committed
-                        .find_partition(&topic, p)
-                        .and_then(|e| e.offset().to_raw())
-                        .filter(|&o| o >= 0)
-                });
-                out.insert(p, (position.unwrap_or(low).max(low), high));
-            }
-            Ok(out)
-        })
-        .await
-        .map_err(|e| Error::State(format!("position reader task failed: {e}")))?
+        async move {
+            tokio::task::spawn_blocking(move || positions(&consumer, &topic, timeout, &applied))
+                .await
+                .map_err(|e| Error::State(format!("position reader task failed: {e}")))?
+        }
     }
 
     /// Leaves the group now (the next member gets the partitions without waiting for a
@@ -211,6 +178,49 @@ pub enum Mode {
     Async,
     /// Wait for the broker: before handing the group to another process.
     Sync,
+}
+
+/// See [`EventConsumer::positions`].
+fn positions(
+    consumer: &StreamConsumer,
+    topic: &str,
+    timeout: Duration,
+    applied: &BTreeMap<i32, i64>,
+) -> Result<BTreeMap<i32, (i64, i64)>> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(Error::kafka(format!("reading metadata of {topic}")))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    let mut unknown = TopicPartitionList::new();
+    for &p in partitions.iter().filter(|p| !applied.contains_key(p)) {
+        unknown.add_partition(topic, p);
+    }
+    let committed = if unknown.count() > 0 {
+        consumer
+            .committed_offsets(unknown, timeout)
+            .map_err(Error::kafka("reading committed offsets"))?
+    } else {
+        unknown
+    };
+    let mut out = BTreeMap::new();
+    for p in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, timeout)
+            .map_err(Error::kafka(format!("reading watermarks of {topic}/{p}")))?;
+        let position = applied.get(&p).copied().or_else(|| {
+            committed
+                .find_partition(topic, p)
+                .and_then(|e| e.offset().to_raw())
+                .filter(|&o| o >= 0)
+        });
+        out.insert(p, (position.unwrap_or(low).max(low), high));
+    }
+    Ok(out)
 }
 
 fn record(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {

@@ -34,6 +34,8 @@ pub async fn run(
         .await?;
         let mut last_check = Instant::now();
         let mut last_lag = Instant::now();
+        // At most one lag measurement runs at a time, beside consumption.
+        let mut lag_probe: Option<tokio::task::JoinHandle<()>> = None;
         let next = loop {
             match pipeline.step().await {
                 Ok(_) => {}
@@ -44,11 +46,16 @@ pub async fn run(
                 pipeline.finish(&[])?;
                 return Ok(());
             }
-            if last_lag.elapsed() >= cli.pipeline.progress_interval {
+            if last_lag.elapsed() >= cli.pipeline.progress_interval
+                && lag_probe.as_ref().is_none_or(|p| p.is_finished())
+            {
                 last_lag = Instant::now();
-                if let Err(e) = pipeline.lag().await {
-                    tracing::warn!(error = %e, "measuring consumer lag");
-                }
+                let probe = pipeline.lag_probe();
+                lag_probe = Some(tokio::spawn(async move {
+                    if let Err(e) = probe.await {
+                        tracing::warn!(error = %e, "measuring consumer lag");
+                    }
+                }));
             }
             if last_check.elapsed() >= cli.pipeline.generation_poll {
                 last_check = Instant::now();

@@ -19,6 +19,9 @@ pub struct Metrics {
     pub cql_seconds: HistogramVec,
     /// Failed CQL requests that were retried.
     pub cql_retries: IntCounter,
+    /// Time per step of a batch (`fetch`, `decode`, `rows`, `releases`, `revisions`,
+    /// `commit`): where a replay spends its time.
+    pub phase_seconds: HistogramVec,
     /// Messages per batch.
     pub batch_size: HistogramVec,
     /// High watermark minus the next offset to process, per partition.
@@ -53,6 +56,12 @@ impl Metrics {
         )?;
         let cql_retries =
             IntCounter::new("cql_retries_total", "CQL requests retried after a failure")?;
+        let phase_seconds = HistogramVec::new(
+            HistogramOpts::new("batch_phase_seconds", "Time per step of a batch").buckets(vec![
+                0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["phase"],
+        )?;
         let batch_size = HistogramVec::new(
             HistogramOpts::new("batch_messages", "Messages per consumed batch")
                 .buckets(vec![1.0, 10.0, 100.0, 500.0, 1000.0, 2000.0, 5000.0]),
@@ -77,6 +86,7 @@ impl Metrics {
         registry.register(Box::new(dead_letters.clone()))?;
         registry.register(Box::new(cql_seconds.clone()))?;
         registry.register(Box::new(cql_retries.clone()))?;
+        registry.register(Box::new(phase_seconds.clone()))?;
         registry.register(Box::new(batch_size.clone()))?;
         registry.register(Box::new(consumer_lag.clone()))?;
         registry.register(Box::new(active_generation.clone()))?;
@@ -89,6 +99,7 @@ impl Metrics {
             dead_letters,
             cql_seconds,
             cql_retries,
+            phase_seconds,
             batch_size,
             consumer_lag,
             active_generation,

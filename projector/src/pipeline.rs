@@ -1,7 +1,7 @@
 //! One generation's consume → decode → check → write → commit step, shared by `run` and `rebuild`.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use schemas::Event;
 use tokio_util::sync::CancellationToken;
@@ -92,6 +92,7 @@ impl Pipeline {
     /// Takes one batch, writes it, dead-letters what cannot be used, then commits. Returns
     /// [`crate::Error::Shutdown`] if stopped before the batch was written (nothing committed).
     pub async fn step(&mut self) -> Result<Step> {
+        let started = Instant::now();
         let batch = self
             .consumer
             .next_batch(self.batch_size, self.batch_wait, IDLE, &self.shutdown)
@@ -99,6 +100,8 @@ impl Pipeline {
         if batch.is_empty() {
             return Ok(Step::default());
         }
+        self.phase_done("fetch", started);
+        let started = Instant::now();
         self.metrics
             .batch_size
             .with_label_values(&[self.mode])
@@ -135,8 +138,18 @@ impl Pipeline {
             self.dead_letters.send(letter, &self.shutdown).await?;
             self.metrics.dead_letters.with_label_values(&[kind]).inc();
         }
+        self.phase_done("decode", started);
+        let applying = Instant::now();
         self.projector.apply_batch(&events).await?;
+        tracing::debug!(
+            messages = batch.len(),
+            dead_lettered = letters.len(),
+            apply_ms = applying.elapsed().as_millis() as u64,
+            "batch applied"
+        );
+        let started = Instant::now();
         self.consumer.commit(&batch, Mode::Async)?;
+        self.phase_done("commit", started);
         for r in &batch {
             let slot = self.applied.entry(r.partition).or_insert(r.offset + 1);
             *slot = (*slot).max(r.offset + 1);
@@ -147,21 +160,36 @@ impl Pipeline {
         })
     }
 
-    /// Lag per partition (high watermark − next offset to process), also published as the
-    /// `consumer_lag` gauge.
-    pub async fn lag(&self) -> Result<BTreeMap<i32, i64>> {
-        let positions = self.consumer.positions(&self.applied).await?;
-        let lag: BTreeMap<i32, i64> = positions
-            .into_iter()
-            .map(|(p, (position, high))| (p, (high - position).max(0)))
-            .collect();
-        for (p, l) in &lag {
-            self.metrics
-                .consumer_lag
-                .with_label_values(&[&p.to_string()])
-                .set(*l);
+    fn phase_done(&self, phase: &str, started: Instant) {
+        self.metrics
+            .phase_seconds
+            .with_label_values(&[phase])
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Measures lag per partition (high watermark − next offset to process) as of the offsets
+    /// applied so far, and publishes it as the `consumer_lag` gauge. The future owns what it
+    /// needs, so callers spawn it and keep consuming: measuring takes a broker round trip per
+    /// partition, and awaiting it between batches stalled replays by seconds.
+    pub fn lag_probe(
+        &self,
+    ) -> impl std::future::Future<Output = Result<BTreeMap<i32, i64>>> + Send + 'static {
+        let positions = self.consumer.positions(self.applied.clone());
+        let metrics = self.metrics.clone();
+        async move {
+            let lag: BTreeMap<i32, i64> = positions
+                .await?
+                .into_iter()
+                .map(|(p, (position, high))| (p, (high - position).max(0)))
+                .collect();
+            for (p, l) in &lag {
+                metrics
+                    .consumer_lag
+                    .with_label_values(&[&p.to_string()])
+                    .set(*l);
+            }
+            Ok(lag)
         }
-        Ok(lag)
     }
 
     pub fn keyspace(&self) -> &str {

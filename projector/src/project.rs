@@ -1,10 +1,14 @@
 //! Applying a batch of decoded events to one generation: phases, bounded concurrency, retries.
 //!
 //! A batch is applied in three phases, each finished before the next starts:
-//! 0. the distinct manifest buckets its versions fall in (once per batch, not per version);
-//! 1. collection and object-version events, concurrently (at most `concurrency` events in flight);
-//! 2. release chunks, one after the other in offset order (members concurrently), so a chunk's
-//!    completion check runs after its members and after every version of phase 1;
+//! 1. every row that depends on no other: the distinct manifest buckets of the batch (once per
+//!    batch, not per version), collection rows, object versions with their manifest rows, and
+//!    release members — one stream of single writes with at most `concurrency` in flight, so
+//!    the database sees a steady queue instead of one burst per event or per chunk;
+//! 2. the release and chunk rows of every release chunk, then each chunk's completion check: a
+//!    release can only become complete after its members and every version of phase 1 are
+//!    written, and because all chunk rows of the batch are written before any check reads, a
+//!    release whose chunks all arrived in this batch is complete at the end of it;
 //! 3. the revision of each touched collection: the largest sequence value in the batch. Offsets
 //!    follow each collection's sequence (docs/events.md), and every earlier batch is committed,
 //!    so everything up to that value is written.
@@ -16,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use schemas::Event;
+use schemas::{Event, ObjectVersionAdded, ReleasePublished};
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::{self, Mutation};
@@ -31,6 +35,18 @@ pub struct Projector {
     concurrency: usize,
     metrics: Metrics,
     shutdown: CancellationToken,
+}
+
+/// One piece of phase 1.
+enum Unit<'a> {
+    /// A single row write.
+    Write(Mutation),
+    /// A correction that does not name the `date_added` it supersedes (events written before
+    /// schema v3): its rows, then a read of the version's `date_addeds` decides the manifest.
+    Legacy {
+        writes: Vec<Mutation>,
+        version: &'a ObjectVersionAdded,
+    },
 }
 
 impl Projector {
@@ -55,43 +71,30 @@ impl Projector {
     /// Applies `events` (valid, in offset order). Returns only when every write succeeded, or
     /// with [`Error::Shutdown`].
     pub async fn apply_batch(&self, events: &[Event]) -> Result<()> {
-        // A manifest bucket row is the same for every version added that day: write each
-        // distinct one once per batch instead of once per version (a quarter of the requests).
-        let buckets: BTreeSet<(&str, i64)> = events
+        let started = Instant::now();
+        let units = units(events);
+        // Futures collected first: a stream holding these closures would not be `Send` for
+        // every lifetime (rust-lang/rust#64552), and `run` is spawned.
+        self.bounded(units.iter().map(|u| self.apply_unit(u)).collect())
+            .await?;
+        self.phase_done("rows", started);
+
+        let started = Instant::now();
+        let chunks: Vec<&ReleasePublished> = events
             .iter()
             .filter_map(|e| match e {
-                Event::ObjectVersion(v) => Some((
-                    v.collection_id.as_str(),
-                    schemas::cql::manifest_bucket(v.date_added),
-                )),
+                Event::Release(r) => Some(r),
                 _ => None,
             })
             .collect();
-        let buckets: Vec<Mutation> = buckets
-            .into_iter()
-            .map(|(collection_id, bucket)| Mutation::ManifestBucket {
-                collection_id: collection_id.to_owned(),
-                bucket,
-            })
-            .collect();
-        self.bounded(buckets.iter().map(|m| self.write(m)).collect())
+        let rows: Vec<Mutation> = chunks.iter().flat_map(|r| apply::release_rows(r)).collect();
+        self.bounded(rows.iter().map(|m| self.write(m)).collect())
             .await?;
+        self.bounded(chunks.iter().map(|r| self.complete(r)).collect())
+            .await?;
+        self.phase_done("releases", started);
 
-        // Futures collected first: a stream holding these closures would not be `Send` for
-        // every lifetime (rust-lang/rust#64552), and `run` is spawned.
-        let phase1: Vec<_> = events
-            .iter()
-            .filter(|e| !matches!(e, Event::Release(_)))
-            .map(|e| self.apply_event(e))
-            .collect();
-        self.bounded(phase1).await?;
-
-        for event in events {
-            if let Event::Release(chunk) = event {
-                self.apply_release_chunk(chunk).await?;
-            }
-        }
-
+        let started = Instant::now();
         let mut revisions: BTreeMap<&str, i64> = BTreeMap::new();
         for event in events {
             let slot = revisions.entry(event.collection_id()).or_insert(i64::MIN);
@@ -103,6 +106,7 @@ impl Projector {
             .collect();
         self.bounded(revisions.iter().map(|m| self.write(m)).collect())
             .await?;
+        self.phase_done("revisions", started);
 
         for event in events {
             let kind = match event {
@@ -115,43 +119,33 @@ impl Projector {
         Ok(())
     }
 
-    /// A collection or object-version event: its writes, then for a version the manifest
-    /// rows decided from the `date_addeds` read back.
-    async fn apply_event(&self, event: &Event) -> Result<()> {
-        let mut writes: Vec<Mutation> = apply::writes(event)
-            .into_iter()
-            .filter(|m| !matches!(m, Mutation::ManifestBucket { .. }))
-            .collect();
-        // Most versions decide their manifest rows from the event alone: then every write goes
-        // out at once, one round trip.
-        let decided = match event {
-            Event::ObjectVersion(v) => apply::manifest_without_read(v),
-            _ => Some(Vec::new()),
-        };
-        let needs_read = decided.is_none();
-        writes.extend(decided.unwrap_or_default());
-        futures::future::try_join_all(writes.iter().map(|m| self.write(m))).await?;
-        if let (true, Event::ObjectVersion(v)) = (needs_read, event) {
-            let date_addeds = self
-                .retry("read_date_addeds", || {
-                    self.store
-                        .date_addeds(&v.collection_id, &v.object_id, v.version_micros)
-                })
-                .await?;
-            let follow_up = apply::manifest(v, &date_addeds);
-            futures::future::try_join_all(follow_up.iter().map(|m| self.write(m))).await?;
-        }
-        Ok(())
+    fn phase_done(&self, phase: &str, started: Instant) {
+        self.metrics
+            .phase_seconds
+            .with_label_values(&[phase])
+            .observe(started.elapsed().as_secs_f64());
     }
 
-    /// Members first, then the release and chunk rows, then the completion check.
-    async fn apply_release_chunk(&self, chunk: &schemas::ReleasePublished) -> Result<()> {
-        let members: Vec<Mutation> = apply::release_members(chunk).collect();
-        self.bounded(members.iter().map(|m| self.write(m)).collect())
-            .await?;
-        for m in apply::release_rows(chunk) {
-            self.write(&m).await?;
+    async fn apply_unit(&self, unit: &Unit<'_>) -> Result<()> {
+        match unit {
+            Unit::Write(m) => self.write(m).await,
+            Unit::Legacy { writes, version: v } => {
+                futures::future::try_join_all(writes.iter().map(|m| self.write(m))).await?;
+                let date_addeds = self
+                    .retry("read_date_addeds", || {
+                        self.store
+                            .date_addeds(&v.collection_id, &v.object_id, v.version_micros)
+                    })
+                    .await?;
+                let follow_up = apply::manifest(v, &date_addeds);
+                futures::future::try_join_all(follow_up.iter().map(|m| self.write(m))).await?;
+                Ok(())
+            }
         }
+    }
+
+    /// The completion check of one chunk, after every chunk row of the batch is written.
+    async fn complete(&self, chunk: &ReleasePublished) -> Result<()> {
         let key = apply::release_key(chunk);
         let present = self
             .retry("read_release_chunks", || self.store.release_chunks(&key))
@@ -204,4 +198,47 @@ impl Projector {
             }
         }
     }
+}
+
+/// Phase 1 of a batch: manifest buckets (each distinct one once), then every event's rows except
+/// the release and chunk rows (phase 2).
+fn units(events: &[Event]) -> Vec<Unit<'_>> {
+    let buckets: BTreeSet<(&str, i64)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ObjectVersion(v) => Some((
+                v.collection_id.as_str(),
+                schemas::cql::manifest_bucket(v.date_added),
+            )),
+            _ => None,
+        })
+        .collect();
+    let mut units: Vec<Unit<'_>> = buckets
+        .into_iter()
+        .map(|(collection_id, bucket)| {
+            Unit::Write(Mutation::ManifestBucket {
+                collection_id: collection_id.to_owned(),
+                bucket,
+            })
+        })
+        .collect();
+    for event in events {
+        match event {
+            Event::Collection(_) => units.extend(apply::writes(event).into_iter().map(Unit::Write)),
+            Event::ObjectVersion(v) => {
+                let writes = apply::writes(event)
+                    .into_iter()
+                    .filter(|m| !matches!(m, Mutation::ManifestBucket { .. }));
+                match apply::manifest_without_read(v) {
+                    Some(manifest) => units.extend(writes.chain(manifest).map(Unit::Write)),
+                    None => units.push(Unit::Legacy {
+                        writes: writes.collect(),
+                        version: v,
+                    }),
+                }
+            }
+            Event::Release(r) => units.extend(apply::release_members(r).map(Unit::Write)),
+        }
+    }
+    units
 }

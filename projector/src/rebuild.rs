@@ -1,5 +1,6 @@
 //! The `rebuild` and `drop-generation` commands: replay the topic into a new generation, switch readers to it when caught up.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
@@ -46,6 +47,9 @@ pub async fn rebuild(
     let mut last_report = Instant::now();
     let mut since_report = 0usize;
     let mut total = 0usize;
+    // Lag is measured beside consumption (see `Pipeline::lag_probe`): a measurement starts
+    // when a report is due and is read when it has finished, or at once when idle.
+    let mut probe: Option<tokio::task::JoinHandle<Result<BTreeMap<i32, i64>>>> = None;
     loop {
         let step = pipeline.step().await?;
         if shutdown.is_cancelled() {
@@ -53,10 +57,18 @@ pub async fn rebuild(
         }
         since_report += step.messages;
         total += step.messages;
-        if step.messages > 0 && last_report.elapsed() < cli.pipeline.progress_interval {
-            continue;
+        let idle = step.messages == 0;
+        if probe.is_none() && (idle || last_report.elapsed() >= cli.pipeline.progress_interval) {
+            probe = Some(tokio::spawn(pipeline.lag_probe()));
         }
-        let lag: i64 = pipeline.lag().await?.values().sum();
+        let Some(running) = probe.take_if(|p| idle || p.is_finished()) else {
+            continue;
+        };
+        let lag: i64 = running
+            .await
+            .map_err(|e| Error::State(format!("lag measurement task failed: {e}")))??
+            .values()
+            .sum();
         let interval = last_report.elapsed().as_secs_f64().max(1e-3);
         let rate = since_report as f64 / interval;
         metrics.rebuild_lag.set(lag);
