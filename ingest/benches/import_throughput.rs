@@ -50,8 +50,28 @@ fn unique(prefix: &str) -> String {
 
 /// Produces every object's JSON as one message, keyed by object id, with ingest's producer
 /// settings; returns the time from the first send to the last acknowledgement.
-async fn raw_produce(brokers: &str, objects: &[&RawValue]) -> Duration {
+/// Raw produce of the objects' bytes. `compacted`: into a topic created exactly like ingest's
+/// objects topic (compaction makes the broker check every record's key), else into an
+/// auto-created one.
+async fn raw_produce(brokers: &str, objects: &[&RawValue], compacted: bool) -> Duration {
     let topic = unique("raw");
+    if compacted {
+        let cli = Cli::try_parse_from([
+            "ingest",
+            "--brokers",
+            brokers,
+            "--objects-topic",
+            &topic,
+            "--dead-letter-topic",
+            "bench.dead-letter",
+            "import",
+            "x",
+        ])
+        .unwrap();
+        taxiway_ingest::producer::ensure_topics(&cli.kafka)
+            .await
+            .unwrap();
+    }
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
@@ -96,6 +116,37 @@ async fn raw_produce(brokers: &str, objects: &[&RawValue]) -> Duration {
     started.elapsed()
 }
 
+/// Waits until every partition of `topic` has a leader that answers.
+fn wait_until_led(brokers: &str, topic: &str) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap();
+        let partitions = metadata.topics()[0].partitions();
+        let led = !partitions.is_empty()
+            && partitions.iter().all(|p| {
+                p.leader() >= 0
+                    && consumer
+                        .fetch_watermarks(topic, p.id(), Duration::from_secs(1))
+                        .is_ok()
+            });
+        if led {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{topic} has no leaders after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 async fn ingest_import(brokers: &str, path: &str) -> Duration {
     let topic = unique("ingest");
     let args = |extra: &[&str]| -> Cli {
@@ -115,6 +166,9 @@ async fn ingest_import(brokers: &str, path: &str) -> Duration {
     taxiway_ingest::producer::ensure_topics(&args(&["import", path]).kafka)
         .await
         .unwrap();
+    // As the raw loop's warm-up message does for its topic: the clock starts once the new
+    // topic has leaders (a real import writes to a topic that exists long since).
+    wait_until_led(brokers, &topic);
     let cli = args(&[
         "import",
         path,
@@ -133,8 +187,47 @@ async fn ingest_import(brokers: &str, path: &str) -> Duration {
     started.elapsed()
 }
 
+/// User + system CPU seconds of a process (Linux `/proc/PID/stat`, 100 ticks/s).
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The broker's pid, when it runs from `dev/services` (for its CPU time).
+fn broker_pid() -> String {
+    let pid_file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.run/kafka.pid");
+    std::fs::read_to_string(pid_file)
+        .map(|p| p.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Runs `f`, printing the CPU seconds this process and the broker used meanwhile.
+async fn with_cpu<F: std::future::Future<Output = Duration>>(name: &str, f: F) -> Duration {
+    let broker = broker_pid();
+    let (own, kafka) = (cpu_seconds("self"), cpu_seconds(&broker));
+    let elapsed = f.await;
+    println!(
+        "  {name}: CPU {:.2} s here, {:.2} s in the broker",
+        cpu_seconds("self") - own,
+        cpu_seconds(&broker) - kafka
+    );
+    elapsed
+}
+
 #[tokio::main]
 async fn main() {
+    if std::env::var_os("TAXIWAY_LOG").is_some() {
+        startup::init_tracing(startup::LogFormat::Text, "info");
+    }
     let brokers =
         std::env::var("TAXIWAY_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
     let rounds: usize = std::env::var("TAXIWAY_BENCH_ROUNDS")
@@ -160,12 +253,19 @@ async fn main() {
     );
     let path_text = path.display().to_string();
     let mut best_raw = Duration::MAX;
+    let mut best_compacted = Duration::MAX;
     let mut best_ingest = Duration::MAX;
     for round in 1..=rounds {
-        let raw = raw_produce(&brokers, &bundle.objects).await;
-        let ingest = ingest_import(&brokers, &path_text).await;
+        let raw = with_cpu("raw", raw_produce(&brokers, &bundle.objects, false)).await;
+        let compacted = with_cpu(
+            "raw, compacted",
+            raw_produce(&brokers, &bundle.objects, true),
+        )
+        .await;
+        let ingest = with_cpu("ingest", ingest_import(&brokers, &path_text)).await;
         for (name, elapsed) in [
             ("raw rdkafka produce", raw),
+            ("raw, compacted topic", compacted),
             ("ingest import (end to end)", ingest),
         ] {
             let secs = elapsed.as_secs_f64();
@@ -178,6 +278,7 @@ async fn main() {
             );
         }
         best_raw = best_raw.min(raw);
+        best_compacted = best_compacted.min(compacted);
         best_ingest = best_ingest.min(ingest);
     }
     println!(
@@ -185,5 +286,10 @@ async fn main() {
         n as f64 / best_raw.as_secs_f64(),
         n as f64 / best_ingest.as_secs_f64(),
         best_raw.as_secs_f64() / best_ingest.as_secs_f64()
+    );
+    println!(
+        "raw into a compacted topic like ingest's: {:.0} objects/s; ratio ingest/that = {:.2}",
+        n as f64 / best_compacted.as_secs_f64(),
+        best_compacted.as_secs_f64() / best_ingest.as_secs_f64()
     );
 }

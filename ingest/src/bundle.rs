@@ -60,7 +60,8 @@ impl BundleFile {
             source,
         };
         let mut file = BufReader::new(File::open(path).map_err(io_err)?);
-        let mut magic = [0u8; 4];
+        // Enough for a zstd frame header, which may state the decompressed size.
+        let mut magic = [0u8; 18];
         let mut got = 0;
         while got < magic.len() {
             match file.read(&mut magic[got..]).map_err(io_err)? {
@@ -77,7 +78,13 @@ impl BundleFile {
         } else {
             Box::new(chained)
         };
-        let mut bytes = Vec::new();
+        // Allocating the stated size once spares growing (and copying) a 45 MB buffer
+        // repeatedly; a wrong statement only costs the growth it would have saved.
+        let stated = match zstd::zstd_safe::get_frame_content_size(&magic[..got]) {
+            Ok(Some(size)) if magic[..got].starts_with(&ZSTD_MAGIC) => size.min(max_bytes),
+            _ => 0,
+        };
+        let mut bytes = Vec::with_capacity(usize::try_from(stated).unwrap_or(0));
         // One byte over the limit tells "too large" apart from "exactly at the limit".
         reader
             .take(max_bytes.saturating_add(1))

@@ -14,7 +14,7 @@ use crate::config::ImportConfig;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::plan::{CollectionInfo, Counts};
-use crate::publish::{BundleReport, Origin, prepare, publish_bundle};
+use crate::publish::{BundleReport, Origin, publish_bundle};
 
 /// What an import did, over all files.
 #[derive(Debug, Default)]
@@ -64,9 +64,10 @@ pub async fn import(
         let max = config.max_bundle_bytes;
         let read_path = path.clone();
         let reading = std::time::Instant::now();
-        let reader = tokio::task::spawn_blocking(move || {
-            BundleFile::read(&read_path, max).and_then(prepare)
-        });
+        let stages = crate::check::spawn(
+            move || BundleFile::read(&read_path, max),
+            collection.is_none(),
+        );
         if let Some(pending) = setup.take() {
             connection = Some(pending.await?);
         }
@@ -77,28 +78,22 @@ pub async fn import(
         else {
             return Err(Error::KafkaState("no Kafka connection".to_owned()));
         };
-        let prepared = reader
-            .await
-            .map_err(|e| Error::KafkaState(format!("bundle reader task failed: {e}")))?;
         let origin = Origin {
             kind: SourceKind::Bundle,
             uri: path.display().to_string(),
             collection: collection.clone(),
             release_label: config.release.clone(),
             release_timestamp,
+            expect_version: None,
         };
-        let prepare_elapsed = reading.elapsed();
-        let result = match prepared {
-            Ok(prepared) => {
-                publish_bundle(&prepared, &origin, checkpoint, publisher, metrics, run_id)
-                    .await
-                    .map(|report| BundleReport {
-                        prepare_elapsed,
-                        ..report
-                    })
-            }
-            Err(e) => Err(e),
-        };
+        // Reading and checking started before the connection was ready: count that time.
+        let waited = reading.elapsed();
+        let result = publish_bundle(stages, &origin, checkpoint, publisher, metrics, run_id)
+            .await
+            .map(|report| BundleReport {
+                prepare_elapsed: report.prepare_elapsed + waited,
+                ..report
+            });
         match result {
             Ok(report) => {
                 eprintln!("{}", report.progress_line());

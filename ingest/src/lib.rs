@@ -5,6 +5,7 @@
 //! start ([`checkpoint`]), so ingest keeps no state of its own.
 
 pub mod bundle;
+pub mod check;
 pub mod checkpoint;
 pub mod config;
 pub mod consumer;

@@ -80,7 +80,9 @@ pub struct Context<'a> {
 ///
 /// Order: the collection's metadata (when new or changed), then every new or corrected
 /// version with strictly increasing `date_added`, then the release chunks, so that a consumer
-/// that sees a release has already seen all its members.
+/// that sees a release has already seen all its members. A bundle published in pieces calls
+/// the three steps itself, in that order: [`plan_collection`], [`plan_objects`] per piece,
+/// [`plan_release`].
 pub fn plan_batch(
     checkpoint: &mut Checkpoint,
     collection: &CollectionInfo,
@@ -89,7 +91,25 @@ pub fn plan_batch(
     context: &Context<'_>,
 ) -> Plan {
     let mut plan = Plan::default();
+    plan_collection(checkpoint, collection, context, &mut plan);
+    plan_objects(checkpoint, collection, objects, context, &mut plan);
+    if let Some(release) = release {
+        let members = objects
+            .iter()
+            .map(|o| ReleaseMember::new(o.meta.id.clone(), o.meta.version))
+            .collect();
+        plan_release(checkpoint, collection, members, release, context, &mut plan);
+    }
+    plan
+}
 
+/// The collection's metadata event, when it is new or changed.
+pub fn plan_collection(
+    checkpoint: &mut Checkpoint,
+    collection: &CollectionInfo,
+    context: &Context<'_>,
+    plan: &mut Plan,
+) {
     let metadata = CollectionUpserted {
         collection_id: collection.id.clone(),
         title: collection.title.clone(),
@@ -114,14 +134,23 @@ pub fn plan_batch(
         let updated_at = checkpoint.next_date_added(&collection.id, context.now_micros);
         push(
             checkpoint,
-            &mut plan,
+            plan,
             Event::Collection(CollectionUpserted {
                 updated_at,
                 ..metadata
             }),
         );
     }
+}
 
+/// The events of new and corrected versions among `objects`; known ones are counted as skipped.
+pub fn plan_objects(
+    checkpoint: &mut Checkpoint,
+    collection: &CollectionInfo,
+    objects: &[Candidate<'_>],
+    context: &Context<'_>,
+    plan: &mut Plan,
+) {
     for object in objects {
         let known = checkpoint.version(
             &collection.id,
@@ -161,38 +190,42 @@ pub fn plan_batch(
             correction: supersedes.is_some(),
             supersedes_date_added: supersedes,
         };
-        push(checkpoint, &mut plan, Event::ObjectVersion(event));
+        push(checkpoint, plan, Event::ObjectVersion(event));
     }
+}
 
-    if let Some(release) = release {
-        let id = ReleaseId {
-            collection_id: collection.id.clone(),
-            release_timestamp: release.timestamp.as_micros(),
-            label: release.label.clone(),
-        };
-        if checkpoint.release_complete(&id) {
-            plan.counts.releases_known += 1;
-        } else {
-            let members = objects
-                .iter()
-                .map(|o| ReleaseMember::new(o.meta.id.clone(), o.meta.version))
-                .collect();
-            let date_added = checkpoint.next_date_added(&collection.id, context.now_micros);
-            for chunk in chunk_release(
-                &collection.id,
-                &release.label,
-                release.timestamp,
-                date_added,
-                members,
-                context.source,
-                context.run_id,
-            ) {
-                push(checkpoint, &mut plan, Event::Release(chunk));
-            }
-            plan.counts.releases += 1;
-        }
+/// The release's chunks, unless the release is already complete on the topic. Call it after
+/// every member's version was planned.
+pub fn plan_release(
+    checkpoint: &mut Checkpoint,
+    collection: &CollectionInfo,
+    members: Vec<ReleaseMember>,
+    release: &ReleaseInfo,
+    context: &Context<'_>,
+    plan: &mut Plan,
+) {
+    let id = ReleaseId {
+        collection_id: collection.id.clone(),
+        release_timestamp: release.timestamp.as_micros(),
+        label: release.label.clone(),
+    };
+    if checkpoint.release_complete(&id) {
+        plan.counts.releases_known += 1;
+        return;
     }
-    plan
+    let date_added = checkpoint.next_date_added(&collection.id, context.now_micros);
+    for chunk in chunk_release(
+        &collection.id,
+        &release.label,
+        release.timestamp,
+        date_added,
+        members,
+        context.source,
+        context.run_id,
+    ) {
+        push(checkpoint, plan, Event::Release(chunk));
+    }
+    plan.counts.releases += 1;
 }
 
 fn push(checkpoint: &mut Checkpoint, plan: &mut Plan, event: Event) {

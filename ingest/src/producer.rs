@@ -8,6 +8,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::ToBytes;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode as Code;
 
@@ -72,23 +73,26 @@ impl Publisher {
     }
 
     /// Publishes events in order and returns once Kafka acknowledged every one of them.
+    pub async fn publish(&self, events: &[Event]) -> Result<(), Error> {
+        let mut sending = self.sending();
+        for event in events {
+            sending.send(event).await?;
+        }
+        sending.finish().await
+    }
+
+    /// Starts sending events in order, one [`Sending::send`] at a time, so a caller can hand
+    /// events over while it is still producing them.
     ///
     /// All events of one collection go to one partition (by collection id), and sends are
     /// enqueued one after the other on an idempotent producer, so the partition holds them in
     /// `date_added` order even across retries.
-    pub async fn publish(&self, events: &[Event]) -> Result<(), Error> {
-        let mut pending = VecDeque::new();
-        for event in events {
-            let payload = schemas::encode_event(event)?;
-            let key = event.key();
-            let partition = schemas::partition_for(event.collection_id(), self.partitions);
-            let record = FutureRecord::to(&self.objects_topic)
-                .key(&key)
-                .payload(&payload)
-                .partition(partition);
-            self.enqueue(record, &mut pending).await?;
+    pub fn sending(&self) -> Sending<'_> {
+        Sending {
+            publisher: self,
+            pending: VecDeque::new(),
+            buffer: Vec::new(),
         }
-        drain(pending, &self.objects_topic).await
     }
 
     /// Publishes rejected objects on the dead-letter topic.
@@ -109,11 +113,15 @@ impl Publisher {
         drain(pending, &self.dead_letter_topic).await
     }
 
-    async fn enqueue(
+    async fn enqueue<K, P>(
         &self,
-        mut record: FutureRecord<'_, String, Vec<u8>>,
+        mut record: FutureRecord<'_, K, P>,
         pending: &mut VecDeque<DeliveryFuture>,
-    ) -> Result<(), Error> {
+    ) -> Result<(), Error>
+    where
+        K: ToBytes + ?Sized,
+        P: ToBytes + ?Sized,
+    {
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
             if pending.len() >= MAX_IN_FLIGHT {
@@ -157,6 +165,35 @@ impl Publisher {
         self.producer
             .flush(self.timeout)
             .map_err(Error::kafka("flushing the producer"))
+    }
+}
+
+/// Events on their way to the objects topic; see [`Publisher::sending`].
+pub struct Sending<'p> {
+    publisher: &'p Publisher,
+    pending: VecDeque<DeliveryFuture>,
+    /// One encoding buffer for every event: the producer copies each payload when enqueuing.
+    buffer: Vec<u8>,
+}
+
+impl Sending<'_> {
+    /// Encodes and enqueues one event; waits only when the producer queue is full.
+    pub async fn send(&mut self, event: &Event) -> Result<(), Error> {
+        self.buffer.clear();
+        schemas::encode_event_into(event, &mut self.buffer)?;
+        let key = event.key();
+        let publisher = self.publisher;
+        let partition = schemas::partition_for(event.collection_id(), publisher.partitions);
+        let record = FutureRecord::to(&publisher.objects_topic)
+            .key(key.as_str())
+            .payload(self.buffer.as_slice())
+            .partition(partition);
+        publisher.enqueue(record, &mut self.pending).await
+    }
+
+    /// Waits until Kafka acknowledged every event sent.
+    pub async fn finish(self) -> Result<(), Error> {
+        drain(self.pending, &self.publisher.objects_topic).await
     }
 }
 

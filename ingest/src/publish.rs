@@ -1,67 +1,27 @@
-//! One bundle from start to finish: check every object, find its collection and release,
-//! plan against the checkpoint, publish the events and dead-letter what was rejected.
+//! One bundle from start to finish: take the checked objects as they come (see [`check`]),
+//! find the collection and release, plan against the checkpoint and publish piece by piece,
+//! then the release and the dead letters of what was rejected.
+//!
+//! [`check`]: crate::check
 
 use std::collections::HashSet;
-use std::ops::Range;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::Deserialize;
+use tokio::sync::mpsc;
 
-use schemas::{DeadLetter, Source, SourceKind, StixObjectMeta, Timestamp};
+use schemas::{DeadLetter, ReleaseMember, Source, SourceKind, Timestamp};
 
-use crate::bundle::BundleFile;
+use crate::check::{Checked, Chunks, MitreCollection, PreparedObject, Rejected, Stage};
 use crate::checkpoint::Checkpoint;
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::plan::{Candidate, CollectionInfo, Context, Counts, ReleaseInfo, plan_batch};
-use crate::producer::Publisher;
+use crate::plan::{
+    Candidate, CollectionInfo, Context, Counts, Plan, ReleaseInfo, plan_collection, plan_objects,
+    plan_release,
+};
+use crate::producer::{Publisher, Sending};
 
 const COLLECTION_TYPE: &str = "x-mitre-collection";
-
-/// A bundle read, parsed and checked: what the blocking part of the work produces.
-#[derive(Debug)]
-pub struct PreparedBundle {
-    pub file: BundleFile,
-    pub objects: Vec<PreparedObject>,
-    pub rejected: Vec<Rejected>,
-    /// The bundle's `x-mitre-collection` object, when it has one.
-    pub collection: Option<MitreCollection>,
-}
-
-#[derive(Debug)]
-pub struct PreparedObject {
-    pub meta: StixObjectMeta,
-    /// Where the object's JSON text is in the bundle text.
-    pub range: Range<usize>,
-    pub digest: [u8; 32],
-    pub position: i64,
-}
-
-#[derive(Debug)]
-pub struct Rejected {
-    pub position: i64,
-    pub object_id: Option<String>,
-    pub reason: String,
-    pub range: Range<usize>,
-}
-
-/// What an ATT&CK `x-mitre-collection` object says about its collection and release.
-#[derive(Debug, Clone, Deserialize)]
-pub struct MitreCollection {
-    pub id: String,
-    pub name: Option<String>,
-    pub description: Option<String>,
-    pub x_mitre_version: Option<String>,
-    pub modified: Option<String>,
-    #[serde(default)]
-    pub x_mitre_contents: Vec<ContentRef>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct ContentRef {
-    pub object_ref: String,
-    pub object_modified: String,
-}
 
 /// How the caller wants the bundle's collection and release decided.
 #[derive(Debug, Clone)]
@@ -75,6 +35,9 @@ pub struct Origin {
     pub release_label: Option<String>,
     /// With `release_label`: its timestamp; default the newest version in the bundle.
     pub release_timestamp: Option<Timestamp>,
+    /// The collection version the bundle must be (a Workbench export of one version): `(id,
+    /// modified)` of its collection object. Checked before anything is published.
+    pub expect_version: Option<(String, String)>,
 }
 
 /// How `x_mitre_contents` compares with the bundle's objects.
@@ -140,143 +103,13 @@ impl BundleReport {
     }
 }
 
-/// Parses and checks every object of a bundle file. CPU-bound: call it off the async workers.
-///
-/// Objects are checked on all cores (validation and the canonical digest dominate an import),
-/// each thread taking a contiguous slice so results come back in bundle order.
-pub fn prepare(file: BundleFile) -> Result<PreparedBundle, Error> {
-    let bundle = file.parse()?;
-    let base = file.text.as_ptr() as usize;
-    let spec_version = bundle.spec_version.as_deref();
-    let threads = std::thread::available_parallelism()
-        .map(usize::from)
-        .unwrap_or(1)
-        .clamp(1, 8);
-    let per_thread = bundle.objects.len().div_ceil(threads).max(1);
-    let checked: Vec<Vec<Checked>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = bundle
-            .objects
-            .chunks(per_thread)
-            .enumerate()
-            .map(|(i, slice)| {
-                scope.spawn(move || {
-                    slice
-                        .iter()
-                        .enumerate()
-                        .map(|(j, raw)| {
-                            check(raw.get(), base, (i * per_thread + j) as i64, spec_version)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            // A panicking worker is a bug in the checks; surface it as a rejected bundle
-            // rather than taking the process down.
-            .map(|w| w.join().unwrap_or_default())
-            .collect()
-    });
-    let total: usize = checked.iter().map(Vec::len).sum();
-    if total != bundle.objects.len() {
-        return Err(Error::BundleContent {
-            path: file.path.clone(),
-            reason: "checking the objects failed unexpectedly".to_owned(),
-        });
-    }
-    let mut objects = Vec::with_capacity(total);
-    let mut rejected = Vec::new();
-    let mut collection: Option<MitreCollection> = None;
-    for outcome in checked.into_iter().flatten() {
-        match outcome {
-            Checked::Valid(object, mitre) => {
-                if collection.is_none() {
-                    collection = mitre.map(|m| *m);
-                }
-                objects.push(object);
-            }
-            Checked::Rejected(r) => rejected.push(r),
-        }
-    }
-    drop(bundle);
-    Ok(PreparedBundle {
-        file,
-        objects,
-        rejected,
-        collection,
-    })
-}
-
-enum Checked {
-    Valid(PreparedObject, Option<Box<MitreCollection>>),
-    Rejected(Rejected),
-}
-
-fn check(text: &str, base: usize, position: i64, spec_version: Option<&str>) -> Checked {
-    // The object's text is a slice of the bundle's text: remember where, not a copy.
-    let start = text.as_ptr() as usize - base;
-    let range = start..start + text.len();
-    let checked = schemas::validate_object(text, spec_version)
-        .map_err(|e| e.reason)
-        .and_then(|meta| {
-            schemas::stix::content_digest(text)
-                .map(|digest| (meta, digest))
-                .map_err(|e| e.to_string())
-        });
-    match checked {
-        Ok((meta, digest)) => {
-            let mitre = if meta.stix_type == COLLECTION_TYPE {
-                match serde_json::from_str::<MitreCollection>(text) {
-                    Ok(c) => Some(Box::new(c)),
-                    Err(e) => {
-                        return Checked::Rejected(Rejected {
-                            position,
-                            object_id: Some(meta.id),
-                            reason: format!("x-mitre-collection object unreadable: {e}"),
-                            range,
-                        });
-                    }
-                }
-            } else {
-                None
-            };
-            Checked::Valid(
-                PreparedObject {
-                    meta,
-                    range,
-                    digest,
-                    position,
-                },
-                mitre,
-            )
-        }
-        Err(reason) => Checked::Rejected(Rejected {
-            position,
-            object_id: object_id_of(text),
-            reason,
-            range,
-        }),
-    }
-}
-
-/// The `id` of an object that failed validation, when it has a readable one, for messages.
-fn object_id_of(text: &str) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Id {
-        id: Option<serde_json::Value>,
-    }
-    serde_json::from_str::<Id>(text)
-        .ok()
-        .and_then(|i| i.id)
-        .map(|v| match v {
-            serde_json::Value::String(s) => s,
-            other => other.to_string(),
-        })
-}
-
-/// Decides the collection and release of a prepared bundle, plans and publishes its events.
+/// Publishes one bundle from the stages of [`crate::check::spawn`] (spawned with
+/// `find_collection` = `origin.collection.is_none()`): decides its collection and release,
+/// then plans and sends each chunk of objects as soon as it is checked, so checking and
+/// producing overlap; then the release, then the dead letters. Returns once Kafka acknowledged
+/// everything. An unreadable file or a bundle without a collection publishes nothing.
 pub async fn publish_bundle(
-    prepared: &PreparedBundle,
+    mut stages: mpsc::Receiver<Result<Stage, Error>>,
     origin: &Origin,
     checkpoint: &mut Checkpoint,
     publisher: &Publisher,
@@ -284,25 +117,170 @@ pub async fn publish_bundle(
     run_id: &str,
 ) -> Result<BundleReport, Error> {
     let started = Instant::now();
-    let path = prepared.file.path.clone();
+    let gone = || Error::KafkaState("bundle reader task stopped unexpectedly".to_owned());
+    let Stage::Parsed {
+        file,
+        collection: found,
+        objects: total,
+    } = stages.recv().await.ok_or_else(gone)??
+    else {
+        return Err(gone());
+    };
+    let path = file.path.clone();
     let content_error = |reason: String| Error::BundleContent {
         path: path.clone(),
         reason,
     };
-    let (collection, release) = match (&origin.collection, &prepared.collection) {
+    if let Some((id, modified)) = &origin.expect_version
+        && found
+            .as_ref()
+            .is_none_or(|c| &c.id != id || c.modified.as_ref() != Some(modified))
+    {
+        return Err(content_error(format!(
+            "the export does not start with collection {id} version {modified}"
+        )));
+    }
+    let (collection, release) = decide(origin, found.as_deref(), &content_error)?;
+
+    let text = file.text.as_str();
+    let source = Source {
+        kind: origin.kind,
+        uri: origin.uri.clone(),
+        sha256: Some(file.sha256.clone()),
+        position: None,
+    };
+    let now = now_micros();
+    let context = Context {
+        run_id,
+        now_micros: now,
+        source: &source,
+    };
+    let mut sending = publisher.sending();
+    let mut plan = Plan::default();
+    plan_collection(checkpoint, &collection, &context, &mut plan);
+    send_all(&mut sending, &mut plan).await?;
+
+    let mut objects: Vec<PreparedObject> = Vec::with_capacity(total);
+    let mut rejected: Vec<Rejected> = Vec::new();
+    let mut first_mitre: Option<Box<MitreCollection>> = None;
+    let mut chunks = Chunks::default();
+    let expected_chunks = total.div_ceil(crate::check::CHUNK);
+    while chunks.done() < expected_chunks {
+        let Stage::Checked { index, outcomes } = stages.recv().await.ok_or_else(gone)?? else {
+            return Err(gone());
+        };
+        for outcomes in chunks.push(index, outcomes) {
+            let first = objects.len();
+            for outcome in outcomes {
+                match outcome {
+                    Checked::Valid(object, mitre) => {
+                        if first_mitre.is_none() {
+                            first_mitre = mitre;
+                        }
+                        objects.push(object);
+                    }
+                    Checked::Rejected(r) => rejected.push(r),
+                }
+            }
+            let candidates: Vec<Candidate<'_>> = objects[first..]
+                .iter()
+                .map(|o| candidate(o, text))
+                .collect();
+            plan_objects(checkpoint, &collection, &candidates, &context, &mut plan);
+            send_all(&mut sending, &mut plan).await?;
+        }
+    }
+    let checked = started.elapsed();
+
+    let release = release.map(|(label, timestamp)| ReleaseInfo {
+        label,
+        timestamp: timestamp.unwrap_or_else(|| {
+            objects
+                .iter()
+                .map(|o| o.meta.version)
+                .max()
+                .unwrap_or(Timestamp::EPOCH)
+        }),
+    });
+    if let Some(release) = &release {
+        let members = objects
+            .iter()
+            .map(|o| ReleaseMember::new(o.meta.id.clone(), o.meta.version))
+            .collect();
+        plan_release(
+            checkpoint,
+            &collection,
+            members,
+            release,
+            &context,
+            &mut plan,
+        );
+        send_all(&mut sending, &mut plan).await?;
+    }
+
+    let letters: Vec<DeadLetter> = rejected
+        .iter()
+        .map(|r| dead_letter(r, text, &source, now))
+        .collect();
+    for letter in &letters {
+        tracing::warn!(file = %origin.uri, reason = %letter.reason, "rejected object sent to the dead-letter topic");
+    }
+    publisher.dead_letters(&letters).await?;
+    sending.finish().await?;
+
+    let contents = first_mitre
+        .as_ref()
+        .filter(|c| c.id == collection.id)
+        .map(|c| check_contents(c, &objects));
+    if let Some(check) = contents.as_ref().filter(|c| !c.is_clean()) {
+        tracing::warn!(
+            file = %origin.uri,
+            missing = check.missing.len(),
+            unlisted = check.unlisted.len(),
+            version_mismatch = check.version_mismatch.len(),
+            first_missing = ?check.missing.first(),
+            first_unlisted = ?check.unlisted.first(),
+            first_mismatch = ?check.version_mismatch.first(),
+            "x_mitre_contents does not match the bundle's objects"
+        );
+    }
+
+    let kind = source_label(origin.kind);
+    metrics.record_batch(kind, &plan.counts, rejected.len() as u64);
+    metrics.bundles.with_label_values(&[kind, "ok"]).inc();
+    metrics
+        .checkpoint_versions
+        .set(i64::try_from(checkpoint.size().versions).unwrap_or(i64::MAX));
+
+    Ok(BundleReport {
+        uri: origin.uri.clone(),
+        collection_id: collection.id,
+        objects: objects.len(),
+        rejected: rejected.len(),
+        counts: plan.counts,
+        release: release.map(|r| r.label),
+        contents,
+        json_bytes: text.len(),
+        prepare_elapsed: checked,
+        elapsed: started.elapsed().saturating_sub(checked),
+    })
+}
+
+/// The collection, and the release label with its timestamp (`None`: the newest version in
+/// the bundle), from the command line or else from the bundle's collection object.
+#[allow(clippy::type_complexity)] // a private helper's tuple, named at its one call site
+fn decide(
+    origin: &Origin,
+    found: Option<&MitreCollection>,
+    content_error: &dyn Fn(String) -> Error,
+) -> Result<(CollectionInfo, Option<(String, Option<Timestamp>)>), Error> {
+    match (&origin.collection, found) {
         (Some(collection), _) => {
-            let release = origin.release_label.as_ref().map(|label| ReleaseInfo {
-                label: label.clone(),
-                timestamp: origin.release_timestamp.unwrap_or_else(|| {
-                    prepared
-                        .objects
-                        .iter()
-                        .map(|o| o.meta.version)
-                        .max()
-                        .unwrap_or(Timestamp::EPOCH)
-                }),
-            });
-            (collection.clone(), release)
+            let release = origin
+                .release_label
+                .as_ref()
+                .map(|label| (label.clone(), origin.release_timestamp));
+            Ok((collection.clone(), release))
         }
         (None, Some(mitre)) => {
             let modified = mitre.modified.as_deref().ok_or_else(|| {
@@ -321,111 +299,51 @@ pub async fn publish_bundle(
                 .x_mitre_version
                 .clone()
                 .unwrap_or_else(|| timestamp.to_string());
-            (collection, Some(ReleaseInfo { label, timestamp }))
+            Ok((collection, Some((label, Some(timestamp)))))
         }
-        (None, None) => {
-            return Err(content_error(
-                "has no x-mitre-collection object: pass --collection ID --title TITLE \
-                 (and --release LABEL to make it a release)"
-                    .to_owned(),
-            ));
-        }
-    };
-
-    let contents = prepared
-        .collection
-        .as_ref()
-        .filter(|c| c.id == collection.id)
-        .map(|c| check_contents(c, &prepared.objects));
-    if let Some(check) = contents.as_ref().filter(|c| !c.is_clean()) {
-        tracing::warn!(
-            file = %origin.uri,
-            missing = check.missing.len(),
-            unlisted = check.unlisted.len(),
-            version_mismatch = check.version_mismatch.len(),
-            first_missing = ?check.missing.first(),
-            first_unlisted = ?check.unlisted.first(),
-            first_mismatch = ?check.version_mismatch.first(),
-            "x_mitre_contents does not match the bundle's objects"
-        );
+        (None, None) => Err(content_error(
+            "has no x-mitre-collection object: pass --collection ID --title TITLE \
+             (and --release LABEL to make it a release)"
+                .to_owned(),
+        )),
     }
+}
 
-    let text = prepared.file.text.as_str();
-    let candidates: Vec<Candidate<'_>> = prepared
-        .objects
-        .iter()
-        .map(|o| Candidate {
-            meta: o.meta.clone(),
-            json: &text[o.range.clone()],
-            digest: o.digest,
-            position: o.position,
-        })
-        .collect();
-    let source = Source {
-        kind: origin.kind,
-        uri: origin.uri.clone(),
-        sha256: Some(prepared.file.sha256.clone()),
-        position: None,
-    };
-    let now = now_micros();
-    let plan = plan_batch(
-        checkpoint,
-        &collection,
-        &candidates,
-        release.as_ref(),
-        &Context {
-            run_id,
-            now_micros: now,
-            source: &source,
+fn candidate<'t>(object: &PreparedObject, text: &'t str) -> Candidate<'t> {
+    Candidate {
+        meta: object.meta.clone(),
+        json: &text[object.range.clone()],
+        digest: object.digest,
+        position: object.position,
+    }
+}
+
+/// Hands the planned events to the producer and empties the plan's event list (its counts stay).
+async fn send_all(sending: &mut Sending<'_>, plan: &mut Plan) -> Result<(), Error> {
+    for event in plan.events.drain(..) {
+        sending.send(&event).await?;
+    }
+    Ok(())
+}
+
+fn dead_letter(r: &Rejected, text: &str, source: &Source, now: i64) -> DeadLetter {
+    DeadLetter {
+        stage: "ingest".to_owned(),
+        reason: match &r.object_id {
+            Some(id) => format!("object {id} at position {}: {}", r.position, r.reason),
+            None => format!("object at position {}: {}", r.position, r.reason),
         },
-    );
-
-    let letters: Vec<DeadLetter> = prepared
-        .rejected
-        .iter()
-        .map(|r| DeadLetter {
-            stage: "ingest".to_owned(),
-            reason: match &r.object_id {
-                Some(id) => format!("object {id} at position {}: {}", r.position, r.reason),
-                None => format!("object at position {}: {}", r.position, r.reason),
-            },
-            source: Some(Source {
-                position: Some(r.position),
-                ..source.clone()
-            }),
-            original_topic: None,
-            original_partition: None,
-            original_offset: None,
-            original_key: None,
-            payload: Some(text[r.range.clone()].as_bytes().to_vec()),
-            at: now,
-        })
-        .collect();
-    for letter in &letters {
-        tracing::warn!(file = %origin.uri, reason = %letter.reason, "rejected object sent to the dead-letter topic");
+        source: Some(Source {
+            position: Some(r.position),
+            ..source.clone()
+        }),
+        original_topic: None,
+        original_partition: None,
+        original_offset: None,
+        original_key: None,
+        payload: Some(text[r.range.clone()].as_bytes().to_vec()),
+        at: now,
     }
-    publisher.dead_letters(&letters).await?;
-    publisher.publish(&plan.events).await?;
-
-    let kind = source_label(origin.kind);
-    metrics.record_batch(kind, &plan.counts, prepared.rejected.len() as u64);
-    metrics.bundles.with_label_values(&[kind, "ok"]).inc();
-    metrics
-        .checkpoint_versions
-        .set(i64::try_from(checkpoint.size().versions).unwrap_or(i64::MAX));
-
-    Ok(BundleReport {
-        uri: origin.uri.clone(),
-        collection_id: collection.id,
-        objects: prepared.objects.len(),
-        rejected: prepared.rejected.len(),
-        counts: plan.counts,
-        release: release.map(|r| r.label),
-        contents,
-        json_bytes: text.len(),
-        prepare_elapsed: Duration::ZERO,
-        elapsed: started.elapsed(),
-    })
 }
 
 /// Compares `x_mitre_contents` with the objects, leaving out what ATT&CK never lists: the
@@ -486,13 +404,50 @@ pub fn now_micros() -> i64 {
 mod tests {
     use super::*;
 
-    fn prepared(text: &str) -> PreparedBundle {
-        prepare(BundleFile {
-            path: "t.json".into(),
-            sha256: String::new(),
+    /// A bundle checked synchronously, its outcomes in bundle order.
+    struct Prepared {
+        text: String,
+        objects: Vec<PreparedObject>,
+        rejected: Vec<Rejected>,
+        collection: Option<Box<MitreCollection>>,
+    }
+
+    fn prepared(text: &str) -> Prepared {
+        let stages = std::sync::Mutex::new(Vec::new());
+        crate::check::check_bundle(
+            crate::bundle::BundleFile {
+                path: "t.json".into(),
+                sha256: String::new(),
+                text: text.to_owned(),
+            },
+            true,
+            &|s| {
+                stages.lock().unwrap().push(s);
+                true
+            },
+        )
+        .unwrap();
+        let mut p = Prepared {
             text: text.to_owned(),
-        })
-        .unwrap()
+            objects: Vec::new(),
+            rejected: Vec::new(),
+            collection: None,
+        };
+        let mut chunks = Chunks::default();
+        for stage in stages.into_inner().unwrap() {
+            match stage {
+                Stage::Parsed { collection, .. } => p.collection = collection,
+                Stage::Checked { index, outcomes } => {
+                    for outcome in chunks.push(index, outcomes).into_iter().flatten() {
+                        match outcome {
+                            Checked::Valid(o, _) => p.objects.push(o),
+                            Checked::Rejected(r) => p.rejected.push(r),
+                        }
+                    }
+                }
+            }
+        }
+        p
     }
 
     const BUNDLE: &str = r#"{"type":"bundle","id":"bundle--1","objects":[
@@ -536,7 +491,7 @@ mod tests {
             p.rejected[1].reason
         );
         // The remembered ranges are the objects' exact text.
-        let text = &p.file.text[p.rejected[0].range.clone()];
+        let text = &p.text[p.rejected[0].range.clone()];
         assert!(
             text.starts_with('{') && text.ends_with('}') && text.contains("attack-pattern--bad")
         );

