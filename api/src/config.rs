@@ -101,7 +101,9 @@ pub struct ServerConfig {
         default_value = " (all versions)"
     )]
     pub history_title_suffix: String,
-    /// max_content_length announced by every root (nothing can be posted here).
+    /// max_content_length announced by every root (nothing can be posted here). 0 is also
+    /// MITRE's server's default (`TAXII_MAX_CONTENT_LENGTH=0` in attack-workbench-taxii-server's
+    /// `config/template.env`: it accepts only GETs, too).
     #[arg(long, env = "TAXIWAY_API_MAX_CONTENT_LENGTH", default_value_t = 0)]
     pub max_content_length: u64,
     /// The largest `limit` honoured; larger values are capped.

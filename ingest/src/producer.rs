@@ -37,10 +37,14 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// Creates the topics if they are missing, learns the objects topic's partition count and
-    /// connects the producer.
+    /// Connects the producer, creates the topics if they are missing and learns the objects
+    /// topic's partition count.
     pub async fn connect(config: &KafkaConfig) -> Result<Self, Error> {
-        ensure_topics(config).await?;
+        // The producer first: a new idempotent producer can take up to 0.5 s to get its
+        // producer id (librdkafka's PID timer, when its first look finds no broker connection
+        // up yet), and that wait then overlaps the topic check instead of following it. It
+        // asks for no topic metadata until `partition_count`, so it cannot auto-create a topic
+        // before `ensure_topics` made it compacted.
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", &config.brokers)
             .set("enable.idempotence", "true")
@@ -53,6 +57,7 @@ impl Publisher {
             .set("client.id", "taxiway-ingest")
             .create()
             .map_err(Error::kafka("creating the producer"))?;
+        ensure_topics(config).await?;
         let partitions = partition_count(
             producer.clone(),
             config.objects_topic.clone(),
