@@ -115,6 +115,10 @@ pub struct ServerConfig {
     /// Filter results kept for paging (per collection revision, view and filter).
     #[arg(long, env = "TAXIWAY_API_RESULT_CACHE", default_value_t = 512)]
     pub result_cache_entries: usize,
+    /// Memory for whole-collection responses kept compressed (per ETag and encoding; 0 = off):
+    /// fetching a collection without `limit` then costs a copy, not a compression.
+    #[arg(long, env = "TAXIWAY_API_COMPRESSED_CACHE_BYTES", default_value_t = 256 << 20)]
+    pub compressed_cache_bytes: usize,
     /// Memory bound of collection snapshots: collections whose object JSON does not fit are served
     /// lean, fetching the JSON of each response from CQL (docs/api.md, "Memory bound").
     #[arg(long, env = "TAXIWAY_API_MAX_SNAPSHOT_BYTES", default_value_t = 4 << 30)]
@@ -144,6 +148,7 @@ impl Default for ServerConfig {
             max_page_size: 10_000,
             poll_interval: Duration::from_millis(500),
             result_cache_entries: 512,
+            compressed_cache_bytes: 256 << 20,
             max_snapshot_bytes: 4 << 30,
             cursor_key: Secret("taxiway-cursor".into()),
         }

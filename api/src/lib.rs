@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod compressed;
 pub mod config;
 pub mod cursor;
 pub mod error;
@@ -32,6 +33,7 @@ pub use routes::app;
 
 use crate::auth::Auth;
 use crate::cache::ResultCache;
+use crate::compressed::CompressedCache;
 use crate::config::{Config, ServerConfig};
 use crate::cursor::CursorKey;
 use crate::metrics::Metrics;
@@ -50,6 +52,7 @@ pub struct Shared {
     pub prefix: String,
     catalog: RwLock<Arc<Catalog>>,
     pub cache: ResultCache,
+    pub compressed: CompressedCache,
     pub metrics: Metrics,
     pub cursor_key: CursorKey,
     pub auth: Option<Arc<Auth>>,
@@ -76,6 +79,7 @@ impl AppState {
             inner: Arc::new(Shared {
                 prefix: server.normalized_prefix(),
                 cache: ResultCache::new(server.result_cache_entries),
+                compressed: CompressedCache::new(server.compressed_cache_bytes),
                 cursor_key: CursorKey::new(server.cursor_key.0.as_bytes()),
                 metrics: Metrics::new()?,
                 auth: auth.map(Arc::new),

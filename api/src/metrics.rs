@@ -21,6 +21,10 @@ pub struct Metrics {
     pub cache: IntCounterVec,
     /// Responses answered 304 from If-None-Match.
     pub not_modified: IntCounter,
+    /// Whole-collection compressed bodies, by encoding and outcome (`hit`, `miss`).
+    pub compressed_cache: IntCounterVec,
+    /// Bytes held by the compressed-body cache.
+    pub compressed_cache_bytes: IntGauge,
     /// Revision of each loaded collection.
     pub revision: IntGaugeVec,
     /// Approximate bytes of each loaded collection snapshot.
@@ -68,6 +72,17 @@ impl Metrics {
         )?;
         let not_modified =
             IntCounter::new("not_modified_total", "Responses answered 304 Not Modified")?;
+        let compressed_cache = IntCounterVec::new(
+            Opts::new(
+                "compressed_cache_total",
+                "Whole-collection compressed bodies served, by encoding and outcome",
+            ),
+            &["encoding", "outcome"],
+        )?;
+        let compressed_cache_bytes = IntGauge::new(
+            "compressed_cache_bytes",
+            "Bytes held by the compressed-body cache",
+        )?;
         let revision = IntGaugeVec::new(
             Opts::new("collection_revision", "Revision of each loaded collection"),
             &["collection"],
@@ -112,6 +127,8 @@ impl Metrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(cache.clone()))?;
+        registry.register(Box::new(compressed_cache.clone()))?;
+        registry.register(Box::new(compressed_cache_bytes.clone()))?;
         registry.register(Box::new(not_modified.clone()))?;
         registry.register(Box::new(revision.clone()))?;
         registry.register(Box::new(snapshot_bytes.clone()))?;
@@ -126,6 +143,8 @@ impl Metrics {
             requests,
             latency,
             cache,
+            compressed_cache,
+            compressed_cache_bytes,
             not_modified,
             revision,
             snapshot_bytes,

@@ -603,6 +603,116 @@ async fn compression_is_negotiated() {
     }
 }
 
+fn decode(encoding: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    match encoding {
+        "gzip" => {
+            flate2::read::GzDecoder::new(body)
+                .read_to_end(&mut out)
+                .unwrap();
+        }
+        "zstd" => out = zstd::decode_all(body).unwrap(),
+        "br" => {
+            brotli::Decompressor::new(body, 4096)
+                .read_to_end(&mut out)
+                .unwrap();
+        }
+        other => panic!("unexpected encoding {other}"),
+    }
+    out
+}
+
+async fn get_encoded(app: &axum::Router, uri: &str, encoding: &str) -> Reply {
+    send(
+        app,
+        Request::get(uri)
+            .header("accept-encoding", encoding)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+}
+
+fn compressed_served(state: &taxiway_api::AppState, encoding: &str, outcome: &str) -> u64 {
+    state
+        .metrics
+        .compressed_cache
+        .with_label_values(&[encoding, outcome])
+        .get()
+}
+
+#[tokio::test]
+async fn whole_collections_are_compressed_once_per_revision_and_encoding() {
+    let (app, state, store) = server().await;
+    let uri = format!("/api/v21/history/collections/{ICS}/objects/?match[version]=all");
+    let plain = get(&app, &uri).await.body;
+    for encoding in ["gzip", "br", "zstd"] {
+        let first = get_encoded(&app, &uri, encoding).await;
+        assert_eq!(first.status, StatusCode::OK);
+        assert_eq!(first.header("content-encoding"), Some(encoding));
+        assert_eq!(first.header("vary"), Some("accept-encoding"));
+        assert_eq!(decode(encoding, &first.body), plain, "{encoding}");
+        assert_eq!(compressed_served(&state, encoding, "miss"), 1, "{encoding}");
+        let again = get_encoded(&app, &uri, encoding).await;
+        assert_eq!(again.body, first.body, "{encoding}: the kept bytes");
+        assert_eq!(compressed_served(&state, encoding, "hit"), 1, "{encoding}");
+    }
+    // Python's requests sends "gzip, deflate": gzip it is, from the cache.
+    let requests = get_encoded(&app, &uri, "gzip, deflate").await;
+    assert_eq!(requests.header("content-encoding"), Some("gzip"));
+    assert_eq!(compressed_served(&state, "gzip", "hit"), 2);
+
+    // Pages are compressed per response, never cached.
+    let page = get_encoded(&app, &format!("{uri}&limit=100"), "gzip").await;
+    assert_eq!(page.header("content-encoding"), Some("gzip"));
+    assert_eq!(
+        compressed_served(&state, "gzip", "miss") + compressed_served(&state, "gzip", "hit"),
+        3
+    );
+
+    // A new revision is a new body: the new version is in it.
+    let o = &bundle("ics-attack-18.1").objects[3];
+    let version = version_of(o) + 1_000;
+    let mut newer = o.clone();
+    newer["modified"] = Value::String(schemas::Timestamp::from_micros(version).to_canonical());
+    newer["name"] = Value::String("renamed for the compression test".into());
+    store.add_versions(
+        ICS,
+        vec![VersionRow {
+            object_id: o["id"].as_str().unwrap().to_owned(),
+            version,
+            version_text: schemas::Timestamp::from_micros(version).to_canonical(),
+            stix_type: o["type"].as_str().unwrap().to_owned(),
+            spec_version: "2.1".into(),
+            date_added: DATE_BASE + 20_000_000_000,
+            object_json: serde_json::to_string(&newer).unwrap().into(),
+        }],
+    );
+    assert!(refresh(&state, &store).await);
+    let plain = get(&app, &uri).await.body;
+    let reply = get_encoded(&app, &uri, "zstd").await;
+    assert_eq!(decode("zstd", &reply.body), plain);
+    assert!(String::from_utf8_lossy(&plain).contains("renamed for the compression test"));
+    assert_eq!(compressed_served(&state, "zstd", "miss"), 2);
+}
+
+#[tokio::test]
+async fn without_the_compressed_cache_whole_collections_are_still_compressed() {
+    let config = ServerConfig {
+        compressed_cache_bytes: 0,
+        ..ServerConfig::default()
+    };
+    let (app, state, _) = server_with(config, None).await;
+    let uri = format!("/api/v21/collections/{ICS}/objects/");
+    let plain = get(&app, &uri).await.body;
+    for encoding in ["gzip", "br", "zstd"] {
+        let reply = get_encoded(&app, &uri, encoding).await;
+        assert_eq!(reply.header("content-encoding"), Some(encoding));
+        assert_eq!(decode(encoding, &reply.body), plain, "{encoding}");
+        assert_eq!(compressed_served(&state, encoding, "miss"), 0);
+    }
+}
+
 #[tokio::test]
 async fn new_versions_during_paging_are_neither_missed_nor_repeated() {
     let (app, state, store) = server().await;

@@ -19,6 +19,7 @@ use super::{
 use crate::AppState;
 use crate::auth::Rights;
 use crate::cache::{etag, not_modified};
+use crate::compressed;
 use crate::cursor::Cursor;
 use crate::error::ApiError;
 use crate::filters::{Endpoint, fingerprint, page, parse_query, select};
@@ -149,13 +150,14 @@ pub(crate) async fn listing(
         }
     };
     let generation = catalog.generation.as_ref().map_or(0, |g| g.number);
-    let tag = etag(fingerprint(&[
+    let tag_digest = fingerprint(&[
         &query_hash.to_string(),
         &snapshot.revision.to_string(),
         &generation.to_string(),
         &format!("{:?}", query.limit),
         query.next.as_deref().unwrap_or(""),
-    ]));
+    ]);
+    let tag = etag(tag_digest);
     if not_modified(headers, &tag) {
         state.metrics.not_modified.inc();
         return Ok(not_modified_response(tag));
@@ -223,6 +225,30 @@ pub(crate) async fn listing(
         kind,
         first: true,
     };
+    if kind == Kind::Objects
+        && query.limit.is_none()
+        && let Some(response) = cached_whole(
+            state,
+            headers,
+            &response_headers,
+            tag_digest,
+            PageBody {
+                items: Items {
+                    snapshot: snapshot.clone(),
+                    kind,
+                    first: true,
+                },
+                selected: selected.clone(),
+                next: p.start,
+                end: p.end,
+                head: Some(head.clone().into_bytes()),
+                done: false,
+            },
+        )
+        .await?
+    {
+        return Ok(response);
+    }
     let body = match &snapshot.content {
         // Only objects carry JSON: manifests and versions of a lean collection come from its
         // index like any other.
@@ -253,6 +279,61 @@ pub(crate) async fn listing(
         })),
     };
     Ok((response_headers, body).into_response())
+}
+
+/// Whole results smaller than this are compressed per response: caching them saves little.
+const MIN_CACHED_BODY: usize = 256 * 1024;
+
+/// A whole objects result of a held collection, compressed once per (ETag, encoding) and kept
+/// (see [`crate::compressed`]). `None` when the client takes no cached encoding, the cache is
+/// off, the collection is lean or the body is small: the caller streams it as usual.
+async fn cached_whole(
+    state: &AppState,
+    headers: &HeaderMap,
+    response_headers: &HeaderMap,
+    tag_digest: u64,
+    body: PageBody,
+) -> Result<Option<Response>, ApiError> {
+    let snapshot = &body.items.snapshot;
+    if !state.compressed.enabled() || !matches!(snapshot.content, Content::Held) {
+        return Ok(None);
+    }
+    let Some(encoding) = compressed::negotiate(headers) else {
+        return Ok(None);
+    };
+    let size: usize = body.selected[body.next..body.end]
+        .iter()
+        .map(|&v| snapshot.versions[v as usize].json.len() + 1)
+        .sum();
+    if size < MIN_CACHED_BODY {
+        return Ok(None);
+    }
+    let (compressed, outcome) = state
+        .compressed
+        .get_or_compress(tag_digest, encoding, move || {
+            encoding.compress(body.map(|chunk| chunk.unwrap_or_else(|e| match e {})), size)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("compressing a whole collection: {e}")))?;
+    let label = match outcome {
+        compressed::Outcome::Hit => "hit",
+        compressed::Outcome::Compressed => "miss",
+    };
+    state
+        .metrics
+        .compressed_cache
+        .with_label_values(&[encoding.as_str(), label])
+        .inc();
+    state
+        .metrics
+        .compressed_cache_bytes
+        .set(i64::try_from(state.compressed.bytes()).unwrap_or(i64::MAX));
+    let mut response_headers = response_headers.clone();
+    response_headers.insert(header::CONTENT_ENCODING, encoding.header_value());
+    response_headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    Ok(Some(
+        (response_headers, Body::from(compressed)).into_response(),
+    ))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
