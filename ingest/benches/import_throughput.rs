@@ -187,19 +187,8 @@ async fn ingest_import(brokers: &str, path: &str) -> Duration {
     started.elapsed()
 }
 
-/// User + system CPU seconds of a process (Linux `/proc/PID/stat`, 100 ticks/s).
 fn cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
+    startup::cpu_seconds(pid).unwrap_or(0.0)
 }
 
 /// The broker's pid, when it runs from `dev/services` (for its CPU time).

@@ -93,6 +93,27 @@ impl Metrics {
         })
     }
 
+    /// Records one Workbench request as `request`: its failure, or its time and size; hands
+    /// the result on.
+    pub fn workbench_request<T>(
+        &self,
+        request: &str,
+        result: Result<crate::workbench::Fetched<T>, Error>,
+    ) -> Result<crate::workbench::Fetched<T>, Error> {
+        match &result {
+            Ok(fetched) => {
+                self.workbench_seconds
+                    .with_label_values(&[request])
+                    .observe(fetched.elapsed.as_secs_f64());
+                self.workbench_bytes
+                    .with_label_values(&[request])
+                    .inc_by(fetched.bytes as u64);
+            }
+            Err(_) => self.workbench_errors.with_label_values(&[request]).inc(),
+        }
+        result
+    }
+
     /// Adds one bundle's outcome.
     pub fn record_batch(&self, source: &str, counts: &Counts, rejected: u64) {
         for (outcome, n) in [

@@ -70,24 +70,9 @@ impl Mirror {
             Versions::Latest => "list_latest",
             Versions::All => "list_all",
         };
-        let listed = match self.client.collections(versions).await {
-            Ok(listed) => listed,
-            Err(e) => {
-                self.metrics
-                    .workbench_errors
-                    .with_label_values(&[request])
-                    .inc();
-                return Err(e);
-            }
-        };
-        self.metrics
-            .workbench_seconds
-            .with_label_values(&[request])
-            .observe(listed.elapsed.as_secs_f64());
-        self.metrics
-            .workbench_bytes
-            .with_label_values(&[request])
-            .inc_by(listed.bytes as u64);
+        let listed = self
+            .metrics
+            .workbench_request(request, self.client.collections(versions).await)?;
         let mut report = PassReport {
             listed: listed.value.len(),
             list_bytes: listed.bytes,
@@ -125,10 +110,7 @@ impl Mirror {
                 }
                 Err(e) if e.is_input_problem() => {
                     report.failed += 1;
-                    self.metrics
-                        .workbench_errors
-                        .with_label_values(&["bundle"])
-                        .inc();
+                    // A failed request was counted in workbench_errors where it was made.
                     self.metrics
                         .bundles
                         .with_label_values(&["workbench", "failed"])
@@ -147,18 +129,12 @@ impl Mirror {
         version: &CollectionVersion,
         checkpoint: &mut Checkpoint,
     ) -> Result<Counts, Error> {
-        let fetched = self
-            .client
-            .collection_bundle(&version.id, &version.modified)
-            .await?;
-        self.metrics
-            .workbench_seconds
-            .with_label_values(&["bundle"])
-            .observe(fetched.elapsed.as_secs_f64());
-        self.metrics
-            .workbench_bytes
-            .with_label_values(&["bundle"])
-            .inc_by(fetched.bytes as u64);
+        let fetched = self.metrics.workbench_request(
+            "bundle",
+            self.client
+                .collection_bundle(&version.id, &version.modified)
+                .await,
+        )?;
         let uri = format!(
             "{}/api/collection-bundles?collectionId={}&collectionModified={}",
             self.client.base_url(),

@@ -157,24 +157,9 @@ impl Scanner {
         checkpoint: &mut Checkpoint,
     ) -> Result<ScanReport, Error> {
         let request = list.label();
-        let fetched = match self.client.object_list(list).await {
-            Ok(fetched) => fetched,
-            Err(e) => {
-                self.metrics
-                    .workbench_errors
-                    .with_label_values(&[request])
-                    .inc();
-                return Err(e);
-            }
-        };
-        self.metrics
-            .workbench_seconds
-            .with_label_values(&[request])
-            .observe(fetched.elapsed.as_secs_f64());
-        self.metrics
-            .workbench_bytes
-            .with_label_values(&[request])
-            .inc_by(fetched.bytes as u64);
+        let fetched = self
+            .metrics
+            .workbench_request(request, self.client.object_list(list).await)?;
         let url = self.client.object_list_url(list);
         let source = Source {
             kind: SourceKind::Workbench,

@@ -111,19 +111,9 @@ fn fetch_all(topic: &str) -> (Vec<Vec<u8>>, Duration) {
     (out, started.elapsed())
 }
 
-/// User + system CPU seconds of this process so far (Linux `/proc/self/stat`, 100 ticks/s).
+/// CPU seconds this process has used so far.
 fn process_cpu() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
+    startup::cpu_seconds("self").unwrap_or(0.0)
 }
 
 #[tokio::main]

@@ -1,5 +1,6 @@
 //! Start-up code the three services share: logging, shutdown on SIGINT/SIGTERM, and the small
-//! HTTP endpoint serving Prometheus metrics and a liveness check.
+//! HTTP endpoint serving Prometheus metrics and a liveness check; and the CPU time of a process,
+//! which the benchmarks print.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -157,6 +158,19 @@ pub fn spawn_metrics(addr: Option<SocketAddr>, registry: Registry, shutdown: Can
     }
 }
 
+/// User + system CPU seconds a process has used (`pid` a number, or `self`), from Linux's
+/// `/proc/<pid>/stat` at 100 ticks a second; `None` where that cannot be read.
+pub fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name (which may hold spaces): utime and stime are
+    // the 12th and 13th of them.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: f64 = fields.next()?.parse().ok()?;
+    let system: f64 = fields.next()?.parse().ok()?;
+    Some((user + system) / 100.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,5 +213,23 @@ mod tests {
         assert!(body.contains("probe_total 3"), "{body}");
         shutdown.cancel();
         server.await.unwrap().unwrap();
+    }
+
+    #[test]
+    fn cpu_seconds_of_this_process_grow_with_work() {
+        let before = cpu_seconds("self").unwrap();
+        // Spin until the counter moves (a loaded machine may give this thread little time),
+        // within a deadline so a reader that never moves fails instead of hanging.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut x = 0u64;
+        let mut after = before;
+        while after - before < 0.05 && std::time::Instant::now() < deadline {
+            for _ in 0..1_000_000 {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+            after = cpu_seconds("self").unwrap();
+        }
+        assert!(after - before >= 0.05, "{before} → {after}");
+        assert_eq!(cpu_seconds("not-a-pid"), None);
     }
 }

@@ -99,6 +99,41 @@ async fn sync_once(
     topics.ingest(&args).await
 }
 
+/// `ingest workbench` against the double, running until the returned token is cancelled.
+fn start_mirror(
+    topics: &Topics,
+    double: &WorkbenchDouble,
+    extra: &[&str],
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<Result<ingest::Outcome, ingest::error::Error>>,
+) {
+    let brokers = kafka_brokers();
+    let mut argv = vec![
+        "ingest",
+        "--brokers",
+        &brokers,
+        "--objects-topic",
+        &topics.objects,
+        "--dead-letter-topic",
+        &topics.dead_letter,
+        "workbench",
+        "--url",
+        double.base_url(),
+        "--apikey",
+        APIKEY,
+    ];
+    argv.extend_from_slice(extra);
+    let cli = ingest::config::Cli::try_parse_from(argv).unwrap();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(ingest::run(
+        cli,
+        ingest::metrics::Metrics::new().unwrap(),
+        shutdown.clone(),
+    ));
+    (shutdown, running)
+}
+
 #[tokio::test]
 async fn each_collection_version_becomes_a_release_and_a_new_version_adds_only_what_is_new() {
     let double = double_with(
@@ -299,30 +334,7 @@ async fn challenge_apikey_authentication_is_used_and_a_wrong_key_is_a_clear_erro
 async fn polling_publishes_a_new_collection_version_within_seconds() {
     let double = double_with(&["ics-attack-18.0.json.zst"], WorkbenchConfig::default()).await;
     let topics = Topics::new("wb_poll");
-    let brokers = kafka_brokers();
-    let cli = ingest::config::Cli::try_parse_from([
-        "ingest",
-        "--brokers",
-        &brokers,
-        "--objects-topic",
-        &topics.objects,
-        "--dead-letter-topic",
-        &topics.dead_letter,
-        "workbench",
-        "--url",
-        double.base_url(),
-        "--apikey",
-        APIKEY,
-        "--poll-interval",
-        "200ms",
-    ])
-    .unwrap();
-    let shutdown = CancellationToken::new();
-    let running = tokio::spawn(ingest::run(
-        cli,
-        ingest::metrics::Metrics::new().unwrap(),
-        shutdown.clone(),
-    ));
+    let (shutdown, running) = start_mirror(&topics, &double, &["--poll-interval", "200ms"]);
 
     let has_release = |events: &[(taxiway_tests::topic::Record, Event)], label: &str| {
         events
@@ -529,33 +541,17 @@ async fn polling_publishes_an_edit_once_from_the_recent_page_without_rescanning_
     let double = double_with(&["ics-attack-18.1.json.zst"], WorkbenchConfig::default()).await;
     let ics = Release::load("ics-attack-18.1.json.zst").unwrap();
     let topics = Topics::new("wb_unreleased_poll");
-    let brokers = kafka_brokers();
-    let cli = ingest::config::Cli::try_parse_from([
-        "ingest",
-        "--brokers",
-        &brokers,
-        "--objects-topic",
-        &topics.objects,
-        "--dead-letter-topic",
-        &topics.dead_letter,
-        "workbench",
-        "--url",
-        double.base_url(),
-        "--apikey",
-        APIKEY,
-        "--poll-interval",
-        "100ms",
-        "--include-unreleased",
-        "--unreleased-poll-interval",
-        "100ms",
-    ])
-    .unwrap();
-    let shutdown = CancellationToken::new();
-    let running = tokio::spawn(ingest::run(
-        cli,
-        ingest::metrics::Metrics::new().unwrap(),
-        shutdown.clone(),
-    ));
+    let (shutdown, running) = start_mirror(
+        &topics,
+        &double,
+        &[
+            "--poll-interval",
+            "100ms",
+            "--include-unreleased",
+            "--unreleased-poll-interval",
+            "100ms",
+        ],
+    );
 
     let recent_polls = |double: &WorkbenchDouble| double.count_requests("/api/recent-activity");
     // Started: the release is out and the first scan read every object.
