@@ -603,6 +603,31 @@ async fn compression_is_negotiated() {
     }
 }
 
+/// A later version of ICS object `o` (`modified` moved by `bump` µs, then `edit`), added at
+/// `date_added`; with its version.
+fn newer_version(
+    o: &Value,
+    bump: i64,
+    date_added: i64,
+    edit: impl FnOnce(&mut Value),
+) -> (VersionRow, i64) {
+    let version = version_of(o) + bump;
+    let text = schemas::Timestamp::from_micros(version).to_canonical();
+    let mut newer = o.clone();
+    newer["modified"] = Value::String(text.clone());
+    edit(&mut newer);
+    let row = VersionRow {
+        object_id: o["id"].as_str().unwrap().to_owned(),
+        version,
+        version_text: text,
+        stix_type: o["type"].as_str().unwrap().to_owned(),
+        spec_version: "2.1".into(),
+        date_added,
+        object_json: serde_json::to_string(&newer).unwrap().into(),
+    };
+    (row, version)
+}
+
 fn decode(encoding: &str, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     match encoding {
@@ -672,22 +697,10 @@ async fn whole_collections_are_compressed_once_per_revision_and_encoding() {
 
     // A new revision is a new body: the new version is in it.
     let o = &bundle("ics-attack-18.1").objects[3];
-    let version = version_of(o) + 1_000;
-    let mut newer = o.clone();
-    newer["modified"] = Value::String(schemas::Timestamp::from_micros(version).to_canonical());
-    newer["name"] = Value::String("renamed for the compression test".into());
-    store.add_versions(
-        ICS,
-        vec![VersionRow {
-            object_id: o["id"].as_str().unwrap().to_owned(),
-            version,
-            version_text: schemas::Timestamp::from_micros(version).to_canonical(),
-            stix_type: o["type"].as_str().unwrap().to_owned(),
-            spec_version: "2.1".into(),
-            date_added: DATE_BASE + 20_000_000_000,
-            object_json: serde_json::to_string(&newer).unwrap().into(),
-        }],
-    );
+    let (row, _) = newer_version(o, 1_000, DATE_BASE + 20_000_000_000, |newer| {
+        newer["name"] = Value::String("renamed for the compression test".into());
+    });
+    store.add_versions(ICS, vec![row]);
     assert!(refresh(&state, &store).await);
     let plain = get(&app, &uri).await.body;
     let reply = get_encoded(&app, &uri, "zstd").await;
@@ -728,22 +741,13 @@ async fn new_versions_during_paging_are_neither_missed_nor_repeated() {
         if round <= 3 {
             // A new version of some object arrives mid-walk, with the next date_added.
             let o = &bundle("ics-attack-18.1").objects[round];
-            let mut newer = o.clone();
-            let version = version_of(o) + 1_000 * round as i64;
-            newer["modified"] =
-                Value::String(schemas::Timestamp::from_micros(version).to_canonical());
-            store.add_versions(
-                ICS,
-                vec![VersionRow {
-                    object_id: o["id"].as_str().unwrap().to_owned(),
-                    version,
-                    version_text: schemas::Timestamp::from_micros(version).to_canonical(),
-                    stix_type: o["type"].as_str().unwrap().to_owned(),
-                    spec_version: "2.1".into(),
-                    date_added: DATE_BASE + 10_000_000_000 + round as i64,
-                    object_json: serde_json::to_string(&newer).unwrap().into(),
-                }],
+            let (row, version) = newer_version(
+                o,
+                1_000 * round as i64,
+                DATE_BASE + 10_000_000_000 + round as i64,
+                |_| {},
             );
+            store.add_versions(ICS, vec![row]);
             assert!(refresh(&state, &store).await, "revision moved → reloaded");
             added.push((o["id"].as_str().unwrap().to_owned(), version));
         }

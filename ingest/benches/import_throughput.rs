@@ -50,25 +50,28 @@ fn unique(prefix: &str) -> String {
 
 /// Produces every object's JSON as one message, keyed by object id, with ingest's producer
 /// settings; returns the time from the first send to the last acknowledgement.
+/// `ingest` on `topic` (its dead letters to a shared bench topic), then `extra`.
+fn cli(brokers: &str, topic: &str, extra: &[&str]) -> Cli {
+    let mut argv = vec![
+        "ingest",
+        "--brokers",
+        brokers,
+        "--objects-topic",
+        topic,
+        "--dead-letter-topic",
+        "bench.dead-letter",
+    ];
+    argv.extend_from_slice(extra);
+    Cli::try_parse_from(argv).unwrap()
+}
+
 /// Raw produce of the objects' bytes. `compacted`: into a topic created exactly like ingest's
 /// objects topic (compaction makes the broker check every record's key), else into an
 /// auto-created one.
 async fn raw_produce(brokers: &str, objects: &[&RawValue], compacted: bool) -> Duration {
     let topic = unique("raw");
     if compacted {
-        let cli = Cli::try_parse_from([
-            "ingest",
-            "--brokers",
-            brokers,
-            "--objects-topic",
-            &topic,
-            "--dead-letter-topic",
-            "bench.dead-letter",
-            "import",
-            "x",
-        ])
-        .unwrap();
-        taxiway_ingest::producer::ensure_topics(&cli.kafka)
+        taxiway_ingest::producer::ensure_topics(&cli(brokers, &topic, &["import", "x"]).kafka)
             .await
             .unwrap();
     }
@@ -149,19 +152,7 @@ fn wait_until_led(brokers: &str, topic: &str) {
 
 async fn ingest_import(brokers: &str, path: &str) -> Duration {
     let topic = unique("ingest");
-    let args = |extra: &[&str]| -> Cli {
-        let mut argv = vec![
-            "ingest",
-            "--brokers",
-            brokers,
-            "--objects-topic",
-            &topic,
-            "--dead-letter-topic",
-            "bench.dead-letter",
-        ];
-        argv.extend_from_slice(extra);
-        Cli::try_parse_from(argv).unwrap()
-    };
+    let args = |extra: &[&str]| cli(brokers, &topic, extra);
     // Create the topics first so the timed run measures the import, not topic creation.
     taxiway_ingest::producer::ensure_topics(&args(&["import", path]).kafka)
         .await
