@@ -107,7 +107,7 @@ pub struct CqlConfig {
 
 #[derive(Debug, Clone, Args)]
 pub struct PipelineConfig {
-    /// Events written concurrently (CQL requests in flight per phase of a batch).
+    /// CQL requests in flight while a batch's rows are written.
     #[arg(
         long,
         env = "TAXIWAY_PROJECTOR_CONCURRENCY",
@@ -115,8 +115,9 @@ pub struct PipelineConfig {
         global = true
     )]
     pub concurrency: usize,
-    /// Most messages in one batch (one commit per batch). Large batches keep the CQL pipeline
-    /// full: every batch ends in phase barriers that drain the requests in flight.
+    /// Most messages in one batch (one commit per batch). Each batch ends with its release
+    /// completion checks and revisions, after every row write of the batch: larger batches
+    /// drain the requests in flight less often.
     #[arg(
         long,
         env = "TAXIWAY_PROJECTOR_BATCH_SIZE",

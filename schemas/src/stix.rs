@@ -792,7 +792,8 @@ impl<'de> Visitor<'de> for Canonical<'_> {
 /// Writes a string serde_json borrowed from the input, i.e. one that had no escape sequence:
 /// it holds no `"`, `\` or control character (JSON forbids them unescaped), which are exactly
 /// what serde_json's writer would escape, so its JSON form is the text between quotes as is.
-/// Skipping the escaping scan saves about a quarter of canonicalization time on ATT&CK bundles.
+/// Skipping the escaping scan took `content_digest` from 434–493 to 590 MB/s on ICS 18.1
+/// (`cargo run --release -p taxiway-schemas --example throughput`).
 fn write_unescaped(out: &mut Vec<u8>, s: &str) {
     out.reserve(s.len() + 2);
     out.push(b'"');
