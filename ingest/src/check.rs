@@ -29,7 +29,8 @@ pub const CHUNK: usize = 1024;
 /// stays in the shared bundle text), so even a whole Enterprise bundle's worth is small.
 const QUEUED_CHUNKS: usize = 64;
 
-const COLLECTION_TYPE: &str = "x-mitre-collection";
+/// The STIX type of an ATT&CK collection object.
+pub const COLLECTION_TYPE: &str = "x-mitre-collection";
 
 /// One object that passed the checks.
 #[derive(Debug)]

@@ -11,7 +11,9 @@ use tokio::sync::mpsc;
 
 use schemas::{DeadLetter, ReleaseMember, Source, SourceKind, Timestamp};
 
-use crate::check::{Checked, Chunks, MitreCollection, PreparedObject, Rejected, Stage};
+use crate::check::{
+    COLLECTION_TYPE, Checked, Chunks, MitreCollection, PreparedObject, Rejected, Stage,
+};
 use crate::checkpoint::Checkpoint;
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -20,8 +22,6 @@ use crate::plan::{
     plan_release,
 };
 use crate::producer::{Publisher, Sending};
-
-const COLLECTION_TYPE: &str = "x-mitre-collection";
 
 /// How the caller wants the bundle's collection and release decided.
 #[derive(Debug, Clone)]
