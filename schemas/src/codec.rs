@@ -291,6 +291,15 @@ pub fn encode_event_into(event: &Event, out: &mut Vec<u8>) -> Result<()> {
     }
 }
 
+/// Appends the encoded version event, given as a borrowed view, to `out`: the same bytes as
+/// [`encode_event_into`] gives for its owned copy, without making that copy.
+pub fn encode_object_version_into(
+    event: &ObjectVersionAdded<&str>,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    write(Record::ObjectVersionAdded, event, out)
+}
+
 /// Decodes an objects-topic message written with any known schema.
 pub fn decode_event(bytes: &[u8]) -> Result<Event> {
     let (codec, body) = header(bytes)?;
@@ -908,6 +917,16 @@ mod tests {
         fn generated_object_versions_round_trip(event in arb_object_version()) {
             let event = Event::ObjectVersion(event);
             prop_assert_eq!(decode_event(&encode_event(&event).unwrap()).unwrap(), event);
+        }
+
+        #[test]
+        fn borrowed_views_encode_like_their_owned_events(event in arb_object_version()) {
+            let view = event.view();
+            let mut borrowed = Vec::new();
+            encode_object_version_into(&view, &mut borrowed).unwrap();
+            prop_assert_eq!(view.key(), Event::ObjectVersion(event.clone()).key());
+            prop_assert_eq!(view.to_owned_event(), event.clone());
+            prop_assert_eq!(borrowed, encode_event(&Event::ObjectVersion(event)).unwrap());
         }
 
         #[test]

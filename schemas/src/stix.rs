@@ -335,6 +335,63 @@ pub fn validate_object(
             ));
         }
     };
+    meta_of(fields, bundle_spec_version)
+}
+
+/// [`validate_object`] and [`content_digest`] in one parse, with the same results (ingest
+/// checks every object with both, and the second parse was a quarter of an import's checking
+/// time): the checked fields are read from the canonical form's top level, and the top level
+/// is hashed piece by piece instead of being copied out first.
+pub fn validate_and_digest(
+    raw: &str,
+    bundle_spec_version: Option<&str>,
+) -> Result<(StixObjectMeta, [u8; 32]), Invalid> {
+    let mut values = Vec::with_capacity(raw.len());
+    let mut deserializer = serde_json::Deserializer::from_str(raw);
+    let top = CanonicalTop(&mut values)
+        .deserialize(&mut deserializer)
+        .and_then(|top| deserializer.end().map(|()| top));
+    let mut entries = match top {
+        Ok(TopEntries::Object(entries)) => entries,
+        Ok(TopEntries::NotObject(what)) => {
+            return Err(Invalid::new(
+                InvalidKind::NotAnObject,
+                format!("not a JSON object but {what}"),
+            ));
+        }
+        Err(e) => {
+            return Err(Invalid::new(
+                InvalidKind::NotJson,
+                format!("not valid JSON: {e}"),
+            ));
+        }
+    };
+    let mut fields = ProbeFields::default();
+    for (key, start, end) in &entries {
+        let Some((slot, name)) = fields.slot(key) else {
+            continue;
+        };
+        // A canonical value is valid JSON, so this parse of a few bytes cannot fail.
+        let value = serde_json::from_slice::<JsonField<'_>>(&values[*start..*end])
+            .unwrap_or(JsonField::Other("a value"));
+        if slot.is_some() {
+            fields.duplicate.get_or_insert(name);
+        } else {
+            *slot = Some(value);
+        }
+    }
+    let meta = meta_of(fields, bundle_spec_version)?;
+    let mut hasher = Sha256::new();
+    write_sorted(&mut entries, &values, &mut hasher)
+        .map_err(|e| Invalid::new(InvalidKind::NotJson, format!("not valid JSON: {e}")))?;
+    Ok((meta, hasher.finalize().into()))
+}
+
+/// The checks of [`validate_object`] on the fields it found.
+fn meta_of(
+    fields: ProbeFields<'_>,
+    bundle_spec_version: Option<&str>,
+) -> Result<StixObjectMeta, Invalid> {
     if let Some(name) = fields.duplicate {
         return Err(Invalid::new(
             InvalidKind::DuplicateField,
@@ -485,6 +542,20 @@ struct ProbeFields<'a> {
     modified: Option<JsonField<'a>>,
     spec_version: Option<JsonField<'a>>,
     duplicate: Option<&'static str>,
+}
+
+impl<'a> ProbeFields<'a> {
+    /// Where the value of a checked field goes, and the field's name; `None` for other keys.
+    fn slot(&mut self, key: &str) -> Option<(&mut Option<JsonField<'a>>, &'static str)> {
+        Some(match key {
+            "type" => (&mut self.stix_type, "type"),
+            "id" => (&mut self.id, "id"),
+            "created" => (&mut self.created, "created"),
+            "modified" => (&mut self.modified, "modified"),
+            "spec_version" => (&mut self.spec_version, "spec_version"),
+            _ => return None,
+        })
+    }
 }
 
 /// A checked field's value: a string (borrowed from the input when it has no escapes) or the
@@ -757,35 +828,133 @@ impl<'de> Visitor<'de> for Canonical<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         // Values are written to a side buffer, then copied out in key order.
         let mut values = Vec::new();
-        let mut entries: Vec<(Cow<'de, str>, usize, usize)> = Vec::new();
+        let mut entries = Entries::new();
         while let Some(MapKey(key)) = map.next_key::<MapKey<'de>>()? {
             let start = values.len();
             map.next_value_seed(Canonical(&mut values))?;
             entries.push((key, start, values.len()));
         }
-        // Stable sort: among equal keys the last one read stays last, and is the one kept.
-        entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        self.0.push(b'{');
-        let mut first = true;
-        for (i, (key, start, end)) in entries.iter().enumerate() {
-            if entries.get(i + 1).is_some_and(|next| next.0 == *key) {
-                continue;
-            }
-            if !first {
-                self.0.push(b',');
-            }
-            first = false;
-            match key {
-                Cow::Borrowed(key) => write_unescaped(self.0, key),
-                Cow::Owned(key) => {
-                    serde_json::to_writer(&mut *self.0, key.as_str()).map_err(de::Error::custom)?
-                }
-            }
-            self.0.push(b':');
-            self.0.extend_from_slice(&values[*start..*end]);
+        write_sorted(&mut entries, &values, self.0).map_err(de::Error::custom)
+    }
+}
+
+/// An object's entries: key, and where its canonical value is in the values buffer.
+type Entries<'de> = Vec<(Cow<'de, str>, usize, usize)>;
+
+/// Where canonical JSON goes: a buffer, or straight into the digest.
+trait Out {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Out for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+impl Out for Sha256 {
+    fn put(&mut self, bytes: &[u8]) {
+        self.update(bytes);
+    }
+}
+
+/// Writes an object in canonical form: entries sorted by key, the last of equal keys kept.
+fn write_sorted(
+    entries: &mut Entries<'_>,
+    values: &[u8],
+    out: &mut impl Out,
+) -> std::result::Result<(), serde_json::Error> {
+    // Stable sort: among equal keys the last one read stays last, and is the one kept.
+    entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    out.put(b"{");
+    let mut first = true;
+    for (i, (key, start, end)) in entries.iter().enumerate() {
+        if entries.get(i + 1).is_some_and(|next| next.0 == *key) {
+            continue;
         }
-        self.0.push(b'}');
-        Ok(())
+        if !first {
+            out.put(b",");
+        }
+        first = false;
+        match key {
+            // Borrowed: no escapes, so the key's JSON form is its text in quotes (see
+            // `write_unescaped`).
+            Cow::Borrowed(key) => {
+                out.put(b"\"");
+                out.put(key.as_bytes());
+                out.put(b"\"");
+            }
+            Cow::Owned(key) => out.put(&serde_json::to_vec(key.as_str())?),
+        }
+        out.put(b":");
+        out.put(&values[*start..*end]);
+    }
+    out.put(b"}");
+    Ok(())
+}
+
+/// The top level of an object's JSON for [`validate_and_digest`]: each entry's canonical value
+/// written to the buffer, or what the JSON was instead of an object.
+enum TopEntries<'de> {
+    Object(Entries<'de>),
+    NotObject(&'static str),
+}
+
+struct CanonicalTop<'o>(&'o mut Vec<u8>);
+
+impl<'de> DeserializeSeed<'de> for CanonicalTop<'_> {
+    type Value = TopEntries<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for CanonicalTop<'_> {
+    type Value = TopEntries<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut entries = Entries::new();
+        while let Some(MapKey(key)) = map.next_key::<MapKey<'de>>()? {
+            let start = self.0.len();
+            map.next_value_seed(Canonical(&mut *self.0))?;
+            entries.push((key, start, self.0.len()));
+        }
+        Ok(TopEntries::Object(entries))
+    }
+
+    // The rest as `TopVisitor` has it.
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(TopEntries::NotObject("an array"))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(TopEntries::NotObject("a string"))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(TopEntries::NotObject("a boolean"))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(TopEntries::NotObject("a number"))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(TopEntries::NotObject("a number"))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(TopEntries::NotObject("a number"))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(TopEntries::NotObject("null"))
     }
 }
 
@@ -1019,8 +1188,51 @@ mod tests {
         );
     }
 
+    /// The rejection of `raw`, which the one-pass check must give identically.
     fn rejected(raw: &str) -> Invalid {
-        validate_object(raw, None).expect_err(raw)
+        let invalid = validate_object(raw, None).expect_err(raw);
+        assert_eq!(
+            validate_and_digest(raw, None).expect_err(raw),
+            invalid,
+            "{raw}"
+        );
+        invalid
+    }
+
+    /// What the one-pass check must give: both separate checks' results.
+    fn separately(raw: &str, bundle_spec_version: Option<&str>) -> (StixObjectMeta, [u8; 32]) {
+        let meta = validate_object(raw, bundle_spec_version).unwrap();
+        (meta, content_digest(raw).unwrap())
+    }
+
+    #[test]
+    fn one_pass_check_equals_both_checks_on_real_attack_bundles() {
+        for name in [
+            "ics-attack-18.1.json.zst",
+            "mobile-attack-17.1.json.zst",
+            "stix-2.0/ics-attack-18.1.json.zst",
+        ] {
+            let (bundle_spec_version, objects) = attack_bundle(name);
+            let spec = bundle_spec_version.as_deref();
+            for raw in &objects {
+                assert_eq!(
+                    validate_and_digest(raw, spec).unwrap(),
+                    separately(raw, spec),
+                    "{name}: {raw}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn one_pass_check_rejects_numbers_the_digest_cannot_read() {
+        // validate_object skips values it does not check; the digest must read every number.
+        let raw = object(r#","x_big":1e400"#);
+        assert!(validate_object(&raw, None).is_ok());
+        assert!(content_digest(&raw).is_err());
+        let err = validate_and_digest(&raw, None).unwrap_err();
+        assert_eq!(err.kind, InvalidKind::NotJson, "{err}");
+        assert!(err.reason.contains("number out of range"), "{err}");
     }
 
     #[test]
@@ -1278,7 +1490,67 @@ mod tests {
         }
     }
 
+    /// JSON objects with the checked fields present or not, valid or not, duplicated or not,
+    /// among other fields of any kind, in any order, pretty-printed or not.
+    fn arb_object_text() -> impl Strategy<Value = String> {
+        let uuid = "0042a9f5-f053-4769-b3ef-9ad018dfa298";
+        let scalar = prop_oneof![
+            Just("null".to_owned()),
+            Just("true".to_owned()),
+            any::<i32>().prop_map(|n| n.to_string()),
+            (-1e6f64..1e6).prop_map(|f| format!("{f}")),
+            ".{0,10}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+        ];
+        let value = scalar.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4)
+                    .prop_map(|items| format!("[{}]", items.join(","))),
+                proptest::collection::vec(("[a-z_]{1,6}", inner), 0..4).prop_map(|entries| {
+                    let fields: Vec<String> = entries
+                        .into_iter()
+                        .map(|(k, v)| format!("\"{k}\" : {v}"))
+                        .collect();
+                    format!("{{ {} }}", fields.join(", "))
+                }),
+            ]
+        });
+        let checked = prop_oneof![
+            Just(r#""type":"attack-pattern""#.to_owned()),
+            Just(r#""type":"Bad""#.to_owned()),
+            Just(r#""type":7"#.to_owned()),
+            Just(format!(r#""id":"attack-pattern--{uuid}""#)),
+            Just(format!(r#""id":"malware--{uuid}""#)),
+            Just(r#""id":"attack-pattern--x""#.to_owned()),
+            Just(r#""created":"2020-01-01T00:00:00.000Z""#.to_owned()),
+            Just(r#""modified":"2021-02-03T04:05:06.789Z""#.to_owned()),
+            Just(r#""modified":"2021-02-03""#.to_owned()),
+            Just(r#""modified":[1]"#.to_owned()),
+            Just(r#""spec_version":"2.1""#.to_owned()),
+            Just(r#""spec_version":"2.0""#.to_owned()),
+            Just(r#""spec_version":"3.0""#.to_owned()),
+            Just(r#""\u0074ype":"attack-pattern""#.to_owned()),
+        ];
+        let other = ("[a-z_]{1,8}", value).prop_map(|(k, v)| format!("\"x_{k}\":{v}"));
+        let fields = proptest::collection::vec(prop_oneof![checked, other], 0..8);
+        (fields, any::<bool>()).prop_map(|(fields, pretty)| {
+            let separator = if pretty { ",\n  " } else { "," };
+            format!("{{{}}}", fields.join(separator))
+        })
+    }
+
     proptest! {
+        #[test]
+        fn one_pass_check_equals_both_checks(raw in arb_object_text(), bundle_2_0 in any::<bool>()) {
+            let spec = bundle_2_0.then_some("2.0");
+            match validate_object(&raw, spec) {
+                Ok(meta) => prop_assert_eq!(
+                    validate_and_digest(&raw, spec).unwrap(),
+                    (meta, content_digest(&raw).unwrap())
+                ),
+                Err(invalid) => prop_assert_eq!(validate_and_digest(&raw, spec).unwrap_err(), invalid),
+            }
+        }
+
         /// Strings with and without escapes (quotes, backslashes, control characters, non-ASCII)
         /// as keys and values: the borrowed-string shortcut writes what serde_json would.
         #[test]
