@@ -19,6 +19,10 @@ use tokio_util::sync::CancellationToken;
 use taxiway_ingest::config::Cli;
 use taxiway_ingest::metrics::Metrics;
 
+/// The allocator of the `ingest` binary, so the in-process import runs as it ships.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Deserialize)]
 struct Bundle<'a> {
     #[serde(borrow)]

@@ -24,9 +24,6 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 #[derive(Debug)]
 pub struct BundleFile {
     pub path: PathBuf,
-    /// SHA-256 (hex) of the uncompressed JSON, so the same bundle has the same digest
-    /// whether it was shipped plain, gzip- or zstd-compressed.
-    pub sha256: String,
     pub text: String,
 }
 
@@ -71,41 +68,63 @@ impl BundleFile {
         }
         let head = std::io::Cursor::new(magic[..got].to_vec());
         let chained = head.chain(file);
-        let reader: Box<dyn Read> = if magic[..got].starts_with(&ZSTD_MAGIC) {
-            Box::new(zstd::stream::read::Decoder::new(chained).map_err(io_err)?)
-        } else if magic[..got].starts_with(&GZIP_MAGIC) {
-            Box::new(flate2::read::MultiGzDecoder::new(chained))
-        } else {
-            Box::new(chained)
-        };
-        // Allocating the stated size once spares growing (and copying) a 45 MB buffer
-        // repeatedly; a wrong statement only costs the growth it would have saved.
         let stated = match zstd::zstd_safe::get_frame_content_size(&magic[..got]) {
-            Ok(Some(size)) if magic[..got].starts_with(&ZSTD_MAGIC) => size.min(max_bytes),
-            _ => 0,
+            Ok(Some(size)) if magic[..got].starts_with(&ZSTD_MAGIC) => Some(size),
+            _ => None,
         };
-        let mut bytes = Vec::with_capacity(usize::try_from(stated).unwrap_or(0));
-        // One byte over the limit tells "too large" apart from "exactly at the limit".
-        reader
-            .take(max_bytes.saturating_add(1))
-            .read_to_end(&mut bytes)
-            .map_err(io_err)?;
+        let bytes = match stated {
+            // A zstd frame that states its size (what `zstd` writes) is decompressed in one
+            // call into a buffer of exactly that size: streaming it through `read_to_end`
+            // zero-filled and copied the 45 MB of an Enterprise bundle first.
+            Some(size) if size <= max_bytes => {
+                let mut compressed = Vec::new();
+                let mut chained = chained;
+                chained.read_to_end(&mut compressed).map_err(io_err)?;
+                let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+                let whole = zstd::bulk::Decompressor::new()
+                    .and_then(|mut d| d.decompress_to_buffer(&compressed, &mut bytes));
+                if whole.is_err() {
+                    // More frames than the first one stated (pzstd writes several), or a
+                    // corrupt frame: the stream decoder handles the first and names the second.
+                    bytes.clear();
+                    zstd::stream::read::Decoder::new(compressed.as_slice())
+                        .map_err(io_err)?
+                        .take(max_bytes.saturating_add(1))
+                        .read_to_end(&mut bytes)
+                        .map_err(io_err)?;
+                }
+                bytes
+            }
+            Some(_) => {
+                return Err(Error::BundleTooLarge {
+                    path: path.to_owned(),
+                    max_bytes,
+                });
+            }
+            None => {
+                let reader: Box<dyn Read> = if magic[..got].starts_with(&ZSTD_MAGIC) {
+                    Box::new(zstd::stream::read::Decoder::new(chained).map_err(io_err)?)
+                } else if magic[..got].starts_with(&GZIP_MAGIC) {
+                    Box::new(flate2::read::MultiGzDecoder::new(chained))
+                } else {
+                    Box::new(chained)
+                };
+                let mut bytes = Vec::new();
+                // One byte over the limit tells "too large" apart from "exactly at the limit".
+                reader
+                    .take(max_bytes.saturating_add(1))
+                    .read_to_end(&mut bytes)
+                    .map_err(io_err)?;
+                bytes
+            }
+        };
         if bytes.len() as u64 > max_bytes {
             return Err(Error::BundleTooLarge {
                 path: path.to_owned(),
                 max_bytes,
             });
         }
-        let sha256 = hex::encode(Sha256::digest(&bytes));
-        let text = String::from_utf8(bytes).map_err(|e| Error::NotABundle {
-            path: path.to_owned(),
-            reason: format!("not UTF-8 text ({e})"),
-        })?;
-        Ok(BundleFile {
-            path: path.to_owned(),
-            sha256,
-            text,
-        })
+        Self::from_decompressed(path.to_owned(), bytes)
     }
 
     /// A bundle received over the network (a Workbench export): `name` is what messages call it.
@@ -114,12 +133,24 @@ impl BundleFile {
         if bytes.len() as u64 > max_bytes {
             return Err(Error::BundleTooLarge { path, max_bytes });
         }
-        let sha256 = hex::encode(Sha256::digest(&bytes));
-        let text = String::from_utf8(bytes).map_err(|e| Error::NotABundle {
-            path: path.clone(),
-            reason: format!("not UTF-8 text ({e})"),
-        })?;
-        Ok(BundleFile { path, sha256, text })
+        Self::from_decompressed(path, bytes)
+    }
+
+    fn from_decompressed(path: PathBuf, bytes: Vec<u8>) -> Result<Self, Error> {
+        match String::from_utf8(bytes) {
+            Ok(text) => Ok(BundleFile { path, text }),
+            Err(e) => Err(Error::NotABundle {
+                path,
+                reason: format!("not UTF-8 text ({})", e.utf8_error()),
+            }),
+        }
+    }
+
+    /// SHA-256 (hex) of the uncompressed JSON, so the same bundle has the same digest whether
+    /// it was shipped plain, gzip- or zstd-compressed. Not kept in the file: checking computes
+    /// it on a core of its own while the envelope is parsed.
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(Sha256::digest(self.text.as_bytes()))
     }
 
     /// Parses the envelope; objects stay raw JSON text borrowed from `self.text`.
@@ -227,11 +258,23 @@ mod tests {
             "c.json.zst",
             &zstd::encode_all(BUNDLE.as_bytes(), 3).unwrap(),
         );
+        // A frame that states its size (the bulk path), and two such frames one after the
+        // other (the first states only its own size: the stream decoder reads both).
+        let sized = zstd::bulk::compress(BUNDLE.as_bytes(), 3).unwrap();
+        assert_eq!(
+            zstd::zstd_safe::get_frame_content_size(&sized).ok(),
+            Some(Some(BUNDLE.len() as u64))
+        );
+        let sized_zst = write(&dir, "d.json.zst", &sized);
+        let (head, tail) = BUNDLE.split_at(40);
+        let mut frames = zstd::bulk::compress(head.as_bytes(), 3).unwrap();
+        frames.extend(zstd::bulk::compress(tail.as_bytes(), 3).unwrap());
+        let frames_zst = write(&dir, "e.json.zst", &frames);
         let expected = hex::encode(Sha256::digest(BUNDLE.as_bytes()));
-        for path in [plain, gz, zst] {
+        for path in [plain, gz, zst, sized_zst, frames_zst] {
             let file = BundleFile::read(&path, 1 << 20).unwrap();
             assert_eq!(file.text, BUNDLE);
-            assert_eq!(file.sha256, expected);
+            assert_eq!(file.sha256_hex(), expected);
         }
     }
 
@@ -239,7 +282,6 @@ mod tests {
     fn objects_are_kept_as_the_exact_source_text() {
         let file = BundleFile {
             path: "mem".into(),
-            sha256: String::new(),
             text: BUNDLE.to_owned(),
         };
         let bundle = file.parse().unwrap();
@@ -261,7 +303,6 @@ mod tests {
         ] {
             let file = BundleFile {
                 path: "dir/x.json".into(),
-                sha256: String::new(),
                 text: text.to_owned(),
             };
             let err = file.parse().unwrap_err().to_string();
@@ -272,10 +313,29 @@ mod tests {
     #[test]
     fn files_over_the_limit_are_refused() {
         let dir = temp_dir();
-        let path = write(&dir, "big.json", BUNDLE.as_bytes());
-        let err = BundleFile::read(&path, 10).unwrap_err();
-        assert!(matches!(err, Error::BundleTooLarge { .. }), "{err}");
-        assert!(BundleFile::read(&path, BUNDLE.len() as u64).is_ok());
+        let plain = write(&dir, "big.json", BUNDLE.as_bytes());
+        let sized = write(
+            &dir,
+            "big.json.zst",
+            &zstd::bulk::compress(BUNDLE.as_bytes(), 3).unwrap(),
+        );
+        for path in [plain, sized] {
+            let err = BundleFile::read(&path, 10).unwrap_err();
+            assert!(matches!(err, Error::BundleTooLarge { .. }), "{err}");
+            assert!(BundleFile::read(&path, BUNDLE.len() as u64).is_ok());
+        }
+    }
+
+    #[test]
+    fn a_corrupt_zstd_frame_is_an_error_naming_the_file() {
+        let dir = temp_dir();
+        let mut sized = zstd::bulk::compress(BUNDLE.as_bytes(), 3).unwrap();
+        let end = sized.len();
+        sized.truncate(end - 8);
+        let path = write(&dir, "cut.json.zst", &sized);
+        let err = BundleFile::read(&path, 1 << 20).unwrap_err();
+        assert!(matches!(err, Error::BundleIo { .. }), "{err}");
+        assert!(err.to_string().contains("cut.json.zst"), "{err}");
     }
 
     #[test]

@@ -84,6 +84,8 @@ pub enum Stage {
     /// when the caller asked for it.
     Parsed {
         file: Arc<BundleFile>,
+        /// [`BundleFile::sha256_hex`].
+        sha256: String,
         collection: Option<Box<MitreCollection>>,
         objects: usize,
     },
@@ -146,16 +148,30 @@ pub fn check_bundle(
     send: &(dyn Fn(Stage) -> bool + Sync),
 ) -> Result<(), Error> {
     let file = Arc::new(file);
-    let bundle = file.parse()?;
+    // The file's digest takes as long as parsing the envelope: one on each core.
+    let (sha256, parsed) = std::thread::scope(|scope| {
+        let sha256 = scope.spawn(|| file.sha256_hex());
+        let parsed = file.parse().map(|bundle| {
+            let collection = if find_collection {
+                let base = file.text.as_ptr() as usize;
+                first_collection(&bundle.objects, base, bundle.spec_version.as_deref())
+            } else {
+                None
+            };
+            (bundle, collection)
+        });
+        // Hashing cannot fail; a panic in it is a bug, re-raised like a checking worker's.
+        let sha256 = sha256
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (sha256, parsed)
+    });
+    let (bundle, collection) = parsed?;
     let base = file.text.as_ptr() as usize;
     let spec_version = bundle.spec_version.as_deref();
-    let collection = if find_collection {
-        first_collection(&bundle.objects, base, spec_version)
-    } else {
-        None
-    };
     let parsed = Stage::Parsed {
         file: file.clone(),
+        sha256,
         collection,
         objects: bundle.objects.len(),
     };
@@ -221,13 +237,7 @@ pub fn check(text: &str, base: usize, position: i64, spec_version: Option<&str>)
     // The object's text is a slice of the bundle's text: remember where, not a copy.
     let start = text.as_ptr() as usize - base;
     let range = start..start + text.len();
-    let checked = schemas::validate_object(text, spec_version)
-        .map_err(|e| e.reason)
-        .and_then(|meta| {
-            schemas::stix::content_digest(text)
-                .map(|digest| (meta, digest))
-                .map_err(|e| e.to_string())
-        });
+    let checked = schemas::stix::validate_and_digest(text, spec_version).map_err(|e| e.reason);
     match checked {
         Ok((meta, digest)) => {
             let mitre = if meta.stix_type == COLLECTION_TYPE {
@@ -297,7 +307,6 @@ mod tests {
         }
         BundleFile {
             path: "t.json".into(),
-            sha256: String::new(),
             text: format!(
                 r#"{{"type":"bundle","id":"bundle--1","objects":[{}]}}"#,
                 items.join(",\n")
@@ -370,7 +379,6 @@ mod tests {
     fn a_file_that_is_not_a_bundle_sends_nothing() {
         let file = BundleFile {
             path: "t.json".into(),
-            sha256: String::new(),
             text: r#"{"type":"indicator"}"#.to_owned(),
         };
         let sent = Mutex::new(0);

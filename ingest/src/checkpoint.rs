@@ -1,7 +1,10 @@
 //! What has already been published, rebuilt from the compacted objects topic at start, so ingest
 //! keeps no private state that could drift from the log.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+use std::hash::{Hash, Hasher};
+
+use hashbrown::{Equivalent, HashMap};
 
 use schemas::{CollectionUpserted, Event};
 
@@ -32,6 +35,26 @@ pub struct ReleaseId {
 struct ReleaseProgress {
     chunk_count: i32,
     seen: BTreeSet<i32>,
+}
+
+/// Looks up a `(object id, version)` key without making an owned copy of the id: hashes and
+/// compares exactly as the tuple does. (hashbrown rather than std's map for this, and for its
+/// faster default hasher: ingest consults the checkpoint for every object it reads.)
+#[derive(Clone, Copy)]
+struct VersionKey<'a>(&'a str, i64);
+
+impl Hash for VersionKey<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // A tuple hashes its fields in order; `str` and `String` hash alike.
+        self.0.hash(state);
+        self.1.hash(state);
+    }
+}
+
+impl Equivalent<(String, i64)> for VersionKey<'_> {
+    fn equivalent(&self, key: &(String, i64)) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
 }
 
 /// The set of (collection, object, version) published, with content digests, collections and
@@ -68,25 +91,15 @@ impl Checkpoint {
                     .or_default()
                     .metadata = Some(c.clone());
             }
-            Event::ObjectVersion(v) => {
-                let collection = self.collections.entry(v.collection_id.clone()).or_default();
-                collection.last_date_added = collection.last_date_added.max(v.date_added);
-                let known = KnownVersion {
+            Event::ObjectVersion(v) => self.record_version(
+                &v.collection_id,
+                &v.object_id,
+                v.version_micros,
+                KnownVersion {
                     digest: v.content_sha256,
                     date_added: v.date_added,
-                };
-                self.object_collections
-                    .entry(v.object_id.clone())
-                    .or_default()
-                    .insert(v.collection_id.clone());
-                let versions = self.versions.entry(v.collection_id.clone()).or_default();
-                let slot = versions
-                    .entry((v.object_id.clone(), v.version_micros))
-                    .or_insert(known);
-                if known.date_added >= slot.date_added {
-                    *slot = known;
-                }
-            }
+                },
+            ),
             Event::Release(r) => {
                 let progress = self
                     .releases
@@ -102,6 +115,31 @@ impl Checkpoint {
         }
     }
 
+    /// Takes a published version into account: what [`Checkpoint::observe`] does with an
+    /// `ObjectVersionAdded`, for callers that have its fields but not the event.
+    pub fn record_version(
+        &mut self,
+        collection_id: &str,
+        object_id: &str,
+        version_micros: i64,
+        known: KnownVersion,
+    ) {
+        let collection = self.collections.entry_ref(collection_id).or_default();
+        collection.last_date_added = collection.last_date_added.max(known.date_added);
+        let holders = self.object_collections.entry_ref(object_id).or_default();
+        if !holders.contains(collection_id) {
+            holders.insert(collection_id.to_owned());
+        }
+        let versions = self.versions.entry_ref(collection_id).or_default();
+        match versions.get_mut(&VersionKey(object_id, version_micros)) {
+            Some(slot) if known.date_added >= slot.date_added => *slot = known,
+            Some(_) => {}
+            None => {
+                versions.insert((object_id.to_owned(), version_micros), known);
+            }
+        }
+    }
+
     pub fn version(
         &self,
         collection_id: &str,
@@ -110,7 +148,7 @@ impl Checkpoint {
     ) -> Option<KnownVersion> {
         self.versions
             .get(collection_id)?
-            .get(&(object_id.to_owned(), version))
+            .get(&VersionKey(object_id, version))
             .copied()
     }
 
@@ -146,10 +184,7 @@ impl Checkpoint {
     /// last one if the clock has not moved on (or went back), so that `date_added` is strictly
     /// increasing per collection and a client paging by `added_after` can never split a tie.
     pub fn next_date_added(&mut self, collection_id: &str, now_micros: i64) -> i64 {
-        let collection = self
-            .collections
-            .entry(collection_id.to_owned())
-            .or_default();
+        let collection = self.collections.entry_ref(collection_id).or_default();
         let next = now_micros.max(collection.last_date_added.saturating_add(1));
         collection.last_date_added = next;
         next

@@ -68,6 +68,18 @@ fn read_all(config: &KafkaConfig) -> Result<(Checkpoint, Replayed), Error> {
         .set("fetch.max.bytes", "67108864")
         .create()
         .map_err(Error::kafka("creating the checkpoint reader"))?;
+    let result = read_with(&consumer, config, topic, started);
+    // Closing the consumer takes a broker round trip the import need not wait for.
+    crate::teardown::drop_in_background(consumer, "checkpoint-reader");
+    result
+}
+
+fn read_with(
+    consumer: &BaseConsumer,
+    config: &KafkaConfig,
+    topic: &str,
+    started: Instant,
+) -> Result<(Checkpoint, Replayed), Error> {
     let metadata = consumer
         .fetch_metadata(Some(topic), config.timeout)
         .map_err(Error::kafka(format!("reading metadata of {topic}")))?;
@@ -83,7 +95,7 @@ fn read_all(config: &KafkaConfig) -> Result<(Checkpoint, Replayed), Error> {
     let mut assignment = TopicPartitionList::new();
     let mut ends = Vec::new();
     for partition in partitions {
-        let (low, high) = watermarks(&consumer, topic, partition, config.timeout)?;
+        let (low, high) = watermarks(consumer, topic, partition, config.timeout)?;
         if high > low {
             assignment
                 .add_partition_offset(topic, partition, Offset::Beginning)

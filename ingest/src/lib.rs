@@ -19,6 +19,7 @@ pub mod workbench;
 pub use error::Error;
 pub mod import;
 pub mod sync;
+pub mod teardown;
 pub mod unreleased;
 
 use std::sync::Arc;
@@ -89,6 +90,7 @@ pub async fn run(
                 import::import(config, setup, &metrics, &run_id, &shutdown).await?;
             if let Some(connection) = connection {
                 connection.publisher.flush()?;
+                teardown::drop_in_background(connection, "producer");
             }
             eprintln!(
                 "imported {} bundle(s): published {}, corrections {}, skipped {}, rejected {}, \

@@ -8,6 +8,11 @@ use taxiway_ingest::config::Cli;
 use taxiway_ingest::metrics::Metrics;
 use taxiway_ingest::{Outcome, run};
 
+/// mimalloc rather than the system allocator: an import allocates and frees per object, and
+/// glibc's malloc was ~15 % of an Enterprise import's CPU (`docs/benchmarks.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

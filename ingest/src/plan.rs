@@ -6,7 +6,9 @@ use schemas::{
     Timestamp, chunk_release,
 };
 
-use crate::checkpoint::{Checkpoint, ReleaseId};
+use std::fmt::Write as _;
+
+use crate::checkpoint::{Checkpoint, KnownVersion, ReleaseId};
 
 /// TAXII media types of ATT&CK collections, as attack-taxii.mitre.org lists them.
 pub const STIX_MEDIA_TYPES: [&str; 1] = ["application/stix+json;version=2.1"];
@@ -151,46 +153,106 @@ pub fn plan_objects(
     context: &Context<'_>,
     plan: &mut Plan,
 ) {
-    for object in objects {
-        let known = checkpoint.version(
-            &collection.id,
-            &object.meta.id,
-            object.meta.version.as_micros(),
+    let mut version = String::new();
+    for decision in decide_objects(checkpoint, collection, objects, context, &mut plan.counts) {
+        let event = version_event(
+            collection,
+            &objects[decision.index],
+            &decision,
+            context,
+            &mut version,
         );
+        plan.events
+            .push(Event::ObjectVersion(event.to_owned_event()));
+    }
+}
+
+/// That an object of a batch is to be published, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// Index of the object in the batch.
+    pub index: usize,
+    pub date_added: i64,
+    /// On a correction, the `date_added` of the content it replaces.
+    pub supersedes: Option<i64>,
+}
+
+/// Which of `objects` are new or corrected versions, each with its `date_added`, recorded in
+/// the checkpoint as published; known ones are counted as skipped. [`version_event`] makes
+/// the event of a decision; [`plan_objects`] is both steps with owned events.
+pub fn decide_objects(
+    checkpoint: &mut Checkpoint,
+    collection: &CollectionInfo,
+    objects: &[Candidate<'_>],
+    context: &Context<'_>,
+    counts: &mut Counts,
+) -> Vec<Decision> {
+    let mut decisions = Vec::with_capacity(objects.len());
+    for (index, object) in objects.iter().enumerate() {
+        let version_micros = object.meta.version.as_micros();
+        let known = checkpoint.version(&collection.id, &object.meta.id, version_micros);
         let supersedes = match known {
             Some(k) if k.digest == object.digest => {
-                plan.counts.skipped += 1;
+                counts.skipped += 1;
                 continue;
             }
             Some(k) => {
-                plan.counts.corrections += 1;
+                counts.corrections += 1;
                 Some(k.date_added)
             }
             None => {
-                plan.counts.published += 1;
+                counts.published += 1;
                 None
             }
         };
         let date_added = checkpoint.next_date_added(&collection.id, context.now_micros);
-        let event = ObjectVersionAdded {
-            collection_id: collection.id.clone(),
-            object_id: object.meta.id.clone(),
-            stix_type: object.meta.stix_type.clone(),
-            spec_version: object.meta.spec_version.as_str().to_owned(),
-            version: object.meta.version.to_string(),
-            version_micros: object.meta.version.as_micros(),
-            date_added,
-            content_sha256: object.digest,
-            object_json: object.json.to_owned(),
-            source: Source {
-                position: Some(object.position),
-                ..context.source.clone()
+        checkpoint.record_version(
+            &collection.id,
+            &object.meta.id,
+            version_micros,
+            KnownVersion {
+                digest: object.digest,
+                date_added,
             },
-            ingest_run_id: context.run_id.to_owned(),
-            correction: supersedes.is_some(),
-            supersedes_date_added: supersedes,
-        };
-        push(checkpoint, plan, Event::ObjectVersion(event));
+        );
+        decisions.push(Decision {
+            index,
+            date_added,
+            supersedes,
+        });
+    }
+    decisions
+}
+
+/// The event of a decision, borrowing from the object and the context. `version` is scratch
+/// space for the version's canonical text, reused from one event to the next.
+pub fn version_event<'a>(
+    collection: &'a CollectionInfo,
+    object: &'a Candidate<'a>,
+    decision: &Decision,
+    context: &'a Context<'a>,
+    version: &'a mut String,
+) -> ObjectVersionAdded<&'a str> {
+    version.clear();
+    // Writing into a String cannot fail.
+    let _ = write!(version, "{}", object.meta.version);
+    ObjectVersionAdded {
+        collection_id: &collection.id,
+        object_id: &object.meta.id,
+        stix_type: &object.meta.stix_type,
+        spec_version: object.meta.spec_version.as_str(),
+        version: version.as_str(),
+        version_micros: object.meta.version.as_micros(),
+        date_added: decision.date_added,
+        content_sha256: object.digest,
+        object_json: object.json,
+        source: Source {
+            position: Some(object.position),
+            ..context.source.view()
+        },
+        ingest_run_id: context.run_id,
+        correction: decision.supersedes.is_some(),
+        supersedes_date_added: decision.supersedes,
     }
 }
 

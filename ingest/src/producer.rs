@@ -2,6 +2,7 @@
 //! in-order sends whose deliveries are all confirmed before a batch counts as published.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -14,7 +15,7 @@ use rdkafka::types::RDKafkaErrorCode as Code;
 
 use crate::config::KafkaConfig;
 use crate::error::Error;
-use schemas::{DeadLetter, Event};
+use schemas::{DeadLetter, Event, ObjectVersionAdded};
 
 /// Largest message on the objects topic. A STIX 2.1 Enterprise `x-mitre-collection` object lists
 /// ~25k members and is about 3 MB; 16 MiB leaves room for bigger private collections.
@@ -34,6 +35,9 @@ pub struct Publisher {
     dead_letter_topic: String,
     partitions: i32,
     timeout: Duration,
+    /// Sends whose delivery nobody has awaited yet: when none are left, [`Publisher::flush`]
+    /// has nothing to wait for.
+    unconfirmed: AtomicUsize,
 }
 
 impl Publisher {
@@ -70,6 +74,7 @@ impl Publisher {
             dead_letter_topic: config.dead_letter_topic.clone(),
             partitions,
             timeout: config.timeout,
+            unconfirmed: AtomicUsize::new(0),
         })
     }
 
@@ -115,7 +120,7 @@ impl Publisher {
                 .payload(&payload);
             self.enqueue(record, &mut pending).await?;
         }
-        drain(pending, &self.dead_letter_topic).await
+        self.drain(pending, &self.dead_letter_topic).await
     }
 
     async fn enqueue<K, P>(
@@ -132,11 +137,12 @@ impl Publisher {
             if pending.len() >= MAX_IN_FLIGHT {
                 let oldest = pending.pop_front();
                 if let Some(delivery) = oldest {
-                    confirm(delivery, record.topic).await?;
+                    self.confirm(delivery, record.topic).await?;
                 }
             }
             match self.producer.send_result(record) {
                 Ok(delivery) => {
+                    self.unconfirmed.fetch_add(1, Ordering::Relaxed);
                     pending.push_back(delivery);
                     return Ok(());
                 }
@@ -151,7 +157,7 @@ impl Publisher {
                         )));
                     }
                     match pending.pop_front() {
-                        Some(delivery) => confirm(delivery, record.topic).await?,
+                        Some(delivery) => self.confirm(delivery, record.topic).await?,
                         None => tokio::time::sleep(Duration::from_millis(10)).await,
                     }
                 }
@@ -165,8 +171,14 @@ impl Publisher {
         }
     }
 
-    /// Waits until everything enqueued has been delivered (used at shutdown).
+    /// Waits until everything enqueued has been delivered (used at shutdown). Returns at once
+    /// when every send's delivery was already awaited: librdkafka's flush can otherwise sit out
+    /// a 100 ms poll for internal events (measured after an import whose every delivery had
+    /// been confirmed).
     pub fn flush(&self) -> Result<(), Error> {
+        if self.unconfirmed.load(Ordering::Acquire) == 0 {
+            return Ok(());
+        }
         self.producer
             .flush(self.timeout)
             .map_err(Error::kafka("flushing the producer"))
@@ -186,11 +198,24 @@ impl Sending<'_> {
     pub async fn send(&mut self, event: &Event) -> Result<(), Error> {
         self.buffer.clear();
         schemas::encode_event_into(event, &mut self.buffer)?;
-        let key = event.key();
+        self.enqueue_buffer(&event.key(), event.collection_id())
+            .await
+    }
+
+    /// [`Sending::send`] for a version event given as a borrowed view (what a bundle's objects
+    /// are published as: their JSON is encoded straight from the bundle's text).
+    pub async fn send_version(&mut self, event: &ObjectVersionAdded<&str>) -> Result<(), Error> {
+        self.buffer.clear();
+        schemas::encode_object_version_into(event, &mut self.buffer)?;
+        self.enqueue_buffer(&event.key(), event.collection_id).await
+    }
+
+    /// Enqueues the encoded event in `buffer` on its collection's partition.
+    async fn enqueue_buffer(&mut self, key: &str, collection_id: &str) -> Result<(), Error> {
         let publisher = self.publisher;
-        let partition = schemas::partition_for(event.collection_id(), publisher.partitions);
+        let partition = schemas::partition_for(collection_id, publisher.partitions);
         let record = FutureRecord::to(&publisher.objects_topic)
-            .key(key.as_str())
+            .key(key)
             .payload(self.buffer.as_slice())
             .partition(partition);
         publisher.enqueue(record, &mut self.pending).await
@@ -198,28 +223,34 @@ impl Sending<'_> {
 
     /// Waits until Kafka acknowledged every event sent.
     pub async fn finish(self) -> Result<(), Error> {
-        drain(self.pending, &self.publisher.objects_topic).await
+        let topic = &self.publisher.objects_topic;
+        self.publisher.drain(self.pending, topic).await
     }
 }
 
-async fn confirm(delivery: DeliveryFuture, topic: &str) -> Result<(), Error> {
-    match delivery.await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err((e, _))) => Err(Error::Kafka {
-            context: format!("delivering to {topic}"),
-            source: e,
-        }),
-        Err(_) => Err(Error::KafkaState(format!(
-            "producer closed before delivering to {topic}"
-        ))),
+impl Publisher {
+    /// Awaits one delivery; an error names the topic.
+    async fn confirm(&self, delivery: DeliveryFuture, topic: &str) -> Result<(), Error> {
+        let outcome = delivery.await;
+        self.unconfirmed.fetch_sub(1, Ordering::Release);
+        match outcome {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, _))) => Err(Error::Kafka {
+                context: format!("delivering to {topic}"),
+                source: e,
+            }),
+            Err(_) => Err(Error::KafkaState(format!(
+                "producer closed before delivering to {topic}"
+            ))),
+        }
     }
-}
 
-async fn drain(pending: VecDeque<DeliveryFuture>, topic: &str) -> Result<(), Error> {
-    for delivery in pending {
-        confirm(delivery, topic).await?;
+    async fn drain(&self, pending: VecDeque<DeliveryFuture>, topic: &str) -> Result<(), Error> {
+        for delivery in pending {
+            self.confirm(delivery, topic).await?;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Creates the objects topic (compacted: every version has its own key, so compaction only
@@ -261,6 +292,7 @@ pub async fn ensure_topics(config: &KafkaConfig) -> Result<(), Error> {
             }
         }
     }
+    crate::teardown::drop_in_background(admin, "admin");
     Ok(())
 }
 

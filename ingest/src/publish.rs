@@ -18,8 +18,8 @@ use crate::checkpoint::Checkpoint;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::plan::{
-    Candidate, CollectionInfo, Context, Counts, Plan, ReleaseInfo, plan_collection, plan_objects,
-    plan_release,
+    Candidate, CollectionInfo, Context, Counts, Plan, ReleaseInfo, decide_objects, plan_collection,
+    plan_release, version_event,
 };
 use crate::producer::{Publisher, Sending};
 
@@ -120,6 +120,7 @@ pub async fn publish_bundle(
     let gone = || Error::KafkaState("bundle reader task stopped unexpectedly".to_owned());
     let Stage::Parsed {
         file,
+        sha256,
         collection: found,
         objects: total,
     } = stages.recv().await.ok_or_else(gone)??
@@ -146,7 +147,7 @@ pub async fn publish_bundle(
     let source = Source {
         kind: origin.kind,
         uri: origin.uri.clone(),
-        sha256: Some(file.sha256.clone()),
+        sha256: Some(sha256),
         position: None,
     };
     let now = now_micros();
@@ -164,6 +165,7 @@ pub async fn publish_bundle(
     let mut rejected: Vec<Rejected> = Vec::new();
     let mut first_mitre: Option<Box<MitreCollection>> = None;
     let mut chunks = Chunks::default();
+    let mut version = String::new();
     let expected_chunks = total.div_ceil(crate::check::CHUNK);
     while chunks.done() < expected_chunks {
         let Stage::Checked { index, outcomes } = stages.recv().await.ok_or_else(gone)?? else {
@@ -186,8 +188,19 @@ pub async fn publish_bundle(
                 .iter()
                 .map(|o| candidate(o, text))
                 .collect();
-            plan_objects(checkpoint, &collection, &candidates, &context, &mut plan);
-            send_all(&mut sending, &mut plan).await?;
+            // Encoded straight from the bundle's text: no owned copy of each object's JSON.
+            let decisions = decide_objects(
+                checkpoint,
+                &collection,
+                &candidates,
+                &context,
+                &mut plan.counts,
+            );
+            for decision in &decisions {
+                let candidate = &candidates[decision.index];
+                let event = version_event(&collection, candidate, decision, &context, &mut version);
+                sending.send_version(&event).await?;
+            }
         }
     }
     let checked = started.elapsed();
@@ -417,7 +430,6 @@ mod tests {
         crate::check::check_bundle(
             crate::bundle::BundleFile {
                 path: "t.json".into(),
-                sha256: String::new(),
                 text: text.to_owned(),
             },
             true,
