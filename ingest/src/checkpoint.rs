@@ -2,9 +2,8 @@
 //! keeps no private state that could drift from the log.
 
 use std::collections::BTreeSet;
-use std::hash::{Hash, Hasher};
 
-use hashbrown::{Equivalent, HashMap};
+use hashbrown::HashMap;
 
 use schemas::{CollectionUpserted, Event};
 
@@ -15,11 +14,86 @@ pub struct KnownVersion {
     pub date_added: i64,
 }
 
-/// A collection's last published metadata and the newest `date_added` used in it.
+/// A collection's last published metadata, the newest `date_added` used in it, and the
+/// versions published in it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KnownCollection {
     pub metadata: Option<CollectionUpserted>,
     pub last_date_added: i64,
+    /// Object id → (version in microseconds, what was published); objects have a few versions.
+    /// hashbrown rather than std's map: borrowed-key inserts (`entry_ref`) and a faster default
+    /// hasher, since ingest consults this for every object it reads.
+    versions: HashMap<String, Vec<(i64, KnownVersion)>>,
+}
+
+/// What [`KnownCollection::publish`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publication {
+    /// The same content is already published: nothing to do.
+    Known,
+    /// To be published with this `date_added`; `supersedes`: the `date_added` of different
+    /// content published before under the same (object, version), which this corrects.
+    Publish {
+        date_added: i64,
+        supersedes: Option<i64>,
+    },
+}
+
+impl KnownCollection {
+    pub fn version(&self, object_id: &str, version_micros: i64) -> Option<KnownVersion> {
+        self.versions
+            .get(object_id)?
+            .iter()
+            .find(|(v, _)| *v == version_micros)
+            .map(|(_, known)| *known)
+    }
+
+    /// Takes a published version into account: for the same (object, version) the later
+    /// `date_added` wins, which is also what compaction keeps.
+    fn record(&mut self, object_id: &str, version_micros: i64, known: KnownVersion) {
+        self.last_date_added = self.last_date_added.max(known.date_added);
+        let versions = self.versions.entry_ref(object_id).or_default();
+        match versions.iter_mut().find(|(v, _)| *v == version_micros) {
+            Some((_, slot)) if known.date_added >= slot.date_added => *slot = known,
+            Some(_) => {}
+            None => versions.push((version_micros, known)),
+        }
+    }
+
+    /// Decides whether (object, version) with this content is to be published, and if so
+    /// records it as published with the next `date_added` (see [`Checkpoint::next_date_added`]).
+    /// One lookup per object: an import calls this for every object of a bundle.
+    pub fn publish(
+        &mut self,
+        object_id: &str,
+        version_micros: i64,
+        digest: [u8; 32],
+        now_micros: i64,
+    ) -> Publication {
+        let versions = self.versions.entry_ref(object_id).or_default();
+        let existing = versions.iter_mut().find(|(v, _)| *v == version_micros);
+        let supersedes = match &existing {
+            Some((_, known)) if known.digest == digest => return Publication::Known,
+            Some((_, known)) => Some(known.date_added),
+            None => None,
+        };
+        let date_added = now_micros.max(self.last_date_added.saturating_add(1));
+        self.last_date_added = date_added;
+        let known = KnownVersion { digest, date_added };
+        match existing {
+            Some((_, slot)) => *slot = known,
+            None => versions.push((version_micros, known)),
+        }
+        Publication::Publish {
+            date_added,
+            supersedes,
+        }
+    }
+
+    /// Makes room for `additional` more objects.
+    pub fn reserve(&mut self, additional: usize) {
+        self.versions.reserve(additional);
+    }
 }
 
 /// A release's identity: a collection version is keyed by its timestamp, not only its label,
@@ -37,36 +111,12 @@ struct ReleaseProgress {
     seen: BTreeSet<i32>,
 }
 
-/// Looks up a `(object id, version)` key without making an owned copy of the id: hashes and
-/// compares exactly as the tuple does. (hashbrown rather than std's map for this, and for its
-/// faster default hasher: ingest consults the checkpoint for every object it reads.)
-#[derive(Clone, Copy)]
-struct VersionKey<'a>(&'a str, i64);
-
-impl Hash for VersionKey<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // A tuple hashes its fields in order; `str` and `String` hash alike.
-        self.0.hash(state);
-        self.1.hash(state);
-    }
-}
-
-impl Equivalent<(String, i64)> for VersionKey<'_> {
-    fn equivalent(&self, key: &(String, i64)) -> bool {
-        self.0 == key.0 && self.1 == key.1
-    }
-}
-
 /// The set of (collection, object, version) published, with content digests, collections and
 /// complete releases.
 #[derive(Debug, Default)]
 pub struct Checkpoint {
-    versions: HashMap<String, HashMap<(String, i64), KnownVersion>>,
     collections: HashMap<String, KnownCollection>,
     releases: HashMap<ReleaseId, ReleaseProgress>,
-    /// Object id → the collections holding some version of it: how a Workbench edit, whose new
-    /// version names no collection, finds the collections it belongs to.
-    object_collections: HashMap<String, BTreeSet<String>>,
 }
 
 /// Counts for logs: how much the checkpoint holds.
@@ -124,20 +174,8 @@ impl Checkpoint {
         version_micros: i64,
         known: KnownVersion,
     ) {
-        let collection = self.collections.entry_ref(collection_id).or_default();
-        collection.last_date_added = collection.last_date_added.max(known.date_added);
-        let holders = self.object_collections.entry_ref(object_id).or_default();
-        if !holders.contains(collection_id) {
-            holders.insert(collection_id.to_owned());
-        }
-        let versions = self.versions.entry_ref(collection_id).or_default();
-        match versions.get_mut(&VersionKey(object_id, version_micros)) {
-            Some(slot) if known.date_added >= slot.date_added => *slot = known,
-            Some(_) => {}
-            None => {
-                versions.insert((object_id.to_owned(), version_micros), known);
-            }
-        }
+        self.collection_mut(collection_id)
+            .record(object_id, version_micros, known);
     }
 
     pub fn version(
@@ -146,15 +184,27 @@ impl Checkpoint {
         object_id: &str,
         version: i64,
     ) -> Option<KnownVersion> {
-        self.versions
+        self.collections
             .get(collection_id)?
-            .get(&VersionKey(object_id, version))
-            .copied()
+            .version(object_id, version)
     }
 
-    /// The collections in which some version of the object has been published.
-    pub fn collections_of(&self, object_id: &str) -> Option<&BTreeSet<String>> {
-        self.object_collections.get(object_id)
+    /// The collections in which some version of the object has been published, in id order:
+    /// how a Workbench edit, whose new version names no collection, finds where it belongs.
+    pub fn collections_of<'a>(&'a self, object_id: &'a str) -> impl Iterator<Item = &'a str> {
+        let mut held: Vec<&str> = self
+            .collections
+            .iter()
+            .filter(|(_, c)| c.versions.contains_key(object_id))
+            .map(|(id, _)| id.as_str())
+            .collect();
+        held.sort_unstable();
+        held.into_iter()
+    }
+
+    /// The collection's entry, created empty when it is new.
+    pub fn collection_mut(&mut self, collection_id: &str) -> &mut KnownCollection {
+        self.collections.entry_ref(collection_id).or_default()
     }
 
     pub fn collection(&self, collection_id: &str) -> Option<&KnownCollection> {
@@ -184,7 +234,7 @@ impl Checkpoint {
     /// last one if the clock has not moved on (or went back), so that `date_added` is strictly
     /// increasing per collection and a client paging by `added_after` can never split a tie.
     pub fn next_date_added(&mut self, collection_id: &str, now_micros: i64) -> i64 {
-        let collection = self.collections.entry_ref(collection_id).or_default();
+        let collection = self.collection_mut(collection_id);
         let next = now_micros.max(collection.last_date_added.saturating_add(1));
         collection.last_date_added = next;
         next
@@ -193,7 +243,12 @@ impl Checkpoint {
     pub fn size(&self) -> CheckpointSize {
         CheckpointSize {
             collections: self.collections.len(),
-            versions: self.versions.values().map(HashMap::len).sum(),
+            versions: self
+                .collections
+                .values()
+                .flat_map(|c| c.versions.values())
+                .map(Vec::len)
+                .sum(),
             releases: self
                 .releases
                 .keys()
@@ -267,6 +322,39 @@ mod tests {
     }
 
     #[test]
+    fn publish_skips_the_same_content_corrects_other_content_and_keeps_date_added_increasing() {
+        let mut checkpoint = Checkpoint::default();
+        checkpoint.observe(&version("x--1", 5, 100, 1));
+        let known = checkpoint.collection_mut("c");
+        assert_eq!(known.publish("x--1", 5, [1; 32], 50), Publication::Known);
+        // The clock is behind the last date_added: the next one still follows it.
+        assert_eq!(
+            known.publish("x--1", 5, [2; 32], 50),
+            Publication::Publish {
+                date_added: 101,
+                supersedes: Some(100)
+            }
+        );
+        assert_eq!(
+            known.publish("x--2", 5, [2; 32], 500),
+            Publication::Publish {
+                date_added: 500,
+                supersedes: None
+            }
+        );
+        assert_eq!(known.publish("x--2", 5, [2; 32], 600), Publication::Known);
+        assert_eq!(
+            checkpoint.version("c", "x--1", 5),
+            Some(KnownVersion {
+                digest: [2; 32],
+                date_added: 101
+            })
+        );
+        assert_eq!(checkpoint.collection("c").unwrap().last_date_added, 500);
+        assert_eq!(checkpoint.size().versions, 2);
+    }
+
+    #[test]
     fn the_collections_of_an_object_are_those_holding_any_of_its_versions() {
         let mut checkpoint = Checkpoint::default();
         checkpoint.observe(&version("x--1", 5, 10, 1));
@@ -276,14 +364,9 @@ mod tests {
         };
         elsewhere.collection_id = "d".into();
         checkpoint.observe(&Event::ObjectVersion(elsewhere));
-        let held: Vec<&str> = checkpoint
-            .collections_of("x--1")
-            .into_iter()
-            .flatten()
-            .map(String::as_str)
-            .collect();
+        let held: Vec<&str> = checkpoint.collections_of("x--1").collect();
         assert_eq!(held, ["c", "d"]);
-        assert!(checkpoint.collections_of("x--2").is_none());
+        assert_eq!(checkpoint.collections_of("x--2").count(), 0);
     }
 
     #[test]

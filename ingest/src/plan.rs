@@ -8,7 +8,7 @@ use schemas::{
 
 use std::fmt::Write as _;
 
-use crate::checkpoint::{Checkpoint, KnownVersion, ReleaseId};
+use crate::checkpoint::{Checkpoint, Publication, ReleaseId};
 
 /// TAXII media types of ATT&CK collections, as attack-taxii.mitre.org lists them.
 pub const STIX_MEDIA_TYPES: [&str; 1] = ["application/stix+json;version=2.1"];
@@ -188,38 +188,32 @@ pub fn decide_objects(
     counts: &mut Counts,
 ) -> Vec<Decision> {
     let mut decisions = Vec::with_capacity(objects.len());
+    let known = checkpoint.collection_mut(&collection.id);
     for (index, object) in objects.iter().enumerate() {
-        let version_micros = object.meta.version.as_micros();
-        let known = checkpoint.version(&collection.id, &object.meta.id, version_micros);
-        let supersedes = match known {
-            Some(k) if k.digest == object.digest => {
-                counts.skipped += 1;
-                continue;
-            }
-            Some(k) => {
-                counts.corrections += 1;
-                Some(k.date_added)
-            }
-            None => {
-                counts.published += 1;
-                None
-            }
-        };
-        let date_added = checkpoint.next_date_added(&collection.id, context.now_micros);
-        checkpoint.record_version(
-            &collection.id,
+        let publication = known.publish(
             &object.meta.id,
-            version_micros,
-            KnownVersion {
-                digest: object.digest,
-                date_added,
-            },
+            object.meta.version.as_micros(),
+            object.digest,
+            context.now_micros,
         );
-        decisions.push(Decision {
-            index,
-            date_added,
-            supersedes,
-        });
+        match publication {
+            Publication::Known => counts.skipped += 1,
+            Publication::Publish {
+                date_added,
+                supersedes,
+            } => {
+                if supersedes.is_some() {
+                    counts.corrections += 1;
+                } else {
+                    counts.published += 1;
+                }
+                decisions.push(Decision {
+                    index,
+                    date_added,
+                    supersedes,
+                });
+            }
+        }
     }
     decisions
 }

@@ -161,6 +161,8 @@ pub async fn publish_bundle(
     plan_collection(checkpoint, &collection, &context, &mut plan);
     send_all(&mut sending, &mut plan).await?;
 
+    // One allocation of the checkpoint's table instead of a dozen rehashes while it grows.
+    checkpoint.collection_mut(&collection.id).reserve(total);
     let mut objects: Vec<PreparedObject> = Vec::with_capacity(total);
     let mut rejected: Vec<Rejected> = Vec::new();
     let mut first_mitre: Option<Box<MitreCollection>> = None;

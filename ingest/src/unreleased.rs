@@ -319,13 +319,7 @@ pub fn plan_scan(
             modified: None,
         });
         let id = text_of(head.id);
-        let checked = schemas::validate_object(json, None)
-            .map_err(|e| e.reason)
-            .and_then(|meta| {
-                schemas::stix::content_digest(json)
-                    .map(|digest| (meta, digest))
-                    .map_err(|e| e.to_string())
-            });
+        let checked = schemas::stix::validate_and_digest(json, None).map_err(|e| e.reason);
         let digest = checked.as_ref().ok().map(|(_, d)| *d);
         let previous = seen.insert((id.clone(), text_of(head.modified)), digest);
         plan.reached_known |= previous.is_some();
@@ -336,10 +330,8 @@ pub fn plan_scan(
             .iter()
             .map(|c| c.collection_ref.as_str())
             .collect();
-        if collections.is_empty()
-            && let Some(held) = checkpoint.collections_of(&id)
-        {
-            collections.extend(held.iter().map(String::as_str));
+        if collections.is_empty() {
+            collections.extend(checkpoint.collections_of(&id));
         }
         if collections.is_empty() {
             plan.no_collection += 1;
