@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -56,7 +56,7 @@ impl BundleFile {
             path: path.to_owned(),
             source,
         };
-        let mut file = BufReader::new(File::open(path).map_err(io_err)?);
+        let mut file = File::open(path).map_err(io_err)?;
         // Enough for a zstd frame header, which may state the decompressed size.
         let mut magic = [0u8; 18];
         let mut got = 0;
@@ -66,63 +66,65 @@ impl BundleFile {
                 n => got += n,
             }
         }
-        let head = std::io::Cursor::new(magic[..got].to_vec());
-        let chained = head.chain(file);
-        let stated = match zstd::zstd_safe::get_frame_content_size(&magic[..got]) {
-            Ok(Some(size)) if magic[..got].starts_with(&ZSTD_MAGIC) => Some(size),
+        let magic = &magic[..got];
+        // One byte over the limit tells "too large" apart from "exactly at the limit".
+        let limit = max_bytes.saturating_add(1);
+        let zstd_size = match zstd::zstd_safe::get_frame_content_size(magic) {
+            Ok(Some(size)) if magic.starts_with(&ZSTD_MAGIC) => Some(size),
             _ => None,
         };
-        let bytes = match stated {
+        let too_large = || Error::BundleTooLarge {
+            path: path.to_owned(),
+            max_bytes,
+        };
+        if zstd_size.is_some_and(|size| size > max_bytes) {
+            return Err(too_large());
+        }
+        let plain = !magic.starts_with(&ZSTD_MAGIC) && !magic.starts_with(&GZIP_MAGIC);
+        let bytes = if plain && file.rewind().is_ok() {
+            // Read whole, from the start, into a buffer of the file's size: through the
+            // generic reader below, 45 MB were zero-filled first and grown (copied) repeatedly.
+            let size = file.metadata().map(|m| m.len()).unwrap_or(0).min(limit);
+            let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+            file.take(limit).read_to_end(&mut bytes).map_err(io_err)?;
+            bytes
+        } else if let Some(size) = zstd_size {
             // A zstd frame that states its size (what `zstd` writes) is decompressed in one
-            // call into a buffer of exactly that size: streaming it through `read_to_end`
-            // zero-filled and copied the 45 MB of an Enterprise bundle first.
-            Some(size) if size <= max_bytes => {
-                let mut compressed = Vec::new();
-                let mut chained = chained;
-                chained.read_to_end(&mut compressed).map_err(io_err)?;
-                let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-                let whole = zstd::bulk::Decompressor::new()
-                    .and_then(|mut d| d.decompress_to_buffer(&compressed, &mut bytes));
-                if whole.is_err() {
-                    // More frames than the first one stated (pzstd writes several), or a
-                    // corrupt frame: the stream decoder handles the first and names the second.
-                    bytes.clear();
-                    zstd::stream::read::Decoder::new(compressed.as_slice())
-                        .map_err(io_err)?
-                        .take(max_bytes.saturating_add(1))
-                        .read_to_end(&mut bytes)
-                        .map_err(io_err)?;
-                }
-                bytes
-            }
-            Some(_) => {
-                return Err(Error::BundleTooLarge {
-                    path: path.to_owned(),
-                    max_bytes,
-                });
-            }
-            None => {
-                let reader: Box<dyn Read> = if magic[..got].starts_with(&ZSTD_MAGIC) {
-                    Box::new(zstd::stream::read::Decoder::new(chained).map_err(io_err)?)
-                } else if magic[..got].starts_with(&GZIP_MAGIC) {
-                    Box::new(flate2::read::MultiGzDecoder::new(chained))
-                } else {
-                    Box::new(chained)
-                };
-                let mut bytes = Vec::new();
-                // One byte over the limit tells "too large" apart from "exactly at the limit".
-                reader
-                    .take(max_bytes.saturating_add(1))
+            // call into a buffer of exactly that size, without the zero-fill and copies of
+            // streaming it.
+            let mut compressed = magic.to_vec();
+            BufReader::new(file)
+                .read_to_end(&mut compressed)
+                .map_err(io_err)?;
+            let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+            let whole = zstd::bulk::Decompressor::new()
+                .and_then(|mut d| d.decompress_to_buffer(&compressed, &mut bytes));
+            if whole.is_err() {
+                // More frames than the first one stated (pzstd writes several), or a corrupt
+                // frame: the stream decoder reads them all, or names the error.
+                bytes.clear();
+                zstd::stream::read::Decoder::new(compressed.as_slice())
+                    .map_err(io_err)?
+                    .take(limit)
                     .read_to_end(&mut bytes)
                     .map_err(io_err)?;
-                bytes
             }
+            bytes
+        } else {
+            let chained = std::io::Cursor::new(magic.to_vec()).chain(BufReader::new(file));
+            let reader: Box<dyn Read> = if magic.starts_with(&ZSTD_MAGIC) {
+                Box::new(zstd::stream::read::Decoder::new(chained).map_err(io_err)?)
+            } else if magic.starts_with(&GZIP_MAGIC) {
+                Box::new(flate2::read::MultiGzDecoder::new(chained))
+            } else {
+                Box::new(chained)
+            };
+            let mut bytes = Vec::new();
+            reader.take(limit).read_to_end(&mut bytes).map_err(io_err)?;
+            bytes
         };
         if bytes.len() as u64 > max_bytes {
-            return Err(Error::BundleTooLarge {
-                path: path.to_owned(),
-                max_bytes,
-            });
+            return Err(too_large());
         }
         Self::from_decompressed(path.to_owned(), bytes)
     }
