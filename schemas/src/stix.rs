@@ -349,18 +349,8 @@ pub fn validate_object(
 ) -> Result<StixObjectMeta, Invalid> {
     let fields = match serde_json::from_str::<Top<'_>>(raw) {
         Ok(Top::Object(fields)) => fields,
-        Ok(Top::NotObject(what)) => {
-            return Err(Invalid::new(
-                InvalidKind::NotAnObject,
-                format!("not a JSON object but {what}"),
-            ));
-        }
-        Err(e) => {
-            return Err(Invalid::new(
-                InvalidKind::NotJson,
-                format!("not valid JSON: {e}"),
-            ));
-        }
+        Ok(Top::NotObject(what)) => return Err(not_an_object(what)),
+        Err(e) => return Err(not_json(&e)),
     };
     meta_of(fields, bundle_spec_version)
 }
@@ -380,18 +370,8 @@ pub fn validate_and_digest(
         .and_then(|top| deserializer.end().map(|()| top));
     let mut entries = match top {
         Ok(TopEntries::Object(entries)) => entries,
-        Ok(TopEntries::NotObject(what)) => {
-            return Err(Invalid::new(
-                InvalidKind::NotAnObject,
-                format!("not a JSON object but {what}"),
-            ));
-        }
-        Err(e) => {
-            return Err(Invalid::new(
-                InvalidKind::NotJson,
-                format!("not valid JSON: {e}"),
-            ));
-        }
+        Ok(TopEntries::NotObject(what)) => return Err(not_an_object(what)),
+        Err(e) => return Err(not_json(&e)),
     };
     let mut fields = ProbeFields::default();
     for (key, start, end) in &entries {
@@ -409,9 +389,19 @@ pub fn validate_and_digest(
     }
     let meta = meta_of(fields, bundle_spec_version)?;
     let mut hasher = Sha256::new();
-    write_sorted(&mut entries, &values, &mut hasher)
-        .map_err(|e| Invalid::new(InvalidKind::NotJson, format!("not valid JSON: {e}")))?;
+    write_sorted(&mut entries, &values, &mut hasher).map_err(|e| not_json(&e))?;
     Ok((meta, hasher.finalize().into()))
+}
+
+fn not_an_object(what: &str) -> Invalid {
+    Invalid::new(
+        InvalidKind::NotAnObject,
+        format!("not a JSON object but {what}"),
+    )
+}
+
+fn not_json(e: &serde_json::Error) -> Invalid {
+    Invalid::new(InvalidKind::NotJson, format!("not valid JSON: {e}"))
 }
 
 /// The checks of [`validate_object`] on the fields it found.
@@ -555,6 +545,42 @@ fn shorten(value: &str) -> Cow<'_, str> {
     Cow::Owned(format!("{}…", &value[..end]))
 }
 
+/// The `Visitor` methods of a top-level visitor for every JSON value that is not an object:
+/// each gives `$not(what the value is)`, for the "not a JSON object but …" reason. An array is
+/// read through, so that invalid JSON inside it is still reported as such.
+macro_rules! visit_non_objects {
+    ($not:path) => {
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok($not("an array"))
+        }
+
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($not("a string"))
+        }
+
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($not("a boolean"))
+        }
+
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($not("a number"))
+        }
+
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($not("a number"))
+        }
+
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($not("a number"))
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok($not("null"))
+        }
+    };
+}
+
 /// The top level of an object's JSON, with only the fields [`validate_object`] checks.
 enum Top<'a> {
     Object(ProbeFields<'a>),
@@ -631,34 +657,7 @@ impl<'de> Visitor<'de> for TopVisitor {
         Ok(Top::Object(fields))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Top::NotObject("an array"))
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Top::NotObject("a string"))
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Top::NotObject("a boolean"))
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Top::NotObject("a number"))
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Top::NotObject("a number"))
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Top::NotObject("a number"))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Top::NotObject("null"))
-    }
+    visit_non_objects!(Top::NotObject);
 }
 
 enum ProbeKey {
@@ -954,35 +953,7 @@ impl<'de> Visitor<'de> for CanonicalTop<'_> {
         Ok(TopEntries::Object(entries))
     }
 
-    // The rest as `TopVisitor` has it.
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(TopEntries::NotObject("an array"))
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(TopEntries::NotObject("a string"))
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(TopEntries::NotObject("a boolean"))
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(TopEntries::NotObject("a number"))
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(TopEntries::NotObject("a number"))
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(TopEntries::NotObject("a number"))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(TopEntries::NotObject("null"))
-    }
+    visit_non_objects!(TopEntries::NotObject);
 }
 
 /// Writes a string serde_json borrowed from the input, i.e. one that had no escape sequence:
