@@ -131,7 +131,8 @@ pub struct WorkbenchConfig {
     #[arg(long, env = "TAXIWAY_WORKBENCH_INCLUDE_UNRELEASED")]
     pub include_unreleased: bool,
     /// With --include-unreleased: how often to read the most recently modified object versions
-    /// (`recent-activity`, a few hundred KB).
+    /// (`recent-activity`, a few hundred KB). After a failed scan the wait doubles, up to
+    /// --unreleased-full-scan-interval, until a scan works again.
     #[arg(long, env = "TAXIWAY_WORKBENCH_UNRELEASED_POLL", default_value = "30s", value_parser = parse_duration)]
     pub unreleased_poll_interval: Duration,
     /// With --include-unreleased: how often to read the latest version of every object

@@ -216,7 +216,11 @@ pub async fn run_mirror(
             match scanner.poll(checkpoint).await {
                 Ok(_) => {}
                 Err(e) if e.is_input_problem() => {
-                    tracing::warn!(error = %e, "workbench unreleased scan failed; retried on the next poll");
+                    tracing::warn!(
+                        error = %e,
+                        retry_in_s = scanner.retry_wait().as_secs(),
+                        "workbench unreleased scan failed; keeping everything published so far"
+                    );
                 }
                 Err(e) => return Err(e),
             }

@@ -74,6 +74,15 @@ pub struct ScanReport {
     pub reached_known: bool,
 }
 
+/// [`Scanner::retry_wait`] after `failures` failed attempts in a row.
+fn retry_wait(schedule: &Schedule, failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    schedule
+        .poll_interval
+        .saturating_mul(1 << doublings)
+        .min(schedule.full_scan_interval.max(schedule.poll_interval))
+}
+
 /// The content digest of each (object id, `modified` text) read in this run; `None` for content
 /// without one (it failed validation).
 pub type Seen = HashMap<(String, String), Option<[u8; 32]>>;
@@ -88,6 +97,8 @@ pub struct Scanner {
     seen: Seen,
     last_poll: Option<Instant>,
     last_full: Option<Instant>,
+    /// Scans failed in a row since the last that worked: each doubles the wait before the next.
+    failures: u32,
 }
 
 impl Scanner {
@@ -107,19 +118,43 @@ impl Scanner {
             seen: Seen::new(),
             last_poll: None,
             last_full: None,
+            failures: 0,
         }
+    }
+
+    /// How long after the last attempt the next one is due: the poll interval, doubled for each
+    /// failed attempt in a row, at most the full-scan interval. A failing Workbench (a full scan
+    /// lists every object) is not asked again on every mirror poll.
+    pub fn retry_wait(&self) -> Duration {
+        retry_wait(&self.schedule, self.failures)
     }
 
     /// Scans if one is due: a full scan first and every `full_scan_interval`, the recent page
     /// every `poll_interval`, and a full scan right after a recent page that did not reach
     /// known versions. Returns the scans made (none when not due).
+    ///
+    /// After a failure the next attempt waits [`Scanner::retry_wait`].
     pub async fn poll(&mut self, checkpoint: &mut Checkpoint) -> Result<Vec<ScanReport>, Error> {
         if self
             .last_poll
-            .is_some_and(|t| t.elapsed() < self.schedule.poll_interval)
+            .is_some_and(|t| t.elapsed() < self.retry_wait())
         {
             return Ok(Vec::new());
         }
+        match self.poll_due(checkpoint).await {
+            Ok(reports) => {
+                self.failures = 0;
+                Ok(reports)
+            }
+            Err(e) => {
+                self.failures = self.failures.saturating_add(1);
+                self.last_poll = Some(Instant::now());
+                Err(e)
+            }
+        }
+    }
+
+    async fn poll_due(&mut self, checkpoint: &mut Checkpoint) -> Result<Vec<ScanReport>, Error> {
         let full_due = self
             .last_full
             .is_none_or(|t| t.elapsed() >= self.schedule.full_scan_interval);
@@ -454,6 +489,29 @@ mod tests {
     const T1_OVERWRITTEN: &str = r#"{"type":"attack-pattern","spec_version":"2.1","id":"attack-pattern--008b8f56-6107-48be-aa9f-746f927dbb61","created":"2020-01-01T00:00:00.000Z","modified":"2022-01-01T00:00:00.000Z","name":"d"}"#;
     const DRAFT: &str = r#"{"type":"tool","spec_version":"2.1","id":"tool--22222222-2222-4222-8222-222222222222","created":"2020-01-01T00:00:00.000Z","modified":"2021-01-01T00:00:00.000Z"}"#;
     const INVALID: &str = r#"{"type":"attack-pattern","spec_version":"9.9","id":"attack-pattern--008b8f56-6107-48be-aa9f-746f927dbb61","created":"2020-01-01T00:00:00.000Z","modified":"2023-01-01T00:00:00.000Z"}"#;
+
+    #[test]
+    fn failed_scans_wait_longer_each_time_up_to_the_full_scan_interval() {
+        let schedule = Schedule {
+            poll_interval: Duration::from_secs(30),
+            full_scan_interval: Duration::from_secs(3600),
+        };
+        let waits: Vec<u64> = (0..10)
+            .map(|failures| retry_wait(&schedule, failures).as_secs())
+            .collect();
+        assert_eq!(
+            waits,
+            [30, 30, 60, 120, 240, 480, 960, 1920, 3600, 3600],
+            "no failure or one: the poll interval; then doubling, capped"
+        );
+        assert_eq!(retry_wait(&schedule, u32::MAX), Duration::from_secs(3600));
+        // A full-scan interval below the poll interval never shortens the wait.
+        let odd = Schedule {
+            poll_interval: Duration::from_secs(30),
+            full_scan_interval: Duration::from_secs(10),
+        };
+        assert_eq!(retry_wait(&odd, 5), Duration::from_secs(30));
+    }
 
     fn source() -> Source {
         Source {

@@ -692,3 +692,62 @@ async fn edits_of_an_unpublished_collection_wait_for_its_release_and_invalid_edi
         ics_members.union(&mobile_members).cloned().collect()
     );
 }
+
+#[tokio::test]
+async fn a_failing_workbench_is_not_rescanned_on_every_poll_and_the_mirror_recovers() {
+    let double = double_with(&["ics-attack-18.1.json.zst"], WorkbenchConfig::default()).await;
+    double.set_fault(Fault::ServiceUnavailable);
+    let topics = Topics::new("wb_unreleased_backoff");
+    // The mirror polls every 100 ms; the unreleased scan's own interval is an hour, so the
+    // failed first scan may only be retried that much later, not on the next mirror poll.
+    let (shutdown, running) = start_mirror(
+        &topics,
+        &double,
+        &[
+            "--poll-interval",
+            "100ms",
+            "--include-unreleased",
+            "--unreleased-poll-interval",
+            "1h",
+        ],
+    );
+    let deadline = Deadline::after(Duration::from_secs(60));
+    while double.count_requests("/api/collections") < 10 {
+        assert!(
+            !deadline.passed(),
+            "the mirror stopped polling a failing Workbench"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        double.count_requests("/api/attack-objects"),
+        1,
+        "one failed full scan, not one per mirror poll"
+    );
+
+    double.clear_faults();
+    let ics = Release::load("ics-attack-18.1.json.zst").unwrap();
+    let deadline = Deadline::after(Duration::from_secs(60));
+    while releases_on(&events_so_far(&topics).await).is_empty() {
+        assert!(!deadline.passed(), "the mirror did not recover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    shutdown.cancel();
+    let outcome = tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("ingest stops on shutdown")
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome, ingest::Outcome::Complete);
+    let events = topics.events().await.unwrap();
+    assert_eq!(
+        version_keys(&events).into_iter().collect::<BTreeSet<_>>(),
+        expected_members(&ics),
+        "the release's versions, once the Workbench answers again"
+    );
+    assert_eq!(
+        releases_on(&events).into_values().collect::<Vec<_>>(),
+        [expected_members(&ics)]
+    );
+    assert_eq!(double.count_requests("/api/attack-objects"), 1);
+}
