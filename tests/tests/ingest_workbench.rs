@@ -99,15 +99,15 @@ async fn sync_once(
     topics.ingest(&args).await
 }
 
+/// A running `ingest workbench`.
+type MirrorRun = tokio::task::JoinHandle<Result<ingest::Outcome, ingest::error::Error>>;
+
 /// `ingest workbench` against the double, running until the returned token is cancelled.
 fn start_mirror(
     topics: &Topics,
     double: &WorkbenchDouble,
     extra: &[&str],
-) -> (
-    CancellationToken,
-    tokio::task::JoinHandle<Result<ingest::Outcome, ingest::error::Error>>,
-) {
+) -> (CancellationToken, MirrorRun) {
     let brokers = kafka_brokers();
     let mut argv = vec![
         "ingest",
@@ -132,6 +132,36 @@ fn start_mirror(
         shutdown.clone(),
     ));
     (shutdown, running)
+}
+
+/// Stops a [`start_mirror`] run and checks that it ends cleanly.
+async fn stop_mirror(shutdown: CancellationToken, running: MirrorRun) {
+    shutdown.cancel();
+    let outcome = tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("ingest stops on shutdown")
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome, ingest::Outcome::Complete);
+}
+
+/// [`start_mirror`] polling every 100 ms, with `--include-unreleased` scanning every `interval`.
+fn start_unreleased_mirror(
+    topics: &Topics,
+    double: &WorkbenchDouble,
+    interval: &str,
+) -> (CancellationToken, MirrorRun) {
+    start_mirror(
+        topics,
+        double,
+        &[
+            "--poll-interval",
+            "100ms",
+            "--include-unreleased",
+            "--unreleased-poll-interval",
+            interval,
+        ],
+    )
 }
 
 #[tokio::test]
@@ -359,13 +389,7 @@ async fn polling_publishes_a_new_collection_version_within_seconds() {
         "new collection version published {:?} after it appeared",
         added.elapsed()
     );
-    shutdown.cancel();
-    let outcome = tokio::time::timeout(Duration::from_secs(30), running)
-        .await
-        .expect("ingest stops on shutdown")
-        .unwrap()
-        .unwrap();
-    assert_eq!(outcome, ingest::Outcome::Complete);
+    stop_mirror(shutdown, running).await;
     let latest_polls = double
         .requests()
         .iter()
@@ -541,17 +565,7 @@ async fn polling_publishes_an_edit_once_from_the_recent_page_without_rescanning_
     let double = double_with(&["ics-attack-18.1.json.zst"], WorkbenchConfig::default()).await;
     let ics = Release::load("ics-attack-18.1.json.zst").unwrap();
     let topics = Topics::new("wb_unreleased_poll");
-    let (shutdown, running) = start_mirror(
-        &topics,
-        &double,
-        &[
-            "--poll-interval",
-            "100ms",
-            "--include-unreleased",
-            "--unreleased-poll-interval",
-            "100ms",
-        ],
-    );
+    let (shutdown, running) = start_unreleased_mirror(&topics, &double, "100ms");
 
     let recent_polls = |double: &WorkbenchDouble| double.count_requests("/api/recent-activity");
     // Started: the release is out and the first scan read every object.
@@ -582,13 +596,7 @@ async fn polling_publishes_an_edit_once_from_the_recent_page_without_rescanning_
         assert!(!deadline.passed(), "polling stopped");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    shutdown.cancel();
-    let outcome = tokio::time::timeout(Duration::from_secs(30), running)
-        .await
-        .expect("ingest stops on shutdown")
-        .unwrap()
-        .unwrap();
-    assert_eq!(outcome, ingest::Outcome::Complete);
+    stop_mirror(shutdown, running).await;
 
     let events = topics.events().await.unwrap();
     let added = added_since(&before, &events);
@@ -700,17 +708,7 @@ async fn a_failing_workbench_is_not_rescanned_on_every_poll_and_the_mirror_recov
     let topics = Topics::new("wb_unreleased_backoff");
     // The mirror polls every 100 ms; the unreleased scan's own interval is an hour, so the
     // failed first scan may only be retried that much later, not on the next mirror poll.
-    let (shutdown, running) = start_mirror(
-        &topics,
-        &double,
-        &[
-            "--poll-interval",
-            "100ms",
-            "--include-unreleased",
-            "--unreleased-poll-interval",
-            "1h",
-        ],
-    );
+    let (shutdown, running) = start_unreleased_mirror(&topics, &double, "1h");
     let deadline = Deadline::after(Duration::from_secs(60));
     while double.count_requests("/api/collections") < 10 {
         assert!(
@@ -732,13 +730,7 @@ async fn a_failing_workbench_is_not_rescanned_on_every_poll_and_the_mirror_recov
         assert!(!deadline.passed(), "the mirror did not recover");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    shutdown.cancel();
-    let outcome = tokio::time::timeout(Duration::from_secs(30), running)
-        .await
-        .expect("ingest stops on shutdown")
-        .unwrap()
-        .unwrap();
-    assert_eq!(outcome, ingest::Outcome::Complete);
+    stop_mirror(shutdown, running).await;
     let events = topics.events().await.unwrap();
     assert_eq!(
         version_keys(&events).into_iter().collect::<BTreeSet<_>>(),
