@@ -26,6 +26,13 @@ pub struct KnownCollection {
     versions: HashMap<String, Vec<(i64, KnownVersion)>>,
 }
 
+/// Now, or just after `last` when the clock has not moved past it; `last` becomes the result.
+/// (A free function: `publish` holds a borrow of the versions map while it calls this.)
+fn next_date_added(last: &mut i64, now_micros: i64) -> i64 {
+    *last = now_micros.max(last.saturating_add(1));
+    *last
+}
+
 /// What [`KnownCollection::publish`] decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Publication {
@@ -77,8 +84,7 @@ impl KnownCollection {
             Some((_, known)) => Some(known.date_added),
             None => None,
         };
-        let date_added = now_micros.max(self.last_date_added.saturating_add(1));
-        self.last_date_added = date_added;
+        let date_added = next_date_added(&mut self.last_date_added, now_micros);
         let known = KnownVersion { digest, date_added };
         match existing {
             Some((_, slot)) => *slot = known,
@@ -88,6 +94,11 @@ impl KnownCollection {
             date_added,
             supersedes,
         }
+    }
+
+    /// [`Checkpoint::next_date_added`] for this collection.
+    pub fn next_date_added(&mut self, now_micros: i64) -> i64 {
+        next_date_added(&mut self.last_date_added, now_micros)
     }
 
     /// Makes room for `additional` more objects.
@@ -167,7 +178,7 @@ impl Checkpoint {
 
     /// Takes a published version into account: what [`Checkpoint::observe`] does with an
     /// `ObjectVersionAdded`, for callers that have its fields but not the event.
-    pub fn record_version(
+    fn record_version(
         &mut self,
         collection_id: &str,
         object_id: &str,
@@ -234,10 +245,8 @@ impl Checkpoint {
     /// last one if the clock has not moved on (or went back), so that `date_added` is strictly
     /// increasing per collection and a client paging by `added_after` can never split a tie.
     pub fn next_date_added(&mut self, collection_id: &str, now_micros: i64) -> i64 {
-        let collection = self.collection_mut(collection_id);
-        let next = now_micros.max(collection.last_date_added.saturating_add(1));
-        collection.last_date_added = next;
-        next
+        self.collection_mut(collection_id)
+            .next_date_added(now_micros)
     }
 
     pub fn size(&self) -> CheckpointSize {

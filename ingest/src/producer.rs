@@ -171,6 +171,29 @@ impl Publisher {
         }
     }
 
+    /// Awaits one delivery; an error names the topic.
+    async fn confirm(&self, delivery: DeliveryFuture, topic: &str) -> Result<(), Error> {
+        let outcome = delivery.await;
+        self.unconfirmed.fetch_sub(1, Ordering::Release);
+        match outcome {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, _))) => Err(Error::Kafka {
+                context: format!("delivering to {topic}"),
+                source: e,
+            }),
+            Err(_) => Err(Error::KafkaState(format!(
+                "producer closed before delivering to {topic}"
+            ))),
+        }
+    }
+
+    async fn drain(&self, pending: VecDeque<DeliveryFuture>, topic: &str) -> Result<(), Error> {
+        for delivery in pending {
+            self.confirm(delivery, topic).await?;
+        }
+        Ok(())
+    }
+
     /// Waits until everything enqueued has been delivered (used at shutdown). Returns at once
     /// when every send's delivery was already awaited: librdkafka's flush can otherwise sit out
     /// a 100 ms poll for internal events (measured after an import whose every delivery had
@@ -225,31 +248,6 @@ impl Sending<'_> {
     pub async fn finish(self) -> Result<(), Error> {
         let topic = &self.publisher.objects_topic;
         self.publisher.drain(self.pending, topic).await
-    }
-}
-
-impl Publisher {
-    /// Awaits one delivery; an error names the topic.
-    async fn confirm(&self, delivery: DeliveryFuture, topic: &str) -> Result<(), Error> {
-        let outcome = delivery.await;
-        self.unconfirmed.fetch_sub(1, Ordering::Release);
-        match outcome {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err((e, _))) => Err(Error::Kafka {
-                context: format!("delivering to {topic}"),
-                source: e,
-            }),
-            Err(_) => Err(Error::KafkaState(format!(
-                "producer closed before delivering to {topic}"
-            ))),
-        }
-    }
-
-    async fn drain(&self, pending: VecDeque<DeliveryFuture>, topic: &str) -> Result<(), Error> {
-        for delivery in pending {
-            self.confirm(delivery, topic).await?;
-        }
-        Ok(())
     }
 }
 
