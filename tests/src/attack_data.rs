@@ -44,11 +44,22 @@ impl Release {
         })
     }
 
+    /// The first object of this STIX type.
+    pub fn first_of_type(&self, stix_type: &str) -> Option<&Value> {
+        self.objects.iter().find(|o| o["type"] == stix_type)
+    }
+
+    /// The id of the first object of this STIX type; panics when there is none (test data).
+    pub fn first_id_of_type(&self, stix_type: &str) -> String {
+        id_of(
+            self.first_of_type(stix_type)
+                .unwrap_or_else(|| panic!("{}: no {stix_type} object", self.name)),
+        )
+    }
+
     /// The `x-mitre-collection` object.
     pub fn collection(&self) -> Option<&Value> {
-        self.objects
-            .iter()
-            .find(|o| o["type"] == "x-mitre-collection")
+        self.first_of_type("x-mitre-collection")
     }
 
     pub fn collection_id(&self) -> String {

@@ -23,8 +23,8 @@ impl Topics {
         }
     }
 
-    /// Runs `ingest ARGS…` in-process on these topics, as the binary would.
-    pub async fn ingest(&self, args: &[&str]) -> anyhow::Result<ingest::Outcome> {
+    /// The command line `ingest ARGS…` on these topics and the test broker.
+    pub fn cli(&self, args: &[&str]) -> anyhow::Result<ingest::config::Cli> {
         let brokers = kafka_brokers();
         let mut argv = vec![
             "ingest",
@@ -36,9 +36,13 @@ impl Topics {
             &self.dead_letter,
         ];
         argv.extend_from_slice(args);
-        let cli = ingest::config::Cli::try_parse_from(argv)?;
+        Ok(ingest::config::Cli::try_parse_from(argv)?)
+    }
+
+    /// Runs `ingest ARGS…` in-process on these topics, as the binary would.
+    pub async fn ingest(&self, args: &[&str]) -> anyhow::Result<ingest::Outcome> {
         let metrics = ingest::metrics::Metrics::new()?;
-        Ok(ingest::run(cli, metrics, CancellationToken::new()).await?)
+        Ok(ingest::run(self.cli(args)?, metrics, CancellationToken::new()).await?)
     }
 
     /// Every record of the objects topic.

@@ -5,12 +5,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use clap::Parser;
 use schemas::Event;
+use taxiway_tests::Deadline;
 use taxiway_tests::attack_data::{self, Release, id_of, version_of};
 use taxiway_tests::pipeline::Topics;
 use taxiway_tests::workbench_double::{Fault, ServiceAccount, WorkbenchConfig, WorkbenchDouble};
-use taxiway_tests::{Deadline, kafka_brokers};
 use tokio_util::sync::CancellationToken;
 
 const APIKEY: &str = "secret-squirrel";
@@ -82,6 +81,18 @@ async fn double_with(files: &[&str], config: WorkbenchConfig) -> WorkbenchDouble
     double
 }
 
+/// A double serving ICS 18.1 and Mobile 17.1, and those two releases.
+async fn ics_and_mobile() -> (WorkbenchDouble, Release, Release) {
+    let ics = "ics-attack-18.1.json.zst";
+    let mobile = "mobile-attack-17.1.json.zst";
+    let double = double_with(&[ics, mobile], WorkbenchConfig::default()).await;
+    (
+        double,
+        Release::load(ics).unwrap(),
+        Release::load(mobile).unwrap(),
+    )
+}
+
 async fn sync_once(
     topics: &Topics,
     double: &WorkbenchDouble,
@@ -108,23 +119,9 @@ fn start_mirror(
     double: &WorkbenchDouble,
     extra: &[&str],
 ) -> (CancellationToken, MirrorRun) {
-    let brokers = kafka_brokers();
-    let mut argv = vec![
-        "ingest",
-        "--brokers",
-        &brokers,
-        "--objects-topic",
-        &topics.objects,
-        "--dead-letter-topic",
-        &topics.dead_letter,
-        "workbench",
-        "--url",
-        double.base_url(),
-        "--apikey",
-        APIKEY,
-    ];
-    argv.extend_from_slice(extra);
-    let cli = ingest::config::Cli::try_parse_from(argv).unwrap();
+    let mut args = vec!["workbench", "--url", double.base_url(), "--apikey", APIKEY];
+    args.extend_from_slice(extra);
+    let cli = topics.cli(&args).unwrap();
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(ingest::run(
         cli,
@@ -282,13 +279,7 @@ async fn each_collection_version_becomes_a_release_and_a_new_version_adds_only_w
 
 #[tokio::test]
 async fn a_failing_bundle_skips_only_that_version_and_is_mirrored_once_it_recovers() {
-    let double = double_with(
-        &["ics-attack-18.1.json.zst", "mobile-attack-17.1.json.zst"],
-        WorkbenchConfig::default(),
-    )
-    .await;
-    let ics = Release::load("ics-attack-18.1.json.zst").unwrap();
-    let mobile = Release::load("mobile-attack-17.1.json.zst").unwrap();
+    let (double, ics, mobile) = ics_and_mobile().await;
     double.set_fault(Fault::BundleServerError {
         collection_id: ics.collection_id(),
     });
@@ -459,13 +450,7 @@ fn edit(double: &WorkbenchDouble, id: &str, description: &str) -> String {
 #[tokio::test]
 async fn with_include_unreleased_an_edit_is_one_new_version_per_collection_holding_it_and_no_release()
  {
-    let double = double_with(
-        &["ics-attack-18.1.json.zst", "mobile-attack-17.1.json.zst"],
-        WorkbenchConfig::default(),
-    )
-    .await;
-    let ics = Release::load("ics-attack-18.1.json.zst").unwrap();
-    let mobile = Release::load("mobile-attack-17.1.json.zst").unwrap();
+    let (double, ics, mobile) = ics_and_mobile().await;
     let topics = Topics::new("wb_unreleased");
     assert_eq!(
         sync_once(&topics, &double, &[]).await.unwrap(),
@@ -474,18 +459,8 @@ async fn with_include_unreleased_an_edit_is_one_new_version_per_collection_holdi
     let released = topics.object_records().await.unwrap();
 
     // An identity both releases share, and a relationship (attack-objects appends those).
-    let identity = id_of(
-        ics.objects
-            .iter()
-            .find(|o| o["type"] == "identity")
-            .unwrap(),
-    );
-    let relationship = id_of(
-        ics.objects
-            .iter()
-            .find(|o| o["type"] == "relationship")
-            .unwrap(),
-    );
+    let identity = ics.first_id_of_type("identity");
+    let relationship = ics.first_id_of_type("relationship");
     let edits: Vec<(String, String)> = [&identity, &relationship]
         .into_iter()
         .map(|id| (id.clone(), edit(&double, id, "edited between releases")))
@@ -576,12 +551,7 @@ async fn polling_publishes_an_edit_once_from_the_recent_page_without_rescanning_
     }
     let before = topics.object_records().await.unwrap();
 
-    let technique = id_of(
-        ics.objects
-            .iter()
-            .find(|o| o["type"] == "attack-pattern")
-            .unwrap(),
-    );
+    let technique = ics.first_id_of_type("attack-pattern");
     let modified = edit(&double, &technique, "edited while ingest runs");
     let key = (ics.collection_id(), technique.clone(), modified.clone());
     let deadline = Deadline::after(Duration::from_secs(60));
@@ -625,22 +595,11 @@ async fn polling_publishes_an_edit_once_from_the_recent_page_without_rescanning_
 #[tokio::test]
 async fn edits_of_an_unpublished_collection_wait_for_its_release_and_invalid_edits_are_dead_lettered()
  {
-    let double = double_with(
-        &["ics-attack-18.1.json.zst", "mobile-attack-17.1.json.zst"],
-        WorkbenchConfig::default(),
-    )
-    .await;
-    let ics = Release::load("ics-attack-18.1.json.zst").unwrap();
-    let mobile = Release::load("mobile-attack-17.1.json.zst").unwrap();
+    let (double, ics, mobile) = ics_and_mobile().await;
     double.set_fault(Fault::BundleServerError {
         collection_id: mobile.collection_id(),
     });
-    let technique = id_of(
-        ics.objects
-            .iter()
-            .find(|o| o["type"] == "attack-pattern")
-            .unwrap(),
-    );
+    let technique = ics.first_id_of_type("attack-pattern");
     let invalid = double
         .edit_object(&technique, |stix| {
             stix["spec_version"] = serde_json::Value::String("9.9".into())
