@@ -148,12 +148,12 @@ pub fn check_bundle(
     send: &(dyn Fn(Stage) -> bool + Sync),
 ) -> Result<(), Error> {
     let file = Arc::new(file);
+    let base = file.text.as_ptr() as usize;
     // The file's digest takes as long as parsing the envelope: one on each core.
     let (sha256, parsed) = std::thread::scope(|scope| {
         let sha256 = scope.spawn(|| file.sha256_hex());
         let parsed = file.parse().map(|bundle| {
             let collection = if find_collection {
-                let base = file.text.as_ptr() as usize;
                 first_collection(&bundle.objects, base, bundle.spec_version.as_deref())
             } else {
                 None
@@ -167,7 +167,6 @@ pub fn check_bundle(
         (sha256, parsed)
     });
     let (bundle, collection) = parsed?;
-    let base = file.text.as_ptr() as usize;
     let spec_version = bundle.spec_version.as_deref();
     let parsed = Stage::Parsed {
         file: file.clone(),
