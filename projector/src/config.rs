@@ -103,6 +103,12 @@ pub struct CqlConfig {
     /// Driver-side timeout of one CQL request (portable, unlike `USING TIMEOUT`).
     #[arg(long, env = "TAXIWAY_CQL_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
     pub request_timeout: Duration,
+    // Separate from the request timeout: a node applies a DROP KEYSPACE or CREATE TABLE
+    // before it answers, which took over 10 s on a loaded CI node, and every schema statement
+    // here is idempotent (IF [NOT] EXISTS), so a long wait costs nothing but time.
+    /// Driver-side timeout of one schema change (CREATE, DROP).
+    #[arg(long, env = "TAXIWAY_CQL_DDL_TIMEOUT", default_value = "120s", value_parser = parse_duration, global = true)]
+    pub ddl_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Args)]

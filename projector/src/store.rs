@@ -12,6 +12,7 @@ use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::statement::Consistency;
 use scylla::statement::prepared::PreparedStatement;
+use scylla::statement::unprepared::Statement;
 
 use crate::apply::{Mutation, ReleaseKey};
 use crate::config::{ConsistencyLevel, CqlConfig};
@@ -48,6 +49,7 @@ pub struct Store {
     session: Arc<Session>,
     control: String,
     replication: String,
+    ddl_timeout: Duration,
 }
 
 impl Store {
@@ -68,6 +70,7 @@ impl Store {
             session: Arc::new(session),
             control: config.keyspace.clone(),
             replication: config.replication.clone(),
+            ddl_timeout: config.ddl_timeout,
         })
     }
 
@@ -76,11 +79,13 @@ impl Store {
     }
 
     async fn ddl(&self, statements: Vec<String>) -> Result<()> {
-        for statement in statements {
+        for text in statements {
+            let mut statement = Statement::new(text.as_str());
+            statement.set_request_timeout(Some(self.ddl_timeout));
             self.session
-                .query_unpaged(statement.as_str(), ())
+                .query_unpaged(statement, ())
                 .await
-                .map_err(Error::cql(format!("applying {statement:?}")))?;
+                .map_err(Error::cql(format!("applying {text:?}")))?;
         }
         self.session
             .await_schema_agreement()

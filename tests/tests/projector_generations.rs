@@ -205,3 +205,76 @@ async fn rebuild_beside_a_live_run_switches_to_an_identical_generation() {
         .rows_num();
     assert_eq!(keyspaces, 0, "old keyspace dropped");
 }
+
+/// A keyspace with one table, created over `session`; DROP KEYSPACE then has work to do.
+async fn keyspace_with_a_table(session: &scylla::client::session::Session, keyspace: &str) {
+    for statement in [
+        format!(
+            "CREATE KEYSPACE {keyspace} WITH replication = {}",
+            schemas::cql::DEFAULT_REPLICATION
+        ),
+        format!("CREATE TABLE {keyspace}.t (k int PRIMARY KEY, v text)"),
+    ] {
+        session.query_unpaged(statement, ()).await.unwrap();
+    }
+    session.await_schema_agreement().await.unwrap();
+}
+
+async fn keyspace_exists(session: &scylla::client::session::Session, keyspace: &str) -> bool {
+    session
+        .query_unpaged(
+            "SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = ?",
+            (keyspace,),
+        )
+        .await
+        .unwrap()
+        .into_rows_result()
+        .unwrap()
+        .rows_num()
+        > 0
+}
+
+/// Schema changes have their own timeout: a DROP KEYSPACE outlives a request timeout too short
+/// for any round trip, and fails when the schema timeout itself is that short. (A CI node once
+/// took over 10 s, the request timeout, to drop a generation.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_changes_wait_for_their_own_timeout() {
+    use clap::Parser;
+    let topics = Topics::new("proj_ddl_timeout");
+    let control = projection::control_keyspace("proj_ddl_timeout");
+    let session = projection::session().await.unwrap();
+    let store_with = |request: &str, ddl: &str| {
+        let argv = projection::projector_args(
+            &topics,
+            &control,
+            &["--request-timeout", request, "--ddl-timeout", ddl, "status"],
+        );
+        let cli = projector::config::Cli::try_parse_from(argv).unwrap();
+        async move { projector::store::Store::connect(&cli.cql).await.unwrap() }
+    };
+
+    let patient = format!("{control}_patient");
+    keyspace_with_a_table(&session, &patient).await;
+    store_with("1ms", "120s")
+        .await
+        .drop_keyspace(&patient)
+        .await
+        .unwrap();
+    assert!(!keyspace_exists(&session, &patient).await);
+
+    let hasty = format!("{control}_hasty");
+    keyspace_with_a_table(&session, &hasty).await;
+    let err = store_with("120s", "1ms")
+        .await
+        .drop_keyspace(&hasty)
+        .await
+        .expect_err("a 1 ms schema timeout is too short for DROP KEYSPACE");
+    assert!(
+        format!("{err:#}").contains("timeout"),
+        "the error names the timeout: {err:#}"
+    );
+    session
+        .query_unpaged(format!("DROP KEYSPACE IF EXISTS {hasty}"), ())
+        .await
+        .unwrap();
+}
