@@ -582,11 +582,13 @@ async fn a_late_replica_serves_quickly_and_a_rebuild_is_picked_up() {
     let first = api.get(&path).await.unwrap();
     assert_eq!(first.status, StatusCode::OK);
 
-    // A replica started after the data is there is ready within seconds and serves the same.
+    // A replica started after the data is there becomes ready and serves the same. How fast is
+    // printed (about a second here); the deadline only bounds a hang, with room for a CI node
+    // whose Cassandra once took over 10 s for one schema change.
     let started = Instant::now();
     let replica = Api::start(&control).await.unwrap();
     replica
-        .wait_ready(Deadline::after(Duration::from_secs(10)))
+        .wait_ready(Deadline::after(Duration::from_secs(60)))
         .await
         .unwrap();
     let ready_after = started.elapsed();
