@@ -38,12 +38,15 @@ fn watermarks(
     timeout: Duration,
 ) -> Result<(i64, i64), Error> {
     let deadline = Instant::now() + timeout;
+    // A leader is elected within milliseconds of creation: start with short waits.
+    let mut wait = Duration::from_millis(5);
     loop {
         match consumer.fetch_watermarks(topic, partition, timeout) {
             Ok(w) => return Ok(w),
             Err(e) if Instant::now() < deadline => {
                 tracing::debug!(topic, partition, error = %e, "partition not ready yet");
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_millis(100));
             }
             Err(e) => {
                 return Err(Error::Kafka {
