@@ -281,6 +281,7 @@ async fn main() {
         plain_ratios.push(raw.as_secs_f64() / ingest_plain.as_secs_f64());
     }
     let _ = std::fs::remove_file(&plain);
+    delete_bench_topics(&brokers).await;
     let ratio = |best: Duration| best_raw.as_secs_f64() / best.as_secs_f64();
     println!(
         "best of {rounds}: raw {:.0} objects/s; ingest {:.0} objects/s (.json.zst), {:.0} objects/s (.json)",
@@ -302,6 +303,41 @@ async fn main() {
         best_compacted.as_secs_f64() / best_ingest.as_secs_f64(),
         best_compacted.as_secs_f64() / best_plain.as_secs_f64()
     );
+}
+
+/// Deletes every topic a run of this bench creates (this run's and any an interrupted run left):
+/// each round writes ~180 MB to the broker, which filled the dev machine's disk after some
+/// dozen runs.
+async fn delete_bench_topics(brokers: &str) {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .unwrap();
+    let topics: Vec<&str> = metadata
+        .topics()
+        .iter()
+        .map(|t| t.name())
+        .filter(|name| name.starts_with("bench_raw_") || name.starts_with("bench_ingest_"))
+        .collect();
+    if topics.is_empty() {
+        return;
+    }
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let results = admin
+        .delete_topics(&topics, &AdminOptions::new())
+        .await
+        .unwrap();
+    let deleted = results.iter().filter(|r| r.is_ok()).count();
+    println!("deleted {deleted} of {} bench topics", topics.len());
 }
 
 /// "median M (min–max)" of per-round ratios.

@@ -242,15 +242,18 @@ mod tests {
         path
     }
 
-    fn temp_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("taxiway-bundle-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    /// A fresh directory, removed when the guard is dropped.
+    fn temp_dir() -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix("taxiway-bundle-")
+            .tempdir()
+            .unwrap()
     }
 
     #[test]
     fn plain_gzip_and_zstd_files_read_the_same_text_and_digest() {
-        let dir = temp_dir();
+        let tmp = temp_dir();
+        let dir = tmp.path().to_path_buf();
         let plain = write(&dir, "a.json", BUNDLE.as_bytes());
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         gz.write_all(BUNDLE.as_bytes()).unwrap();
@@ -314,7 +317,8 @@ mod tests {
 
     #[test]
     fn files_over_the_limit_are_refused() {
-        let dir = temp_dir();
+        let tmp = temp_dir();
+        let dir = tmp.path().to_path_buf();
         let plain = write(&dir, "big.json", BUNDLE.as_bytes());
         let sized = write(
             &dir,
@@ -330,7 +334,8 @@ mod tests {
 
     #[test]
     fn a_corrupt_zstd_frame_is_an_error_naming_the_file() {
-        let dir = temp_dir();
+        let tmp = temp_dir();
+        let dir = tmp.path().to_path_buf();
         let mut sized = zstd::bulk::compress(BUNDLE.as_bytes(), 3).unwrap();
         let end = sized.len();
         sized.truncate(end - 8);
@@ -342,7 +347,8 @@ mod tests {
 
     #[test]
     fn directories_expand_to_bundle_files_in_name_order() {
-        let dir = temp_dir();
+        let tmp = temp_dir();
+        let dir = tmp.path().to_path_buf();
         write(&dir, "b.json.zst", b"");
         write(&dir, "a.json", b"");
         write(&dir, "notes.txt", b"");

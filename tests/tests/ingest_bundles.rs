@@ -242,27 +242,22 @@ fn write_bundle(objects: &[&str]) -> tempfile_path::TempBundle {
 
 mod tempfile_path {
     use super::*;
-    pub struct TempBundle(pub std::path::PathBuf);
+    /// A bundle file in a fresh directory, removed when dropped.
+    pub struct TempBundle(tempfile::TempDir);
     impl TempBundle {
         pub fn new(text: &str) -> Self {
-            let dir = std::env::temp_dir().join(format!("taxiway-test-{}", uuid::Uuid::new_v4()));
-            std::fs::create_dir_all(&dir).unwrap();
-            let path = dir.join("bundle.json");
-            std::fs::File::create(&path)
+            let dir = tempfile::Builder::new()
+                .prefix("taxiway-test-")
+                .tempdir()
+                .unwrap();
+            std::fs::File::create(dir.path().join("bundle.json"))
                 .unwrap()
                 .write_all(text.as_bytes())
                 .unwrap();
-            TempBundle(path)
+            TempBundle(dir)
         }
         pub fn path(&self) -> String {
-            self.0.display().to_string()
-        }
-    }
-    impl Drop for TempBundle {
-        fn drop(&mut self) {
-            if let Some(dir) = self.0.parent() {
-                let _ = std::fs::remove_dir_all(dir);
-            }
+            self.0.path().join("bundle.json").display().to_string()
         }
     }
 }
