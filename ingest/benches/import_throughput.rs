@@ -281,7 +281,6 @@ async fn main() {
         plain_ratios.push(raw.as_secs_f64() / ingest_plain.as_secs_f64());
     }
     let _ = std::fs::remove_file(&plain);
-    delete_bench_topics(&brokers).await;
     let ratio = |best: Duration| best_raw.as_secs_f64() / best.as_secs_f64();
     println!(
         "best of {rounds}: raw {:.0} objects/s; ingest {:.0} objects/s (.json.zst), {:.0} objects/s (.json)",
@@ -303,6 +302,7 @@ async fn main() {
         best_compacted.as_secs_f64() / best_ingest.as_secs_f64(),
         best_compacted.as_secs_f64() / best_plain.as_secs_f64()
     );
+    delete_bench_topics(&brokers).await;
 }
 
 /// Deletes every topic a run of this bench creates (this run's and any an interrupted run left):
