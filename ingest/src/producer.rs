@@ -310,11 +310,11 @@ async fn partition_count(
     topic: String,
     timeout: Duration,
 ) -> Result<i32, Error> {
-    // A topic created a moment ago can show up in metadata without partitions, or with
-    // partitions whose leader is not elected yet, until the controller has propagated it: ask
-    // again until every partition has a leader, within the Kafka timeout (a send to a
-    // leaderless partition waits for librdkafka's next metadata refresh instead).
+    // A topic created a moment ago can show up in metadata without partitions until the
+    // controller has propagated it: ask again until it has some, within the Kafka timeout.
     // Propagation takes milliseconds, and the lookup itself ~2 ms: start with short waits.
+    // (Leaders are not waited for: a partition of another collection may be down without
+    // keeping this import from its own; sends to a partition not led yet are retried.)
     let deadline = tokio::time::Instant::now() + timeout;
     let mut wait = Duration::from_millis(5);
     loop {
@@ -329,7 +329,6 @@ async fn partition_count(
                     m.topics()
                         .iter()
                         .find(|t| t.name() == lookup)
-                        .filter(|t| t.partitions().iter().all(|p| p.leader() >= 0))
                         .map(|t| t.partitions().len())
                         .unwrap_or(0)
                 })
@@ -342,7 +341,7 @@ async fn partition_count(
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(Error::KafkaState(format!(
-                "topic {topic} has no partitions with leaders after {timeout:?}"
+                "topic {topic} has no partitions after {timeout:?}"
             )));
         }
         tokio::time::sleep(wait).await;
