@@ -220,32 +220,22 @@ pub(crate) async fn listing(
             }
         }
     };
-    let items = Items {
-        snapshot: snapshot.clone(),
-        kind,
-        first: true,
+    let page = PageBody {
+        items: Items {
+            snapshot: snapshot.clone(),
+            kind,
+            first: true,
+        },
+        selected,
+        next: p.start,
+        end: p.end,
+        head: Some(head.into_bytes()),
+        done: false,
     };
     if kind == Kind::Objects
         && query.limit.is_none()
-        && let Some(response) = cached_whole(
-            state,
-            headers,
-            &response_headers,
-            tag_digest,
-            PageBody {
-                items: Items {
-                    snapshot: snapshot.clone(),
-                    kind,
-                    first: true,
-                },
-                selected: selected.clone(),
-                next: p.start,
-                end: p.end,
-                head: Some(head.clone().into_bytes()),
-                done: false,
-            },
-        )
-        .await?
+        && let Some(response) =
+            cached_whole(state, headers, &response_headers, tag_digest, page.clone()).await?
     {
         return Ok(response);
     }
@@ -257,26 +247,19 @@ pub(crate) async fn listing(
                 store: store.clone(),
                 generation: generation.clone(),
                 snapshot: snapshot.clone(),
-                selected,
+                selected: page.selected,
             };
             source
                 .body(
                     state,
-                    items,
-                    head.into_bytes(),
+                    page.items,
+                    page.head.unwrap_or_default(),
                     p.start..p.end,
                     query.limit.is_some(),
                 )
                 .await?
         }
-        _ => Body::from_stream(futures::stream::iter(PageBody {
-            items,
-            selected,
-            next: p.start,
-            end: p.end,
-            head: Some(head.into_bytes()),
-            done: false,
-        })),
+        _ => Body::from_stream(futures::stream::iter(page)),
     };
     Ok((response_headers, body).into_response())
 }
@@ -344,6 +327,7 @@ enum Kind {
 }
 
 /// Writes a listing's items, comma-separated, each in its endpoint's form.
+#[derive(Clone)]
 struct Items {
     snapshot: Arc<Snapshot>,
     kind: Kind,
@@ -392,6 +376,7 @@ impl Items {
 /// Streams a page held in memory in chunks of about [`CHUNK`] bytes: the whole Enterprise
 /// collection (~45 MB) goes out without ever being assembled in memory. Holds the snapshot
 /// `Arc`, so a reload during the stream doesn't change what this response sends.
+#[derive(Clone)]
 struct PageBody {
     items: Items,
     selected: Arc<[u32]>,
