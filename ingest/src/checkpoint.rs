@@ -152,8 +152,7 @@ impl Checkpoint {
                     .or_default()
                     .metadata = Some(c.clone());
             }
-            Event::ObjectVersion(v) => self.record_version(
-                &v.collection_id,
+            Event::ObjectVersion(v) => self.collection_mut(&v.collection_id).record(
                 &v.object_id,
                 v.version_micros,
                 KnownVersion {
@@ -174,19 +173,6 @@ impl Checkpoint {
                 progress.seen.insert(r.chunk_index);
             }
         }
-    }
-
-    /// Takes a published version into account: what [`Checkpoint::observe`] does with an
-    /// `ObjectVersionAdded`, for callers that have its fields but not the event.
-    fn record_version(
-        &mut self,
-        collection_id: &str,
-        object_id: &str,
-        version_micros: i64,
-        known: KnownVersion,
-    ) {
-        self.collection_mut(collection_id)
-            .record(object_id, version_micros, known);
     }
 
     pub fn version(

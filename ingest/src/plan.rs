@@ -83,8 +83,8 @@ pub struct Context<'a> {
 /// Order: the collection's metadata (when new or changed), then every new or corrected
 /// version with strictly increasing `date_added`, then the release chunks, so that a consumer
 /// that sees a release has already seen all its members. A bundle published in pieces calls
-/// the three steps itself, in that order: [`plan_collection`], [`plan_objects`] per piece,
-/// [`plan_release`].
+/// the steps itself, in that order: [`plan_collection`], [`decide_objects`] and
+/// [`version_event`] per piece, [`plan_release`].
 pub fn plan_batch(
     checkpoint: &mut Checkpoint,
     collection: &CollectionInfo,
@@ -146,7 +146,7 @@ pub fn plan_collection(
 }
 
 /// The events of new and corrected versions among `objects`; known ones are counted as skipped.
-pub fn plan_objects(
+fn plan_objects(
     checkpoint: &mut Checkpoint,
     collection: &CollectionInfo,
     objects: &[Candidate<'_>],
@@ -179,7 +179,7 @@ pub struct Decision {
 
 /// Which of `objects` are new or corrected versions, each with its `date_added`, recorded in
 /// the checkpoint as published; known ones are counted as skipped. [`version_event`] makes
-/// the event of a decision; [`plan_objects`] is both steps with owned events.
+/// the event of a decision; [`plan_batch`] takes both steps with owned events.
 pub fn decide_objects(
     checkpoint: &mut Checkpoint,
     collection: &CollectionInfo,
