@@ -62,8 +62,8 @@ impl Publisher {
             // As for the checkpoint reader: with sparse connections librdkafka 2.12 drops the
             // bootstrap connection once it knows the brokers and reconnects only when it next
             // needs a leader, so the partition-count lookup below took 45–55 ms instead of
-            // ~2 ms. Measured on re-imports of ICS 18.1 into an existing topic (CLI, 20 each):
-            // median 65 → 42 ms.
+            // ~2 ms (`dev/bench-small-import`: re-import median 63 → 33–36 ms, with the
+            // retry settings below).
             .set("enable.sparse.connections", "false")
             // The first send to a topic created a moment ago can come back "not leader" although
             // metadata already names the leader (KRaft publishes it before the broker takes the
