@@ -31,7 +31,7 @@ pub async fn load_checkpoint(config: &KafkaConfig) -> Result<(Checkpoint, Replay
 
 /// A partition's offsets. A topic created a moment ago (by this run's producer, concurrently)
 /// can answer "not leader" until its leader is elected: retry until the Kafka timeout.
-fn watermarks(
+pub fn watermarks(
     consumer: &BaseConsumer,
     topic: &str,
     partition: i32,

@@ -45,7 +45,9 @@ fn read_all_blocking(brokers: &str, topic: &str) -> anyhow::Result<Vec<Record>> 
     let mut open = HashSet::new();
     for t in metadata.topics().iter().filter(|t| t.name() == topic) {
         for p in t.partitions() {
-            let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
+            // A topic the run created a moment ago can answer "not leader" until its leader
+            // is elected: ingest's own reader retries that, and so does this one.
+            let (low, high) = ingest::consumer::watermarks(&consumer, topic, p.id(), timeout)?;
             if high > low {
                 assignment.add_partition_offset(topic, p.id(), Offset::Beginning)?;
                 open.insert(p.id());
