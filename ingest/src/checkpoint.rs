@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use hashbrown::HashMap;
+use smallvec::SmallVec;
 
 use schemas::{CollectionUpserted, Event};
 
@@ -22,8 +23,10 @@ pub struct KnownCollection {
     pub last_date_added: i64,
     /// Object id → (version in microseconds, what was published); objects have a few versions.
     /// hashbrown rather than std's map: borrowed-key inserts (`entry_ref`) and a faster default
-    /// hasher, since ingest consults this for every object it reads.
-    versions: HashMap<String, Vec<(i64, KnownVersion)>>,
+    /// hasher, since ingest consults this for every object it reads. The first version is kept
+    /// inline: most objects have one per collection, and a vector per object was an allocation
+    /// of fresh memory for every object of a first import.
+    versions: HashMap<String, SmallVec<[(i64, KnownVersion); 1]>>,
 }
 
 /// Now, or just after `last` when the clock has not moved past it; `last` becomes the result.
@@ -242,7 +245,7 @@ impl Checkpoint {
                 .collections
                 .values()
                 .flat_map(|c| c.versions.values())
-                .map(Vec::len)
+                .map(|versions| versions.len())
                 .sum(),
             releases: self
                 .releases

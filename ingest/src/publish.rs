@@ -4,6 +4,7 @@
 //!
 //! [`check`]: crate::check
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -324,9 +325,9 @@ fn decide(
     }
 }
 
-fn candidate<'t>(object: &PreparedObject, text: &'t str) -> Candidate<'t> {
+fn candidate<'t>(object: &'t PreparedObject, text: &'t str) -> Candidate<'t> {
     Candidate {
-        meta: object.meta.clone(),
+        meta: Cow::Borrowed(&object.meta),
         json: &text[object.range.clone()],
         digest: object.digest,
         position: object.position,

@@ -25,6 +25,7 @@
 //! changed between two scans of this run (an in-place overwrite); a difference seen on the
 //! first sighting is left to the release path, which would otherwise flip-flop with the scan.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -407,7 +408,7 @@ pub fn plan_scan(
                     .entry(collection.to_owned())
                     .or_default()
                     .push(Candidate {
-                        meta: meta.clone(),
+                        meta: Cow::Owned(meta.clone()),
                         json,
                         digest,
                         position,
@@ -528,7 +529,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, json)| Candidate {
-                meta: validate_object(json, None).unwrap(),
+                meta: Cow::Owned(validate_object(json, None).unwrap()),
                 json,
                 digest: schemas::stix::content_digest(json).unwrap(),
                 position: i as i64,

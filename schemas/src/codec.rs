@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 
 use crate::event::{CollectionUpserted, DeadLetter, Event, ObjectVersionAdded, ReleasePublished};
 use crate::fingerprint;
+use crate::version_writer;
 use crate::{Error, Result};
 
 /// The two marker bytes that start every single-object encoded message.
@@ -286,7 +287,7 @@ pub fn encode_event(event: &Event) -> Result<Vec<u8>> {
 pub fn encode_event_into(event: &Event, out: &mut Vec<u8>) -> Result<()> {
     match event {
         Event::Collection(e) => write(Record::CollectionUpserted, e, out),
-        Event::ObjectVersion(e) => write(Record::ObjectVersionAdded, e, out),
+        Event::ObjectVersion(e) => write_object_version(e, out),
         Event::Release(e) => write(Record::ReleasePublished, e, out),
     }
 }
@@ -297,7 +298,24 @@ pub fn encode_object_version_into(
     event: &ObjectVersionAdded<&str>,
     out: &mut Vec<u8>,
 ) -> Result<()> {
-    write(Record::ObjectVersionAdded, event, out)
+    write_object_version(event, out)
+}
+
+/// Version events are written by [`version_writer`] (the hot path of an import), after the
+/// same header apache-avro's path writes.
+fn write_object_version<S: AsRef<str>>(
+    event: &ObjectVersionAdded<S>,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let fingerprint = codecs()?
+        .iter()
+        .find(|c| c.record == Record::ObjectVersionAdded && c.writer.is_some())
+        .map(|c| c.fingerprint)
+        .ok_or_else(|| Error::Schemas("no writer for ObjectVersionAdded".to_owned()))?;
+    out.extend_from_slice(&MARKER);
+    out.extend_from_slice(&fingerprint);
+    version_writer::write_object_version(event, out);
+    Ok(())
 }
 
 /// Decodes an objects-topic message written with any known schema.
@@ -805,6 +823,55 @@ mod tests {
         }
     }
 
+    /// Every object of real bundles, as the events ingest publishes (with and without a
+    /// correction, from a file and from a Workbench): the version writer's bytes are
+    /// apache-avro's.
+    #[test]
+    fn version_writer_writes_what_apache_avro_writes_for_real_objects() {
+        for name in [
+            "ics-attack-18.1.json.zst",
+            "stix-2.0/ics-attack-18.1.json.zst",
+        ] {
+            let (bundle_spec_version, objects) = crate::stix::tests::attack_bundle(name);
+            let (mut ours, mut avro) = (Vec::new(), Vec::new());
+            for (position, raw) in objects.iter().enumerate() {
+                let (meta, digest) =
+                    crate::stix::validate_and_digest(raw, bundle_spec_version.as_deref()).unwrap();
+                let workbench = position % 2 == 1;
+                let event = ObjectVersionAdded {
+                    collection_id: "x-mitre-collection--90c00720-636b-4485-b342-8751d232bf09"
+                        .to_owned(),
+                    object_id: meta.id,
+                    stix_type: meta.stix_type,
+                    spec_version: meta.spec_version.as_str().to_owned(),
+                    version: meta.version.to_string(),
+                    version_micros: meta.version.as_micros(),
+                    date_added: 1_763_942_400_000_000 + position as i64,
+                    content_sha256: digest,
+                    object_json: raw.clone(),
+                    source: Source {
+                        kind: if workbench {
+                            SourceKind::Workbench
+                        } else {
+                            SourceKind::Bundle
+                        },
+                        uri: name.to_owned(),
+                        sha256: (!workbench).then(|| "ab".repeat(32)),
+                        position: (!workbench).then_some(position as i64),
+                    },
+                    ingest_run_id: "run".to_owned(),
+                    correction: position % 3 == 0,
+                    supersedes_date_added: (position % 3 == 0).then_some(position as i64),
+                };
+                ours.clear();
+                avro.clear();
+                encode_object_version_into(&event.view(), &mut ours).unwrap();
+                write(Record::ObjectVersionAdded, &event, &mut avro).unwrap();
+                assert_eq!(ours, avro, "{name}: {}", event.object_id);
+            }
+        }
+    }
+
     fn arb_source() -> impl Strategy<Value = Source> {
         (
             prop_oneof![Just(SourceKind::Bundle), Just(SourceKind::Workbench)],
@@ -927,6 +994,15 @@ mod tests {
             prop_assert_eq!(view.key(), Event::ObjectVersion(event.clone()).key());
             prop_assert_eq!(view.to_owned_event(), event.clone());
             prop_assert_eq!(borrowed, encode_event(&Event::ObjectVersion(event)).unwrap());
+        }
+
+        #[test]
+        fn version_writer_writes_what_apache_avro_writes(event in arb_object_version()) {
+            let mut ours = Vec::new();
+            encode_event_into(&Event::ObjectVersion(event.clone()), &mut ours).unwrap();
+            let mut avro = Vec::new();
+            write(Record::ObjectVersionAdded, &event, &mut avro).unwrap();
+            prop_assert_eq!(ours, avro);
         }
 
         #[test]

@@ -9,6 +9,7 @@ pub mod event;
 pub mod fingerprint;
 pub mod key;
 pub mod stix;
+mod version_writer;
 
 pub use codec::{
     SchemaInfo, decode_dead_letter, decode_event, encode_dead_letter, encode_dead_letter_into,
