@@ -1,5 +1,8 @@
 //! Benchmark (not a test): `ingest import` of the Enterprise release beside a raw rdkafka
 //! produce of the same objects, in the same run, against the broker from `dev/services`.
+//! Each round: raw produce of the objects' JSON (into a plain and into a compacted topic), raw
+//! produce of exactly the messages ingest publishes for the bundle (read back from one import
+//! before the rounds), then ingest from the `.json.zst` and from the same bundle as plain JSON.
 //!
 //! Run: `dev/services start && cargo bench -p taxiway-ingest --bench import_throughput`.
 //! Env: TAXIWAY_KAFKA_BROKERS (127.0.0.1:9092), TAXIWAY_ATTACK_DATA (../shared/attack-data),
@@ -52,8 +55,6 @@ fn unique(prefix: &str) -> String {
     )
 }
 
-/// Produces every object's JSON as one message, keyed by object id, with ingest's producer
-/// settings; returns the time from the first send to the last acknowledgement.
 /// `ingest` on `topic` (its dead letters to a shared bench topic), then `extra`.
 fn cli(brokers: &str, topic: &str, extra: &[&str]) -> Cli {
     let mut argv = vec![
@@ -69,10 +70,37 @@ fn cli(brokers: &str, topic: &str, extra: &[&str]) -> Cli {
     Cli::try_parse_from(argv).unwrap()
 }
 
-/// Raw produce of the objects' bytes. `compacted`: into a topic created exactly like ingest's
-/// objects topic (compaction makes the broker check every record's key), else into an
-/// auto-created one.
+/// Raw produce of the objects' bytes, each keyed by its object id. `compacted`: into a topic
+/// created exactly like ingest's objects topic (compaction makes the broker check every record's
+/// key), else into an auto-created one.
 async fn raw_produce(brokers: &str, objects: &[&RawValue], compacted: bool) -> Duration {
+    // The id is read inside the timed loop, as a perf-test-style producer of these objects would.
+    produce_timed(brokers, compacted, objects.len(), |i| {
+        let object = objects[i].get();
+        let id: Id<'_> = serde_json::from_str(object).unwrap();
+        (id.id.as_bytes(), object.as_bytes())
+    })
+    .await
+}
+
+/// Raw produce of exactly the messages ingest publishes for the bundle (its keys and Avro
+/// payloads, ~27 % more bytes than the objects' JSON alone), into an auto-created topic.
+async fn raw_produce_messages(brokers: &str, messages: &[(Vec<u8>, Vec<u8>)]) -> Duration {
+    produce_timed(brokers, false, messages.len(), |i| {
+        (messages[i].0.as_slice(), messages[i].1.as_slice())
+    })
+    .await
+}
+
+/// Produces `count` messages (`message(i)`: key and payload) to partition 0 of a new topic with
+/// ingest's producer settings, on an already connected and warmed producer; returns the time
+/// from the first send to the last acknowledgement.
+async fn produce_timed<'m>(
+    brokers: &str,
+    compacted: bool,
+    count: usize,
+    message: impl Fn(usize) -> (&'m [u8], &'m [u8]),
+) -> Duration {
     let topic = unique("raw");
     if compacted {
         taxiway_ingest::producer::ensure_topics(&cli(brokers, &topic, &["import", "x"]).kafka)
@@ -99,14 +127,14 @@ async fn raw_produce(brokers: &str, objects: &[&RawValue], compacted: bool) -> D
         .map_err(|(e, _)| e)
         .unwrap();
     let started = Instant::now();
-    let mut pending = Vec::with_capacity(objects.len());
-    for object in objects {
-        let id: Id<'_> = serde_json::from_str(object.get()).unwrap();
+    let mut pending = Vec::with_capacity(count);
+    for i in 0..count {
+        let (key, payload) = message(i);
         loop {
             match producer.send_result(
                 FutureRecord::to(&topic)
-                    .key(id.id)
-                    .payload(object.get())
+                    .key(key)
+                    .payload(payload)
                     .partition(0),
             ) {
                 Ok(delivery) => {
@@ -121,6 +149,53 @@ async fn raw_produce(brokers: &str, objects: &[&RawValue], compacted: bool) -> D
         delivery.await.unwrap().map_err(|(e, _)| e).unwrap();
     }
     started.elapsed()
+}
+
+/// Every message on `topic` (key, payload), partition by partition in offset order.
+fn read_topic(brokers: &str, topic: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "bench-read-back")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let mut messages = Vec::new();
+    for partition in metadata.topics()[0].partitions() {
+        let (_, high) = taxiway_ingest::consumer::watermarks(
+            &consumer,
+            topic,
+            partition.id(),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        if high == 0 {
+            continue;
+        }
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(topic, partition.id(), Offset::Beginning)
+            .unwrap();
+        consumer.assign(&assignment).unwrap();
+        loop {
+            let message = consumer
+                .poll(Duration::from_secs(10))
+                .expect("no message within 10 s while reading back")
+                .unwrap();
+            messages.push((
+                message.key().unwrap_or_default().to_vec(),
+                message.payload().unwrap_or_default().to_vec(),
+            ));
+            if message.offset() + 1 >= high {
+                break;
+            }
+        }
+    }
+    messages
 }
 
 /// Waits until every partition of `topic` has a leader that answers.
@@ -154,7 +229,8 @@ fn wait_until_led(brokers: &str, topic: &str) {
     }
 }
 
-async fn ingest_import(brokers: &str, path: &str) -> Duration {
+/// Imports `path` into a new topic; returns the time and the topic.
+async fn ingest_import_into(brokers: &str, path: &str) -> (Duration, String) {
     let topic = unique("ingest");
     let args = |extra: &[&str]| cli(brokers, &topic, extra);
     // Create the topics first so the timed run measures the import, not topic creation.
@@ -179,7 +255,11 @@ async fn ingest_import(brokers: &str, path: &str) -> Duration {
         .await
         .unwrap();
     assert_eq!(outcome, taxiway_ingest::Outcome::Complete);
-    started.elapsed()
+    (started.elapsed(), topic)
+}
+
+async fn ingest_import(brokers: &str, path: &str) -> Duration {
+    ingest_import_into(brokers, path).await.0
 }
 
 fn cpu_seconds(pid: &str) -> f64 {
@@ -241,7 +321,23 @@ async fn main() {
     let plain = std::env::temp_dir().join(format!("{}.json", unique("bundle")));
     std::fs::write(&plain, &text).unwrap();
     let plain_text = plain.display().to_string();
+    // What ingest publishes for the bundle, for the raw loop of its own messages: one import
+    // into a topic of its own, read back (outside every timing).
+    let (_, seeded) = ingest_import_into(&brokers, &path_text).await;
+    let messages = {
+        let (brokers, topic) = (brokers.clone(), seeded.clone());
+        tokio::task::spawn_blocking(move || read_topic(&brokers, &topic))
+            .await
+            .unwrap()
+    };
+    let message_bytes: usize = messages.iter().map(|(k, p)| k.len() + p.len()).sum();
+    println!(
+        "ingest's messages for it: {} ({:.1} MB of keys and payloads)",
+        messages.len(),
+        message_bytes as f64 / 1e6
+    );
     let mut best_raw = Duration::MAX;
+    let mut best_messages = Duration::MAX;
     let mut best_compacted = Duration::MAX;
     let mut best_ingest = Duration::MAX;
     let mut best_plain = Duration::MAX;
@@ -249,6 +345,7 @@ async fn main() {
     // runs see the same machine.
     let mut round_ratios = Vec::with_capacity(rounds);
     let mut plain_ratios = Vec::with_capacity(rounds);
+    let mut message_ratios = Vec::with_capacity(rounds);
     for round in 1..=rounds {
         let raw = with_cpu("raw", raw_produce(&brokers, &bundle.objects, false)).await;
         let compacted = with_cpu(
@@ -256,11 +353,17 @@ async fn main() {
             raw_produce(&brokers, &bundle.objects, true),
         )
         .await;
+        let raw_messages = with_cpu(
+            "raw, ingest's messages",
+            raw_produce_messages(&brokers, &messages),
+        )
+        .await;
         let ingest = with_cpu("ingest", ingest_import(&brokers, &path_text)).await;
         let ingest_plain = with_cpu("ingest, plain", ingest_import(&brokers, &plain_text)).await;
         for (name, elapsed) in [
             ("raw rdkafka produce", raw),
             ("raw, compacted topic", compacted),
+            ("raw, ingest's messages", raw_messages),
             ("ingest import (end to end)", ingest),
             ("ingest import, plain .json", ingest_plain),
         ] {
@@ -279,6 +382,8 @@ async fn main() {
         best_plain = best_plain.min(ingest_plain);
         round_ratios.push(raw.as_secs_f64() / ingest.as_secs_f64());
         plain_ratios.push(raw.as_secs_f64() / ingest_plain.as_secs_f64());
+        message_ratios.push(raw_messages.as_secs_f64() / ingest.as_secs_f64());
+        best_messages = best_messages.min(raw_messages);
     }
     let _ = std::fs::remove_file(&plain);
     let ratio = |best: Duration| best_raw.as_secs_f64() / best.as_secs_f64();
@@ -301,6 +406,14 @@ async fn main() {
         n as f64 / best_compacted.as_secs_f64(),
         best_compacted.as_secs_f64() / best_ingest.as_secs_f64(),
         best_compacted.as_secs_f64() / best_plain.as_secs_f64()
+    );
+    println!(
+        "raw produce of ingest's own messages (same keys and payloads, {:.1} MB): {:.0} objects/s; \
+         ratio ingest/that, best of {rounds}: {:.2} (.json.zst); per round: {} (.json.zst)",
+        message_bytes as f64 / 1e6,
+        n as f64 / best_messages.as_secs_f64(),
+        best_messages.as_secs_f64() / best_ingest.as_secs_f64(),
+        spread(&mut message_ratios),
     );
     delete_bench_topics(&brokers).await;
 }
