@@ -210,14 +210,19 @@ fn avro_error(context: &'static str) -> impl FnOnce(apache_avro::Error) -> Error
     }
 }
 
-fn write<T: Serialize>(record: Record, value: &T, out: &mut Vec<u8>) -> Result<()> {
-    let (fingerprint, writer) = codecs()?
+/// The current schema's fingerprint and writer for `record`.
+fn writer_of(record: Record) -> Result<([u8; 8], &'static GenericDatumWriter<'static>)> {
+    codecs()?
         .iter()
         .find_map(|c| match &c.writer {
             Some(writer) if c.record == record => Some((c.fingerprint, writer)),
             _ => None,
         })
-        .ok_or_else(|| Error::Schemas(format!("no writer for {}", record.name())))?;
+        .ok_or_else(|| Error::Schemas(format!("no writer for {}", record.name())))
+}
+
+fn write<T: Serialize>(record: Record, value: &T, out: &mut Vec<u8>) -> Result<()> {
+    let (fingerprint, writer) = writer_of(record)?;
     let start = out.len();
     out.extend_from_slice(&MARKER);
     out.extend_from_slice(&fingerprint);
@@ -307,11 +312,7 @@ fn write_object_version<S: AsRef<str>>(
     event: &ObjectVersionAdded<S>,
     out: &mut Vec<u8>,
 ) -> Result<()> {
-    let fingerprint = codecs()?
-        .iter()
-        .find(|c| c.record == Record::ObjectVersionAdded && c.writer.is_some())
-        .map(|c| c.fingerprint)
-        .ok_or_else(|| Error::Schemas("no writer for ObjectVersionAdded".to_owned()))?;
+    let (fingerprint, _) = writer_of(Record::ObjectVersionAdded)?;
     out.extend_from_slice(&MARKER);
     out.extend_from_slice(&fingerprint);
     version_writer::write_object_version(event, out);

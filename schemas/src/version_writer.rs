@@ -4,7 +4,7 @@
 //! Why not apache-avro's writer for this one record: ingest encodes one of these per object on
 //! its single ordered publishing stream (an Enterprise import: ~25k in a row), and the
 //! schema-aware serializer looks every field up by name in a hashed map and checks it against
-//! the schema, which was about two thirds of the encoding time in profiles (the rest: copying
+//! the schema, which was more than half of the encoding time in profiles (the rest: copying
 //! the object's JSON). Every other record, and all decoding, still goes through apache-avro.
 //!
 //! The bytes are the same as apache-avro's for the current schema: the tests compare both on
