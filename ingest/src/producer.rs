@@ -1,17 +1,18 @@
 //! Publishing events on Kafka: topic set-up, an idempotent, compressed, batching producer, and
 //! in-order sends whose deliveries are all confirmed before a batch counts as published.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::ToBytes;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode as Code;
+use tokio::sync::Notify;
 
 use crate::config::KafkaConfig;
 use crate::error::Error;
@@ -28,16 +29,90 @@ const MAX_IN_FLIGHT: usize = 50_000;
 /// Dead letters are kept 30 days: long enough for an operator to look at them after a holiday.
 const DEAD_LETTER_RETENTION_MS: &str = "2592000000";
 
+/// The deliveries of one run of sends (a [`Sending`], a batch of dead letters), counted by the
+/// producer's delivery callback.
+///
+/// Why not rust-rdkafka's `FutureProducer`: it allocates a oneshot channel and a boxed sender
+/// per message and wakes a future per delivery. Counting makes a send one reference-count
+/// increment, and the sender waits only when it must (in-flight bound, queue full, the end).
+#[derive(Debug, Default)]
+struct Deliveries {
+    /// Acknowledged or failed.
+    done: AtomicUsize,
+    /// The first failure: every later send of the run is refused with it.
+    failed: Mutex<Option<KafkaError>>,
+    /// Woken on every delivery; the sender re-checks `done` after each wake-up.
+    progress: Notify,
+}
+
+impl Deliveries {
+    fn failure(&self) -> Option<KafkaError> {
+        // A poisoned lock only means a delivery callback panicked after storing: keep its value.
+        match self.failed.lock() {
+            Ok(failed) => failed.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn record_failure(&self, error: &KafkaError) {
+        let mut failed = match self.failed.lock() {
+            Ok(failed) => failed,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        failed.get_or_insert_with(|| error.clone());
+    }
+
+    /// How many of the `sent` messages still await their delivery report.
+    fn undelivered(&self, sent: usize) -> usize {
+        sent.saturating_sub(self.done.load(Ordering::Acquire))
+    }
+
+    /// Waits until at most `outstanding` of the `sent` messages await their delivery.
+    async fn wait_until(&self, sent: usize, outstanding: usize) {
+        loop {
+            let progress = self.progress.notified();
+            tokio::pin!(progress);
+            // Registered before the check, so a delivery between the check and the wait
+            // still wakes this task.
+            progress.as_mut().enable();
+            if self.undelivered(sent) <= outstanding {
+                return;
+            }
+            progress.await;
+        }
+    }
+}
+
+/// The producer's context: counts each delivery into the [`Deliveries`] its send carried.
+struct Counting {
+    /// Sends of every run not delivered yet: when none are left, [`Publisher::flush`] has
+    /// nothing to wait for.
+    undelivered: Arc<AtomicUsize>,
+}
+
+impl ClientContext for Counting {}
+
+impl ProducerContext for Counting {
+    type DeliveryOpaque = Arc<Deliveries>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, deliveries: Arc<Deliveries>) {
+        if let Err((error, _)) = result {
+            deliveries.record_failure(error);
+        }
+        deliveries.done.fetch_add(1, Ordering::Release);
+        self.undelivered.fetch_sub(1, Ordering::Release);
+        deliveries.progress.notify_one();
+    }
+}
+
 /// An idempotent producer bound to the objects and dead-letter topics.
 pub struct Publisher {
-    producer: FutureProducer,
+    producer: Arc<ThreadedProducer<Counting>>,
     objects_topic: String,
     dead_letter_topic: String,
     partitions: i32,
     timeout: Duration,
-    /// Sends whose delivery nobody has awaited yet: when none are left, [`Publisher::flush`]
-    /// has nothing to wait for.
-    unconfirmed: AtomicUsize,
+    undelivered: Arc<AtomicUsize>,
 }
 
 impl Publisher {
@@ -49,7 +124,11 @@ impl Publisher {
         // up yet), and that wait then overlaps the topic check instead of following it. It
         // asks for no topic metadata until `partition_count`, so it cannot auto-create a topic
         // before `ensure_topics` made it compacted.
-        let producer: FutureProducer = ClientConfig::new()
+        let undelivered = Arc::new(AtomicUsize::new(0));
+        let context = Counting {
+            undelivered: undelivered.clone(),
+        };
+        let producer: ThreadedProducer<Counting> = ClientConfig::new()
             .set("bootstrap.servers", &config.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -70,8 +149,9 @@ impl Publisher {
             // lead): a retry after the default 100 ms was +100 ms on 4 of 10 first imports. The
             // backoff still doubles per retry up to `retry.backoff.max.ms` (1 s).
             .set("retry.backoff.ms", "10")
-            .create()
+            .create_with_context(context)
             .map_err(Error::kafka("creating the producer"))?;
+        let producer = Arc::new(producer);
         ensure_topics(config).await?;
         let partitions = partition_count(
             producer.clone(),
@@ -85,7 +165,7 @@ impl Publisher {
             dead_letter_topic: config.dead_letter_topic.clone(),
             partitions,
             timeout: config.timeout,
-            unconfirmed: AtomicUsize::new(0),
+            undelivered,
         })
     }
 
@@ -111,14 +191,14 @@ impl Publisher {
     pub fn sending(&self) -> Sending<'_> {
         Sending {
             publisher: self,
-            pending: VecDeque::new(),
+            run: Run::default(),
             buffer: Vec::new(),
         }
     }
 
     /// Publishes rejected objects on the dead-letter topic.
     pub async fn dead_letters(&self, letters: &[DeadLetter]) -> Result<(), Error> {
-        let mut pending = VecDeque::new();
+        let mut run = Run::default();
         for letter in letters {
             let payload = schemas::encode_dead_letter(letter)?;
             let key = letter
@@ -126,91 +206,85 @@ impl Publisher {
                 .as_ref()
                 .map(|s| format!("{}#{}", s.uri, s.position.unwrap_or(-1)))
                 .unwrap_or_default();
-            let record = FutureRecord::to(&self.dead_letter_topic)
-                .key(&key)
-                .payload(&payload);
-            self.enqueue(record, &mut pending).await?;
+            let record =
+                BaseRecord::with_opaque_to(&self.dead_letter_topic, run.deliveries.clone())
+                    .key(&key)
+                    .payload(&payload);
+            self.enqueue(record, &mut run).await?;
         }
-        self.drain(pending, &self.dead_letter_topic).await
+        self.drain(&run, &self.dead_letter_topic).await
     }
 
     async fn enqueue<K, P>(
         &self,
-        mut record: FutureRecord<'_, K, P>,
-        pending: &mut VecDeque<DeliveryFuture>,
+        mut record: BaseRecord<'_, K, P, Arc<Deliveries>>,
+        run: &mut Run,
     ) -> Result<(), Error>
     where
         K: ToBytes + ?Sized,
         P: ToBytes + ?Sized,
     {
+        let topic = record.topic;
+        run.check(topic)?;
+        if run.deliveries.undelivered(run.sent) >= MAX_IN_FLIGHT {
+            self.wait(run, MAX_IN_FLIGHT - 1, topic).await?;
+        }
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
-            if pending.len() >= MAX_IN_FLIGHT {
-                let oldest = pending.pop_front();
-                if let Some(delivery) = oldest {
-                    self.confirm(delivery, record.topic).await?;
-                }
-            }
-            match self.producer.send_result(record) {
-                Ok(delivery) => {
-                    self.unconfirmed.fetch_add(1, Ordering::Relaxed);
-                    pending.push_back(delivery);
+            // Counted before the send: the delivery callback may run before `send` returns.
+            self.undelivered.fetch_add(1, Ordering::Relaxed);
+            match self.producer.send(record) {
+                Ok(()) => {
+                    run.sent += 1;
                     return Ok(());
                 }
-                Err((KafkaError::MessageProduction(Code::QueueFull), back)) => {
-                    // The local queue is full: wait for the oldest delivery, or a moment if
-                    // none is ours, then try again until the Kafka timeout.
-                    record = back;
-                    if tokio::time::Instant::now() >= deadline {
-                        return Err(Error::KafkaState(format!(
-                            "producer queue for {} stayed full for {:?}",
-                            record.topic, self.timeout
-                        )));
-                    }
-                    match pending.pop_front() {
-                        Some(delivery) => self.confirm(delivery, record.topic).await?,
-                        None => tokio::time::sleep(Duration::from_millis(10)).await,
-                    }
-                }
                 Err((e, back)) => {
-                    return Err(Error::Kafka {
-                        context: format!("sending to {}", back.topic),
-                        source: e,
-                    });
+                    self.undelivered.fetch_sub(1, Ordering::Relaxed);
+                    record = back;
+                    if !matches!(e, KafkaError::MessageProduction(Code::QueueFull)) {
+                        return Err(Error::Kafka {
+                            context: format!("sending to {topic}"),
+                            source: e,
+                        });
+                    }
                 }
+            }
+            // The local queue is full: wait for one of ours to be delivered, or a moment if
+            // none is ours, then try again until the Kafka timeout.
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::KafkaState(format!(
+                    "producer queue for {topic} stayed full for {:?}",
+                    self.timeout
+                )));
+            }
+            let undelivered = run.deliveries.undelivered(run.sent);
+            if undelivered > 0 {
+                self.wait(run, undelivered - 1, topic).await?;
+            } else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
     }
 
-    /// Awaits one delivery; an error names the topic.
-    async fn confirm(&self, delivery: DeliveryFuture, topic: &str) -> Result<(), Error> {
-        let outcome = delivery.await;
-        self.unconfirmed.fetch_sub(1, Ordering::Release);
-        match outcome {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err((e, _))) => Err(Error::Kafka {
-                context: format!("delivering to {topic}"),
-                source: e,
-            }),
-            Err(_) => Err(Error::KafkaState(format!(
-                "producer closed before delivering to {topic}"
-            ))),
-        }
+    /// Waits until at most `outstanding` of the run's sends are undelivered; a failed delivery
+    /// names the topic. Not bounded here: librdkafka reports every message, delivered or
+    /// failed, within `message.timeout.ms`.
+    async fn wait(&self, run: &Run, outstanding: usize, topic: &str) -> Result<(), Error> {
+        run.deliveries.wait_until(run.sent, outstanding).await;
+        run.check(topic)
     }
 
-    async fn drain(&self, pending: VecDeque<DeliveryFuture>, topic: &str) -> Result<(), Error> {
-        for delivery in pending {
-            self.confirm(delivery, topic).await?;
-        }
-        Ok(())
+    /// Waits until every send of the run has been delivered.
+    async fn drain(&self, run: &Run, topic: &str) -> Result<(), Error> {
+        self.wait(run, 0, topic).await
     }
 
     /// Waits until everything enqueued has been delivered (used at shutdown). Returns at once
-    /// when every send's delivery was already awaited: librdkafka's flush can otherwise sit out
+    /// when every send was already reported delivered: librdkafka's flush can otherwise sit out
     /// a 100 ms poll for internal events (measured after an import whose every delivery had
     /// been confirmed).
     pub fn flush(&self) -> Result<(), Error> {
-        if self.unconfirmed.load(Ordering::Acquire) == 0 {
+        if self.undelivered.load(Ordering::Acquire) == 0 {
             return Ok(());
         }
         self.producer
@@ -219,10 +293,30 @@ impl Publisher {
     }
 }
 
+/// The sends of one run and their deliveries.
+#[derive(Debug, Default)]
+struct Run {
+    sent: usize,
+    deliveries: Arc<Deliveries>,
+}
+
+impl Run {
+    /// The first failed delivery of the run, naming the topic.
+    fn check(&self, topic: &str) -> Result<(), Error> {
+        match self.deliveries.failure() {
+            None => Ok(()),
+            Some(source) => Err(Error::Kafka {
+                context: format!("delivering to {topic}"),
+                source,
+            }),
+        }
+    }
+}
+
 /// Events on their way to the objects topic; see [`Publisher::sending`].
 pub struct Sending<'p> {
     publisher: &'p Publisher,
-    pending: VecDeque<DeliveryFuture>,
+    run: Run,
     /// One encoding buffer for every event: the producer copies each payload when enqueuing.
     buffer: Vec<u8>,
 }
@@ -248,17 +342,18 @@ impl Sending<'_> {
     async fn enqueue_buffer(&mut self, key: &str, collection_id: &str) -> Result<(), Error> {
         let publisher = self.publisher;
         let partition = schemas::partition_for(collection_id, publisher.partitions);
-        let record = FutureRecord::to(&publisher.objects_topic)
-            .key(key)
-            .payload(self.buffer.as_slice())
-            .partition(partition);
-        publisher.enqueue(record, &mut self.pending).await
+        let record =
+            BaseRecord::with_opaque_to(&publisher.objects_topic, self.run.deliveries.clone())
+                .key(key)
+                .payload(self.buffer.as_slice())
+                .partition(partition);
+        publisher.enqueue(record, &mut self.run).await
     }
 
     /// Waits until Kafka acknowledged every event sent.
     pub async fn finish(self) -> Result<(), Error> {
         let topic = &self.publisher.objects_topic;
-        self.publisher.drain(self.pending, topic).await
+        self.publisher.drain(&self.run, topic).await
     }
 }
 
@@ -306,7 +401,7 @@ pub async fn ensure_topics(config: &KafkaConfig) -> Result<(), Error> {
 }
 
 async fn partition_count(
-    producer: FutureProducer,
+    producer: Arc<ThreadedProducer<Counting>>,
     topic: String,
     timeout: Duration,
 ) -> Result<i32, Error> {

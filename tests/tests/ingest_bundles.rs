@@ -351,3 +351,40 @@ async fn a_file_that_is_not_a_bundle_fails_the_run_and_publishes_nothing_from_it
     let events = topics.events().await.unwrap();
     assert!(events.is_empty(), "{} events published", events.len());
 }
+
+#[tokio::test]
+async fn a_delivery_the_broker_refuses_fails_the_run_naming_the_topic_and_the_reason() {
+    // The objects topic exists already, with a message limit below the size of a batch of the
+    // bundle's events: the broker refuses them after they were enqueued, so only the delivery
+    // reports can tell. The run must fail with that, not return as if it had published.
+    let topics = Topics::new("ingest_refused");
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", taxiway_tests::kafka_brokers())
+            .create()
+            .unwrap();
+    let objects = rdkafka::admin::NewTopic::new(
+        &topics.objects,
+        1,
+        rdkafka::admin::TopicReplication::Fixed(1),
+    )
+    .set("cleanup.policy", "compact")
+    .set("max.message.bytes", "4096");
+    for created in admin
+        .create_topics([&objects], &rdkafka::admin::AdminOptions::new())
+        .await
+        .unwrap()
+    {
+        created.unwrap();
+    }
+    let path = attack_data::path("ics-attack-18.1.json.zst")
+        .display()
+        .to_string();
+    let error = topics.ingest(&["import", &path]).await.unwrap_err();
+    let message = format!("{error:#}");
+    assert!(
+        message.contains(&format!("delivering to {}", topics.objects)),
+        "{message}"
+    );
+    assert!(message.to_lowercase().contains("too large"), "{message}");
+}
