@@ -54,12 +54,17 @@ impl Deliveries {
         }
     }
 
-    fn record_failure(&self, error: &KafkaError) {
-        let mut failed = match self.failed.lock() {
-            Ok(failed) => failed,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        failed.get_or_insert_with(|| error.clone());
+    /// Counts one delivery report (`failed`: its error) and wakes the sender.
+    fn delivered(&self, failed: Option<&KafkaError>) {
+        if let Some(error) = failed {
+            let mut first = match self.failed.lock() {
+                Ok(first) => first,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            first.get_or_insert_with(|| error.clone());
+        }
+        self.done.fetch_add(1, Ordering::Release);
+        self.progress.notify_one();
     }
 
     /// How many of the `sent` messages still await their delivery report.
@@ -69,16 +74,10 @@ impl Deliveries {
 
     /// Waits until at most `outstanding` of the `sent` messages await their delivery.
     async fn wait_until(&self, sent: usize, outstanding: usize) {
-        loop {
-            let progress = self.progress.notified();
-            tokio::pin!(progress);
-            // Registered before the check, so a delivery between the check and the wait
-            // still wakes this task.
-            progress.as_mut().enable();
-            if self.undelivered(sent) <= outstanding {
-                return;
-            }
-            progress.await;
+        while self.undelivered(sent) > outstanding {
+            // `notify_one` leaves a permit when nobody waits yet, so a report that lands
+            // between the check and this wait still wakes it.
+            self.progress.notified().await;
         }
     }
 }
@@ -96,12 +95,8 @@ impl ProducerContext for Counting {
     type DeliveryOpaque = Arc<Deliveries>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, deliveries: Arc<Deliveries>) {
-        if let Err((error, _)) = result {
-            deliveries.record_failure(error);
-        }
-        deliveries.done.fetch_add(1, Ordering::Release);
         self.undelivered.fetch_sub(1, Ordering::Release);
-        deliveries.progress.notify_one();
+        deliveries.delivered(result.as_ref().err().map(|(error, _)| error));
     }
 }
 
@@ -441,5 +436,79 @@ async fn partition_count(
         }
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused() -> KafkaError {
+        KafkaError::MessageProduction(Code::MessageSizeTooLarge)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sender_waits_until_few_enough_deliveries_are_outstanding() {
+        let deliveries = Arc::new(Deliveries::default());
+        let waiter = tokio::spawn({
+            let deliveries = deliveries.clone();
+            async move {
+                // 10 sent, at most 3 may stay outstanding: needs 7 reports.
+                deliveries.wait_until(10, 3).await;
+                deliveries.done.load(Ordering::Acquire)
+            }
+        });
+        for _ in 0..6 {
+            deliveries.delivered(None);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert!(!waiter.is_finished(), "returned with 4 of 10 outstanding");
+        deliveries.delivered(None);
+        let done = tokio::time::timeout(Duration::from_secs(10), waiter)
+            .await
+            .expect("the seventh report wakes the sender")
+            .unwrap();
+        assert_eq!(done, 7);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reports_from_another_thread_are_never_missed() {
+        // Reports race with the sender's check-then-wait: one that wakes nobody would leave the
+        // sender waiting forever for the last ones.
+        const SENT: usize = 100_000;
+        let deliveries = Arc::new(Deliveries::default());
+        let reporter = std::thread::spawn({
+            let deliveries = deliveries.clone();
+            move || {
+                for _ in 0..SENT {
+                    deliveries.delivered(None);
+                }
+            }
+        });
+        for outstanding in (0..SENT).step_by(997).rev() {
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                deliveries.wait_until(SENT, outstanding),
+            )
+            .await
+            .expect("every report wakes the sender");
+            assert!(deliveries.undelivered(SENT) <= outstanding);
+        }
+        reporter.join().unwrap();
+        assert_eq!(deliveries.undelivered(SENT), 0);
+    }
+
+    #[test]
+    fn the_first_failure_fails_the_run_naming_the_topic() {
+        let run = Run::default();
+        assert!(run.check("t").is_ok());
+        run.deliveries.delivered(None);
+        run.deliveries.delivered(Some(&refused()));
+        run.deliveries
+            .delivered(Some(&KafkaError::MessageProduction(Code::QueueFull)));
+        let error = run.check("objects").unwrap_err().to_string();
+        assert!(error.contains("delivering to objects"), "{error}");
+        assert!(error.contains(&refused().to_string()), "{error}");
+        assert_eq!(run.deliveries.done.load(Ordering::Acquire), 3);
     }
 }
