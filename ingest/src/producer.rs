@@ -22,9 +22,17 @@ use schemas::{DeadLetter, Event, ObjectVersionAdded};
 /// ~25k members and is about 3 MB; 16 MiB leaves room for bigger private collections.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
-/// How many deliveries may be outstanding before a send waits for the oldest one: bounds the
-/// memory a large bundle can pin in the producer queue.
-const MAX_IN_FLIGHT: usize = 50_000;
+/// How many bytes (keys and payloads) of one run may await their delivery report before a
+/// send waits: librdkafka holds a copy of each until then, so this bounds the memory a bundle
+/// pins in the producer whatever its size (before: 50,000 messages, whatever their size). A
+/// message larger than the window goes alone.
+///
+/// It also makes an import cheaper: librdkafka reuses the memory of delivered messages instead
+/// of touching fresh pages for every copy. Enterprise 18.1 in fresh processes, alternating
+/// builds (10 each): CPU median 0.375 → 0.300 s, peak RSS 143–146 → 117–123 MB, wall about the
+/// same (0.255 → 0.248 s). 4 MiB measured like 8 MiB; 8 leaves room for a broker farther away
+/// (8 MiB per round trip).
+pub const IN_FLIGHT_WINDOW_BYTES: usize = 8 * 1024 * 1024;
 
 /// Dead letters are kept 30 days: long enough for an operator to look at them after a holiday.
 const DEAD_LETTER_RETENTION_MS: &str = "2592000000";
@@ -39,6 +47,8 @@ const DEAD_LETTER_RETENTION_MS: &str = "2592000000";
 struct Deliveries {
     /// Acknowledged or failed.
     done: AtomicUsize,
+    /// Their keys' and payloads' bytes.
+    done_bytes: AtomicUsize,
     /// The first failure: every later send of the run is refused with it.
     failed: Mutex<Option<KafkaError>>,
     /// Woken on every delivery; the sender re-checks `done` after each wake-up.
@@ -54,8 +64,9 @@ impl Deliveries {
         }
     }
 
-    /// Counts one delivery report (`failed`: its error) and wakes the sender.
-    fn delivered(&self, failed: Option<&KafkaError>) {
+    /// Counts one delivery report of a message of `bytes` (`failed`: its error) and wakes the
+    /// sender.
+    fn delivered(&self, bytes: usize, failed: Option<&KafkaError>) {
         if let Some(error) = failed {
             let mut first = match self.failed.lock() {
                 Ok(first) => first,
@@ -63,18 +74,14 @@ impl Deliveries {
             };
             first.get_or_insert_with(|| error.clone());
         }
+        self.done_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.done.fetch_add(1, Ordering::Release);
         self.progress.notify_one();
     }
 
-    /// How many of the `sent` messages still await their delivery report.
-    fn undelivered(&self, sent: usize) -> usize {
-        sent.saturating_sub(self.done.load(Ordering::Acquire))
-    }
-
-    /// Waits until at most `outstanding` of the `sent` messages await their delivery.
-    async fn wait_until(&self, sent: usize, outstanding: usize) {
-        while self.undelivered(sent) > outstanding {
+    /// Waits until `ready` holds; it is asked again after every delivery report.
+    async fn wait_for(&self, ready: impl Fn(&Self) -> bool) {
+        while !ready(self) {
             // `notify_one` leaves a permit when nobody waits yet, so a report that lands
             // between the check and this wait still wakes it.
             self.progress.notified().await;
@@ -96,7 +103,11 @@ impl ProducerContext for Counting {
 
     fn delivery(&self, result: &DeliveryResult<'_>, deliveries: Arc<Deliveries>) {
         self.undelivered.fetch_sub(1, Ordering::Release);
-        deliveries.delivered(result.as_ref().err().map(|(error, _)| error));
+        let (message, failed) = match result {
+            Ok(message) => (message, None),
+            Err((error, message)) => (message, Some(error)),
+        };
+        deliveries.delivered(message.key_len() + message.payload_len(), failed);
     }
 }
 
@@ -221,8 +232,10 @@ impl Publisher {
     {
         let topic = record.topic;
         run.check(topic)?;
-        if run.deliveries.undelivered(run.sent) >= MAX_IN_FLIGHT {
-            self.wait(run, MAX_IN_FLIGHT - 1, topic).await?;
+        let bytes = record.key.map_or(0, |k| k.to_bytes().len())
+            + record.payload.map_or(0, |p| p.to_bytes().len());
+        if !run.has_room_for(bytes) {
+            self.wait(run, topic, |run| run.has_room_for(bytes)).await?;
         }
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
@@ -231,6 +244,7 @@ impl Publisher {
             match self.producer.send(record) {
                 Ok(()) => {
                     run.sent += 1;
+                    run.sent_bytes += bytes;
                     return Ok(());
                 }
                 Err((e, back)) => {
@@ -244,34 +258,42 @@ impl Publisher {
                     }
                 }
             }
-            // The local queue is full: wait for one of ours to be delivered, or a moment if
-            // none is ours, then try again until the Kafka timeout.
+            // The local queue is full: wait for one more of ours to be delivered, or a moment
+            // if none is ours, then try again until the Kafka timeout.
             if tokio::time::Instant::now() >= deadline {
                 return Err(Error::KafkaState(format!(
                     "producer queue for {topic} stayed full for {:?}",
                     self.timeout
                 )));
             }
-            let undelivered = run.deliveries.undelivered(run.sent);
-            if undelivered > 0 {
-                self.wait(run, undelivered - 1, topic).await?;
+            let done = run.deliveries.done.load(Ordering::Acquire);
+            if done < run.sent {
+                self.wait(run, topic, |run| {
+                    run.deliveries.done.load(Ordering::Acquire) > done
+                })
+                .await?;
             } else {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
     }
 
-    /// Waits until at most `outstanding` of the run's sends are undelivered; a failed delivery
-    /// names the topic. Not bounded here: librdkafka reports every message, delivered or
-    /// failed, within `message.timeout.ms`.
-    async fn wait(&self, run: &Run, outstanding: usize, topic: &str) -> Result<(), Error> {
-        run.deliveries.wait_until(run.sent, outstanding).await;
+    /// Waits until `ready` holds for the run; a failed delivery names the topic. Not bounded
+    /// here: librdkafka reports every message, delivered or failed, within
+    /// `message.timeout.ms`.
+    async fn wait(
+        &self,
+        run: &Run,
+        topic: &str,
+        ready: impl Fn(&Run) -> bool,
+    ) -> Result<(), Error> {
+        run.deliveries.wait_for(|_| ready(run)).await;
         run.check(topic)
     }
 
     /// Waits until every send of the run has been delivered.
     async fn drain(&self, run: &Run, topic: &str) -> Result<(), Error> {
-        self.wait(run, 0, topic).await
+        self.wait(run, topic, |run| run.undelivered() == 0).await
     }
 
     /// Waits until everything enqueued has been delivered (used at shutdown). Returns at once
@@ -292,10 +314,28 @@ impl Publisher {
 #[derive(Debug, Default)]
 struct Run {
     sent: usize,
+    sent_bytes: usize,
     deliveries: Arc<Deliveries>,
 }
 
 impl Run {
+    /// Sends not reported delivered yet.
+    fn undelivered(&self) -> usize {
+        self.sent
+            .saturating_sub(self.deliveries.done.load(Ordering::Acquire))
+    }
+
+    /// Whether a message of `bytes` may be sent now: it fits in the window beside what awaits
+    /// its report, or nothing does.
+    fn has_room_for(&self, bytes: usize) -> bool {
+        // Read while reports arrive: off by the one message being reported at most.
+        let outstanding = self.undelivered();
+        let bytes_out = self
+            .sent_bytes
+            .saturating_sub(self.deliveries.done_bytes.load(Ordering::Relaxed));
+        outstanding == 0 || bytes_out + bytes <= IN_FLIGHT_WINDOW_BYTES
+    }
+
     /// The first failed delivery of the run, naming the topic.
     fn check(&self, topic: &str) -> Result<(), Error> {
         match self.deliveries.failure() {
@@ -443,32 +483,53 @@ async fn partition_count(
 mod tests {
     use super::*;
 
+    const CHUNK: usize = IN_FLIGHT_WINDOW_BYTES / 8;
+
     fn refused() -> KafkaError {
         KafkaError::MessageProduction(Code::MessageSizeTooLarge)
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_sender_waits_until_few_enough_deliveries_are_outstanding() {
-        let deliveries = Arc::new(Deliveries::default());
-        let waiter = tokio::spawn({
-            let deliveries = deliveries.clone();
-            async move {
-                // 10 sent, at most 3 may stay outstanding: needs 7 reports.
-                deliveries.wait_until(10, 3).await;
-                deliveries.done.load(Ordering::Acquire)
-            }
-        });
-        for _ in 0..6 {
-            deliveries.delivered(None);
-            tokio::time::sleep(Duration::from_millis(2)).await;
+    /// A run that sent `messages` of `bytes` each, none reported yet.
+    fn run_with(messages: usize, bytes: usize) -> Run {
+        Run {
+            sent: messages,
+            sent_bytes: messages * bytes,
+            deliveries: Arc::default(),
         }
-        assert!(!waiter.is_finished(), "returned with 4 of 10 outstanding");
-        deliveries.delivered(None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_send_waits_until_the_window_has_room_for_it() {
+        // Ten eighths of the window await their reports: one more eighth fits once three of
+        // them are reported (7 + 1 = 8 eighths).
+        let run = run_with(10, CHUNK);
+        let deliveries = run.deliveries.clone();
+        assert!(!run.has_room_for(CHUNK));
+        let waiter = tokio::spawn(async move {
+            run.deliveries.wait_for(|_| run.has_room_for(CHUNK)).await;
+            run.deliveries.done.load(Ordering::Acquire)
+        });
+        for _ in 0..2 {
+            deliveries.delivered(CHUNK, None);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(!waiter.is_finished(), "sent with 8 eighths still in flight");
+        deliveries.delivered(CHUNK, None);
         let done = tokio::time::timeout(Duration::from_secs(10), waiter)
             .await
-            .expect("the seventh report wakes the sender")
+            .expect("the third report makes room")
             .unwrap();
-        assert_eq!(done, 7);
+        assert_eq!(done, 3);
+    }
+
+    #[test]
+    fn a_message_larger_than_the_window_goes_alone() {
+        let run = run_with(1, 10);
+        assert!(run.has_room_for(IN_FLIGHT_WINDOW_BYTES - 10));
+        assert!(!run.has_room_for(2 * IN_FLIGHT_WINDOW_BYTES));
+        run.deliveries.delivered(10, None);
+        assert_eq!(run.undelivered(), 0);
+        assert!(run.has_room_for(2 * IN_FLIGHT_WINDOW_BYTES));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -476,39 +537,41 @@ mod tests {
         // Reports race with the sender's check-then-wait: one that wakes nobody would leave the
         // sender waiting forever for the last ones.
         const SENT: usize = 100_000;
-        let deliveries = Arc::new(Deliveries::default());
+        let run = run_with(SENT, 1);
         let reporter = std::thread::spawn({
-            let deliveries = deliveries.clone();
+            let deliveries = run.deliveries.clone();
             move || {
                 for _ in 0..SENT {
-                    deliveries.delivered(None);
+                    deliveries.delivered(1, None);
                 }
             }
         });
         for outstanding in (0..SENT).step_by(997).rev() {
             tokio::time::timeout(
                 Duration::from_secs(10),
-                deliveries.wait_until(SENT, outstanding),
+                run.deliveries
+                    .wait_for(|_| run.undelivered() <= outstanding),
             )
             .await
             .expect("every report wakes the sender");
-            assert!(deliveries.undelivered(SENT) <= outstanding);
+            assert!(run.undelivered() <= outstanding);
         }
         reporter.join().unwrap();
-        assert_eq!(deliveries.undelivered(SENT), 0);
+        assert_eq!(run.undelivered(), 0);
+        assert!(run.has_room_for(IN_FLIGHT_WINDOW_BYTES));
     }
 
     #[test]
     fn the_first_failure_fails_the_run_naming_the_topic() {
-        let run = Run::default();
+        let run = run_with(3, 1);
         assert!(run.check("t").is_ok());
-        run.deliveries.delivered(None);
-        run.deliveries.delivered(Some(&refused()));
+        run.deliveries.delivered(1, None);
+        run.deliveries.delivered(1, Some(&refused()));
         run.deliveries
-            .delivered(Some(&KafkaError::MessageProduction(Code::QueueFull)));
+            .delivered(1, Some(&KafkaError::MessageProduction(Code::QueueFull)));
         let error = run.check("objects").unwrap_err().to_string();
         assert!(error.contains("delivering to objects"), "{error}");
         assert!(error.contains(&refused().to_string()), "{error}");
-        assert_eq!(run.deliveries.done.load(Ordering::Acquire), 3);
+        assert_eq!(run.undelivered(), 0);
     }
 }
