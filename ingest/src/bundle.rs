@@ -253,13 +253,13 @@ mod tests {
     #[test]
     fn plain_gzip_and_zstd_files_read_the_same_text_and_digest() {
         let tmp = temp_dir();
-        let dir = tmp.path().to_path_buf();
-        let plain = write(&dir, "a.json", BUNDLE.as_bytes());
+        let dir = tmp.path();
+        let plain = write(dir, "a.json", BUNDLE.as_bytes());
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         gz.write_all(BUNDLE.as_bytes()).unwrap();
-        let gz = write(&dir, "b.json.gz", &gz.finish().unwrap());
+        let gz = write(dir, "b.json.gz", &gz.finish().unwrap());
         let zst = write(
-            &dir,
+            dir,
             "c.json.zst",
             &zstd::encode_all(BUNDLE.as_bytes(), 3).unwrap(),
         );
@@ -270,11 +270,11 @@ mod tests {
             zstd::zstd_safe::get_frame_content_size(&sized).ok(),
             Some(Some(BUNDLE.len() as u64))
         );
-        let sized_zst = write(&dir, "d.json.zst", &sized);
+        let sized_zst = write(dir, "d.json.zst", &sized);
         let (head, tail) = BUNDLE.split_at(40);
         let mut frames = zstd::bulk::compress(head.as_bytes(), 3).unwrap();
         frames.extend(zstd::bulk::compress(tail.as_bytes(), 3).unwrap());
-        let frames_zst = write(&dir, "e.json.zst", &frames);
+        let frames_zst = write(dir, "e.json.zst", &frames);
         let expected = hex::encode(Sha256::digest(BUNDLE.as_bytes()));
         for path in [plain, gz, zst, sized_zst, frames_zst] {
             let file = BundleFile::read(&path, 1 << 20).unwrap();
@@ -318,10 +318,10 @@ mod tests {
     #[test]
     fn files_over_the_limit_are_refused() {
         let tmp = temp_dir();
-        let dir = tmp.path().to_path_buf();
-        let plain = write(&dir, "big.json", BUNDLE.as_bytes());
+        let dir = tmp.path();
+        let plain = write(dir, "big.json", BUNDLE.as_bytes());
         let sized = write(
-            &dir,
+            dir,
             "big.json.zst",
             &zstd::bulk::compress(BUNDLE.as_bytes(), 3).unwrap(),
         );
@@ -335,11 +335,11 @@ mod tests {
     #[test]
     fn a_corrupt_zstd_frame_is_an_error_naming_the_file() {
         let tmp = temp_dir();
-        let dir = tmp.path().to_path_buf();
+        let dir = tmp.path();
         let mut sized = zstd::bulk::compress(BUNDLE.as_bytes(), 3).unwrap();
         let end = sized.len();
         sized.truncate(end - 8);
-        let path = write(&dir, "cut.json.zst", &sized);
+        let path = write(dir, "cut.json.zst", &sized);
         let err = BundleFile::read(&path, 1 << 20).unwrap_err();
         assert!(matches!(err, Error::BundleIo { .. }), "{err}");
         assert!(err.to_string().contains("cut.json.zst"), "{err}");
@@ -348,16 +348,16 @@ mod tests {
     #[test]
     fn directories_expand_to_bundle_files_in_name_order() {
         let tmp = temp_dir();
-        let dir = tmp.path().to_path_buf();
-        write(&dir, "b.json.zst", b"");
-        write(&dir, "a.json", b"");
-        write(&dir, "notes.txt", b"");
+        let dir = tmp.path();
+        write(dir, "b.json.zst", b"");
+        write(dir, "a.json", b"");
+        write(dir, "notes.txt", b"");
         std::fs::create_dir_all(dir.join("sub")).unwrap();
         write(&dir.join("sub"), "c.json.gz", b"");
-        let files = expand_paths(std::slice::from_ref(&dir)).unwrap();
+        let files = expand_paths(&[dir.to_path_buf()]).unwrap();
         let names: Vec<_> = files
             .iter()
-            .map(|p| p.strip_prefix(&dir).unwrap().to_string_lossy().into_owned())
+            .map(|p| p.strip_prefix(dir).unwrap().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["a.json", "b.json.zst", "sub/c.json.gz"]);
     }

@@ -2,7 +2,7 @@
 //! in-order sends whose deliveries are all confirmed before a batch counts as published.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -56,23 +56,18 @@ struct Deliveries {
 }
 
 impl Deliveries {
-    fn failure(&self) -> Option<KafkaError> {
+    fn failed(&self) -> MutexGuard<'_, Option<KafkaError>> {
         // A poisoned lock only means a delivery callback panicked after storing: keep its value.
-        match self.failed.lock() {
-            Ok(failed) => failed.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.failed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Counts one delivery report of a message of `bytes` (`failed`: its error) and wakes the
     /// sender.
     fn delivered(&self, bytes: usize, failed: Option<&KafkaError>) {
         if let Some(error) = failed {
-            let mut first = match self.failed.lock() {
-                Ok(first) => first,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            first.get_or_insert_with(|| error.clone());
+            self.failed().get_or_insert_with(|| error.clone());
         }
         self.done_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.done.fetch_add(1, Ordering::Release);
@@ -80,8 +75,8 @@ impl Deliveries {
     }
 
     /// Waits until `ready` holds; it is asked again after every delivery report.
-    async fn wait_for(&self, ready: impl Fn(&Self) -> bool) {
-        while !ready(self) {
+    async fn wait_for(&self, ready: impl Fn() -> bool) {
+        while !ready() {
             // `notify_one` leaves a permit when nobody waits yet, so a report that lands
             // between the check and this wait still wakes it.
             self.progress.notified().await;
@@ -218,7 +213,7 @@ impl Publisher {
                     .payload(&payload);
             self.enqueue(record, &mut run).await?;
         }
-        self.drain(&run, &self.dead_letter_topic).await
+        run.drain(&self.dead_letter_topic).await
     }
 
     async fn enqueue<K, P>(
@@ -235,7 +230,7 @@ impl Publisher {
         let bytes = record.key.map_or(0, |k| k.to_bytes().len())
             + record.payload.map_or(0, |p| p.to_bytes().len());
         if !run.has_room_for(bytes) {
-            self.wait(run, topic, |run| run.has_room_for(bytes)).await?;
+            run.wait(topic, |run| run.has_room_for(bytes)).await?;
         }
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
@@ -268,7 +263,7 @@ impl Publisher {
             }
             let done = run.deliveries.done.load(Ordering::Acquire);
             if done < run.sent {
-                self.wait(run, topic, |run| {
+                run.wait(topic, |run| {
                     run.deliveries.done.load(Ordering::Acquire) > done
                 })
                 .await?;
@@ -276,24 +271,6 @@ impl Publisher {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
-    }
-
-    /// Waits until `ready` holds for the run; a failed delivery names the topic. Not bounded
-    /// here: librdkafka reports every message, delivered or failed, within
-    /// `message.timeout.ms`.
-    async fn wait(
-        &self,
-        run: &Run,
-        topic: &str,
-        ready: impl Fn(&Run) -> bool,
-    ) -> Result<(), Error> {
-        run.deliveries.wait_for(|_| ready(run)).await;
-        run.check(topic)
-    }
-
-    /// Waits until every send of the run has been delivered.
-    async fn drain(&self, run: &Run, topic: &str) -> Result<(), Error> {
-        self.wait(run, topic, |run| run.undelivered() == 0).await
     }
 
     /// Waits until everything enqueued has been delivered (used at shutdown). Returns at once
@@ -336,9 +313,22 @@ impl Run {
         outstanding == 0 || bytes_out + bytes <= IN_FLIGHT_WINDOW_BYTES
     }
 
+    /// Waits until `ready` holds for the run; a failed delivery names the topic. Not bounded
+    /// here: librdkafka reports every message, delivered or failed, within
+    /// `message.timeout.ms`.
+    async fn wait(&self, topic: &str, ready: impl Fn(&Run) -> bool) -> Result<(), Error> {
+        self.deliveries.wait_for(|| ready(self)).await;
+        self.check(topic)
+    }
+
+    /// Waits until every send of the run has been delivered.
+    async fn drain(&self, topic: &str) -> Result<(), Error> {
+        self.wait(topic, |run| run.undelivered() == 0).await
+    }
+
     /// The first failed delivery of the run, naming the topic.
     fn check(&self, topic: &str) -> Result<(), Error> {
-        match self.deliveries.failure() {
+        match self.deliveries.failed().clone() {
             None => Ok(()),
             Some(source) => Err(Error::Kafka {
                 context: format!("delivering to {topic}"),
@@ -387,8 +377,7 @@ impl Sending<'_> {
 
     /// Waits until Kafka acknowledged every event sent.
     pub async fn finish(self) -> Result<(), Error> {
-        let topic = &self.publisher.objects_topic;
-        self.publisher.drain(&self.run, topic).await
+        self.run.drain(&self.publisher.objects_topic).await
     }
 }
 
@@ -506,7 +495,7 @@ mod tests {
         let deliveries = run.deliveries.clone();
         assert!(!run.has_room_for(CHUNK));
         let waiter = tokio::spawn(async move {
-            run.deliveries.wait_for(|_| run.has_room_for(CHUNK)).await;
+            run.deliveries.wait_for(|| run.has_room_for(CHUNK)).await;
             run.deliveries.done.load(Ordering::Acquire)
         });
         for _ in 0..2 {
@@ -549,8 +538,7 @@ mod tests {
         for outstanding in (0..SENT).step_by(997).rev() {
             tokio::time::timeout(
                 Duration::from_secs(10),
-                run.deliveries
-                    .wait_for(|_| run.undelivered() <= outstanding),
+                run.deliveries.wait_for(|| run.undelivered() <= outstanding),
             )
             .await
             .expect("every report wakes the sender");

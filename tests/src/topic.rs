@@ -1,4 +1,4 @@
-//! Reading a whole Kafka topic back in tests, and naming per-test topics.
+//! Creating and reading back whole Kafka topics in tests.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -20,6 +20,24 @@ impl Record {
     pub fn key_str(&self) -> String {
         String::from_utf8_lossy(&self.key).into_owned()
     }
+}
+
+/// Creates `name` on the test broker with `partitions` and the topic `config` given, before
+/// anything else does (for a test that needs other settings than ingest would choose).
+pub async fn create(name: &str, partitions: i32, config: &[(&str, &str)]) -> anyhow::Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", crate::kafka_brokers())
+        .create()?;
+    let topic = config.iter().fold(
+        NewTopic::new(name, partitions, TopicReplication::Fixed(1)),
+        |topic, (key, value)| topic.set(key, value),
+    );
+    for created in admin.create_topics([&topic], &AdminOptions::new()).await? {
+        created.map_err(|(topic, code)| anyhow::anyhow!("creating {topic}: {code}"))?;
+    }
+    Ok(())
 }
 
 /// Every message of `topic` from offset 0 to the end it has now, partition by partition in

@@ -358,25 +358,13 @@ async fn a_delivery_the_broker_refuses_fails_the_run_naming_the_topic_and_the_re
     // bundle's events: the broker refuses them after they were enqueued, so only the delivery
     // reports can tell. The run must fail with that, not return as if it had published.
     let topics = Topics::new("ingest_refused");
-    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
-        rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", taxiway_tests::kafka_brokers())
-            .create()
-            .unwrap();
-    let objects = rdkafka::admin::NewTopic::new(
+    taxiway_tests::topic::create(
         &topics.objects,
         1,
-        rdkafka::admin::TopicReplication::Fixed(1),
+        &[("cleanup.policy", "compact"), ("max.message.bytes", "4096")],
     )
-    .set("cleanup.policy", "compact")
-    .set("max.message.bytes", "4096");
-    for created in admin
-        .create_topics([&objects], &rdkafka::admin::AdminOptions::new())
-        .await
-        .unwrap()
-    {
-        created.unwrap();
-    }
+    .await
+    .unwrap();
     let path = attack_data::path("ics-attack-18.1.json.zst")
         .display()
         .to_string();

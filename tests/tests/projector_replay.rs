@@ -5,8 +5,6 @@
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use schemas::Event;
 use taxiway_tests::pipeline::Topics;
@@ -14,19 +12,9 @@ use taxiway_tests::projection;
 use taxiway_tests::{Deadline, kafka_brokers};
 
 async fn create_topic(name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", kafka_brokers())
-        .create()
-        .unwrap();
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1))
-        .set("max.message.bytes", "16777216");
-    let results = admin
-        .create_topics([&topic], &AdminOptions::new())
+    taxiway_tests::topic::create(name, partitions, &[("max.message.bytes", "16777216")])
         .await
         .unwrap();
-    for r in results {
-        r.unwrap();
-    }
 }
 
 fn producer() -> FutureProducer {
