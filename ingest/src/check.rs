@@ -236,9 +236,9 @@ pub fn check(text: &str, base: usize, position: i64, spec_version: Option<&str>)
     // The object's text is a slice of the bundle's text: remember where, not a copy.
     let start = text.as_ptr() as usize - base;
     let range = start..start + text.len();
-    let checked = schemas::stix::validate_and_digest(text, spec_version).map_err(|e| e.reason);
-    match checked {
-        Ok((meta, digest)) => {
+    match schemas::validate_object(text, spec_version) {
+        Ok(meta) => {
+            let digest = meta.content_sha256;
             let mitre = if meta.stix_type == COLLECTION_TYPE {
                 match serde_json::from_str::<MitreCollection>(text) {
                     Ok(c) => Some(Box::new(c)),
@@ -264,10 +264,10 @@ pub fn check(text: &str, base: usize, position: i64, spec_version: Option<&str>)
                 mitre,
             )
         }
-        Err(reason) => Checked::Rejected(Rejected {
+        Err(invalid) => Checked::Rejected(Rejected {
             position,
             object_id: object_id_of(text),
-            reason,
+            reason: invalid.reason,
             range,
         }),
     }

@@ -7,7 +7,6 @@ use schemas::{
 };
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 use crate::checkpoint::{Checkpoint, Publication, ReleaseId};
 
@@ -157,17 +156,9 @@ fn plan_objects(
     context: &Context<'_>,
     plan: &mut Plan,
 ) {
-    let mut version = String::new();
     for decision in decide_objects(checkpoint, collection, objects, context, &mut plan.counts) {
-        let event = version_event(
-            collection,
-            &objects[decision.index],
-            &decision,
-            context,
-            &mut version,
-        );
-        plan.events
-            .push(Event::ObjectVersion(event.to_owned_event()));
+        let event = version_event(collection, &objects[decision.index], &decision, context);
+        plan.events.push(Event::ObjectVersion(event));
     }
 }
 
@@ -222,33 +213,28 @@ pub fn decide_objects(
     decisions
 }
 
-/// The event of a decision, borrowing from the object and the context. `version` is scratch
-/// space for the version's canonical text, reused from one event to the next.
-pub fn version_event<'a>(
-    collection: &'a CollectionInfo,
-    object: &'a Candidate<'a>,
+/// The event of a decision.
+pub fn version_event(
+    collection: &CollectionInfo,
+    object: &Candidate<'_>,
     decision: &Decision,
-    context: &'a Context<'a>,
-    version: &'a mut String,
-) -> ObjectVersionAdded<&'a str> {
-    version.clear();
-    // Writing into a String cannot fail.
-    let _ = write!(version, "{}", object.meta.version);
+    context: &Context<'_>,
+) -> ObjectVersionAdded {
     ObjectVersionAdded {
-        collection_id: &collection.id,
-        object_id: &object.meta.id,
-        stix_type: &object.meta.stix_type,
-        spec_version: object.meta.spec_version.as_str(),
-        version: version.as_str(),
+        collection_id: collection.id.clone(),
+        object_id: object.meta.id.clone(),
+        stix_type: object.meta.stix_type.clone(),
+        spec_version: object.meta.spec_version.as_str().to_owned(),
+        version: object.meta.version.to_string(),
         version_micros: object.meta.version.as_micros(),
         date_added: decision.date_added,
         content_sha256: object.digest,
-        object_json: object.json,
+        object_json: object.json.to_owned(),
         source: Source {
             position: Some(object.position),
-            ..context.source.view()
+            ..context.source.clone()
         },
-        ingest_run_id: context.run_id,
+        ingest_run_id: context.run_id.to_owned(),
         correction: decision.supersedes.is_some(),
         supersedes_date_added: decision.supersedes,
     }

@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 
 use crate::config::KafkaConfig;
 use crate::error::Error;
-use schemas::{DeadLetter, Event, ObjectVersionAdded};
+use schemas::{DeadLetter, Event};
 
 /// Largest message on the objects topic. A STIX 2.1 Enterprise `x-mitre-collection` object lists
 /// ~25k members and is about 3 MB; 16 MiB leaves room for bigger private collections.
@@ -353,14 +353,6 @@ impl Sending<'_> {
         schemas::encode_event_into(event, &mut self.buffer)?;
         self.enqueue_buffer(&event.key(), event.collection_id())
             .await
-    }
-
-    /// [`Sending::send`] for a version event given as a borrowed view (what a bundle's objects
-    /// are published as: their JSON is encoded straight from the bundle's text).
-    pub async fn send_version(&mut self, event: &ObjectVersionAdded<&str>) -> Result<(), Error> {
-        self.buffer.clear();
-        schemas::encode_object_version_into(event, &mut self.buffer)?;
-        self.enqueue_buffer(&event.key(), event.collection_id).await
     }
 
     /// Enqueues the encoded event in `buffer` on its collection's partition.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 
-use schemas::{DeadLetter, ReleaseMember, Source, SourceKind, Timestamp};
+use schemas::{DeadLetter, Event, ReleaseMember, Source, SourceKind, Timestamp};
 
 use crate::check::{
     COLLECTION_TYPE, Checked, Chunks, MitreCollection, PreparedObject, Rejected, Stage,
@@ -168,7 +168,6 @@ pub async fn publish_bundle(
     let mut rejected: Vec<Rejected> = Vec::new();
     let mut first_mitre: Option<Box<MitreCollection>> = None;
     let mut chunks = Chunks::default();
-    let mut version = String::new();
     let expected_chunks = total.div_ceil(crate::check::CHUNK);
     while chunks.done() < expected_chunks {
         let Stage::Checked { index, outcomes } = stages.recv().await.ok_or_else(gone)?? else {
@@ -191,7 +190,6 @@ pub async fn publish_bundle(
                 .iter()
                 .map(|o| candidate(o, text))
                 .collect();
-            // Encoded straight from the bundle's text: no owned copy of each object's JSON.
             let decisions = decide_objects(
                 checkpoint,
                 &collection,
@@ -201,8 +199,8 @@ pub async fn publish_bundle(
             );
             for decision in &decisions {
                 let candidate = &candidates[decision.index];
-                let event = version_event(&collection, candidate, decision, &context, &mut version);
-                sending.send_version(&event).await?;
+                let event = version_event(&collection, candidate, decision, &context);
+                sending.send(&Event::ObjectVersion(event)).await?;
             }
         }
     }

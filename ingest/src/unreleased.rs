@@ -355,8 +355,8 @@ pub fn plan_scan(
             modified: None,
         });
         let id = text_of(head.id);
-        let checked = schemas::stix::validate_and_digest(json, None).map_err(|e| e.reason);
-        let digest = checked.as_ref().ok().map(|(_, d)| *d);
+        let checked = schemas::validate_object(json, None).map_err(|e| e.reason);
+        let digest = checked.as_ref().ok().map(|meta| meta.content_sha256);
         let previous = seen.insert((id.clone(), text_of(head.modified)), digest);
         plan.reached_known |= previous.is_some();
 
@@ -374,7 +374,10 @@ pub fn plan_scan(
             continue;
         }
         let (meta, digest) = match checked {
-            Ok(ok) => ok,
+            Ok(meta) => {
+                let digest = meta.content_sha256;
+                (meta, digest)
+            }
             Err(reason) => {
                 // Once per run and content: every later scan reads the same object again.
                 if previous != Some(None) {
