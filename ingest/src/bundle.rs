@@ -45,10 +45,35 @@ struct Envelope<'a> {
     objects: Option<Vec<&'a RawValue>>,
 }
 
+/// Where a bundle comes from.
+#[derive(Debug)]
+pub enum Input {
+    /// A file, plain or compressed.
+    File { path: PathBuf, max_bytes: u64 },
+    /// A bundle received over the network (a Workbench export): `name` is what messages call it.
+    Received {
+        name: String,
+        bytes: Vec<u8>,
+        max_bytes: u64,
+    },
+}
+
 impl Bundle {
-    /// Reads and decompresses `path` (compression detected from the content, not the name),
-    /// refusing files whose JSON is larger than `max_bytes`.
-    pub fn read(path: &Path, max_bytes: u64) -> Result<Self, Error> {
+    /// Reads the bundle and parses its envelope, refusing one whose JSON is larger than its
+    /// `max_bytes`.
+    pub fn load(input: Input) -> Result<Self, Error> {
+        match input {
+            Input::File { path, max_bytes } => Self::read(&path, max_bytes),
+            Input::Received {
+                name,
+                bytes,
+                max_bytes,
+            } => Self::from_bytes(&name, bytes, max_bytes),
+        }
+    }
+
+    /// Reads and decompresses `path` (compression detected from the content, not the name).
+    fn read(path: &Path, max_bytes: u64) -> Result<Self, Error> {
         let io_err = |source| Error::BundleIo {
             path: path.to_owned(),
             source,
@@ -126,8 +151,7 @@ impl Bundle {
         Self::from_decompressed(path.to_owned(), bytes)
     }
 
-    /// A bundle received over the network (a Workbench export): `name` is what messages call it.
-    pub fn from_bytes(name: &str, bytes: Vec<u8>, max_bytes: u64) -> Result<Self, Error> {
+    fn from_bytes(name: &str, bytes: Vec<u8>, max_bytes: u64) -> Result<Self, Error> {
         let path = PathBuf::from(name);
         if bytes.len() as u64 > max_bytes {
             return Err(Error::BundleTooLarge { path, max_bytes });

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use schemas::{StixObjectMeta, Timestamp};
 
-use crate::bundle::Bundle;
+use crate::bundle::{Bundle, Input};
 use crate::error::Error;
 
 /// The STIX type of an ATT&CK collection object.
@@ -82,13 +82,10 @@ impl ContentsCheck {
     }
 }
 
-/// Reads the bundle with `read` and checks it, both on a blocking thread: parsing and
-/// validating a large bundle is CPU work of a fraction of a second.
-pub async fn check_bundle<R>(read: R) -> Result<CheckedBundle, Error>
-where
-    R: FnOnce() -> Result<Bundle, Error> + Send + 'static,
-{
-    tokio::task::spawn_blocking(move || read().map(check_all))
+/// Reads the bundle and checks it, both on a blocking thread: parsing and validating a large
+/// bundle is CPU work of a fraction of a second.
+pub async fn check_bundle(input: Input) -> Result<CheckedBundle, Error> {
+    tokio::task::spawn_blocking(move || Bundle::load(input).map(check_all))
         .await
         .map_err(|e| Error::KafkaState(format!("bundle checking task failed: {e}")))?
 }
@@ -236,7 +233,14 @@ mod tests {
     use super::*;
 
     fn checked(text: &str) -> CheckedBundle {
-        check_all(Bundle::from_bytes("t.json", text.into(), 1 << 20).unwrap())
+        check_all(
+            Bundle::load(Input::Received {
+                name: "t.json".to_owned(),
+                bytes: text.into(),
+                max_bytes: 1 << 20,
+            })
+            .unwrap(),
+        )
     }
 
     const BUNDLE: &str = r#"{"type":"bundle","id":"bundle--1","objects":[
@@ -339,8 +343,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_file_that_is_not_a_bundle_is_an_error_and_checks_nothing() {
-        let result = check_bundle(|| {
-            Bundle::from_bytes("t.json", br#"{"type":"indicator"}"#.to_vec(), 1 << 20)
+        let result = check_bundle(Input::Received {
+            name: "t.json".to_owned(),
+            bytes: br#"{"type":"indicator"}"#.to_vec(),
+            max_bytes: 1 << 20,
         })
         .await;
         assert!(

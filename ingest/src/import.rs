@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use schemas::{DeadLetter, Source, SourceKind, Timestamp};
 
 use crate::Connection;
-use crate::bundle::{Bundle, expand_paths};
+use crate::bundle::{Input, expand_paths};
 use crate::check::{CheckedBundle, MitreCollection, Rejected, check_bundle};
 use crate::checkpoint::Checkpoint;
 use crate::error::Error;
@@ -66,9 +66,11 @@ impl Import {
                 release_timestamp: self.release_timestamp,
                 expect_version: None,
             };
-            let (read_path, max) = (path.clone(), self.max_bundle_bytes);
-            let read = move || Bundle::read(&read_path, max);
-            match import_bundle(read, &origin, connection, metrics, run_id).await {
+            let input = Input::File {
+                path: path.clone(),
+                max_bytes: self.max_bundle_bytes,
+            };
+            match import_bundle(input, &origin, connection, metrics, run_id).await {
                 Ok(report) => {
                     tracing::info!("{}", report.progress_line());
                     summary.counts += report.counts;
@@ -178,20 +180,17 @@ impl BundleReport {
     }
 }
 
-/// Publishes one bundle (read by `read`): checks it whole, decides its collection and release,
-/// plans its events against the checkpoint, and publishes them with the dead letters of what
-/// was rejected. Returns once Kafka acknowledged everything. An unreadable file or a bundle
-/// without a collection publishes nothing.
-pub async fn import_bundle<R>(
-    read: R,
+/// Publishes one bundle: checks it whole, decides its collection and release, plans its events
+/// against the checkpoint, and publishes them with the dead letters of what was rejected.
+/// Returns once Kafka acknowledged everything. An unreadable file or a bundle without a
+/// collection publishes nothing.
+pub async fn import_bundle(
+    input: Input,
     origin: &Origin,
     connection: &mut Connection,
     metrics: &Metrics,
     run_id: &str,
-) -> Result<BundleReport, Error>
-where
-    R: FnOnce() -> Result<Bundle, Error> + Send + 'static,
-{
+) -> Result<BundleReport, Error> {
     let started = Instant::now();
     let CheckedBundle {
         bundle,
@@ -199,7 +198,7 @@ where
         rejected,
         collection: found,
         contents,
-    } = check_bundle(read).await?;
+    } = check_bundle(input).await?;
     let checked = started.elapsed();
     let content_error = |reason: String| Error::BundleContent {
         path: bundle.path.clone(),

@@ -13,7 +13,7 @@ use schemas::{SourceKind, Timestamp};
 use super::client::{CollectionVersion, ObjectList, Versions, WorkbenchClient};
 use super::edits::{ScanReport, Scanner, Schedule};
 use crate::Connection;
-use crate::bundle::Bundle;
+use crate::bundle::Input;
 use crate::error::Error;
 use crate::import::{Origin, import_bundle};
 use crate::metrics::Metrics;
@@ -299,8 +299,12 @@ impl Mirror<'_> {
             release_timestamp: None,
             expect_version: Some((version.id.clone(), version.modified.clone())),
         };
-        let read = move || Bundle::from_bytes(&uri, fetched.value, MAX_WORKBENCH_BUNDLE_BYTES);
-        let report = import_bundle(read, &origin, connection, self.metrics, self.run_id).await?;
+        let input = Input::Received {
+            name: uri,
+            bytes: fetched.value,
+            max_bytes: MAX_WORKBENCH_BUNDLE_BYTES,
+        };
+        let report = import_bundle(input, &origin, connection, self.metrics, self.run_id).await?;
         tracing::info!("{}", report.progress_line());
         Ok(report.counts)
     }
