@@ -11,11 +11,13 @@ use schemas::{DeadLetter, Source, SourceKind, Timestamp};
 
 use crate::Connection;
 use crate::bundle::{Input, expand_paths};
-use crate::check::{CheckedBundle, MitreCollection, Rejected, check_bundle};
+use crate::check::{CheckedBundle, MitreCollection, check_bundle};
 use crate::checkpoint::Checkpoint;
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::plan::{Candidate, CollectionInfo, Context, Counts, ReleaseInfo, plan_batch};
+use crate::plan::{
+    Candidate, CollectionInfo, Context, Counts, ReleaseInfo, dead_letter, plan_batch,
+};
 
 /// `ingest import`, ready to run: the files and what to declare them.
 #[derive(Debug, Clone)]
@@ -231,7 +233,6 @@ pub async fn import_bundle(
         sha256: Some(bundle.sha256.clone()),
         position: None,
     };
-    let now = now_micros();
     let candidates: Vec<Candidate<'_>> = objects
         .iter()
         .map(|o| Candidate {
@@ -245,20 +246,30 @@ pub async fn import_bundle(
         producer,
         checkpoint,
     } = connection;
+    let context = Context {
+        run_id,
+        now_micros: now_micros(),
+        source: &source,
+    };
     let plan = plan_batch(
         checkpoint,
         &collection,
         &candidates,
         release.as_ref(),
-        &Context {
-            run_id,
-            now_micros: now,
-            source: &source,
-        },
+        &context,
     );
     let letters: Vec<DeadLetter> = rejected
         .iter()
-        .map(|r| dead_letter(r, &bundle.text, &source, now))
+        .map(|r| {
+            let json = &bundle.text[r.range.clone()];
+            dead_letter(
+                json,
+                r.object_id.as_deref(),
+                r.position,
+                &r.reason,
+                &context,
+            )
+        })
         .collect();
     for letter in &letters {
         tracing::warn!(file = %origin.uri, reason = %letter.reason, "rejected object sent to the dead-letter topic");
@@ -340,26 +351,6 @@ fn decide(
              (and --release LABEL to make it a release)"
                 .to_owned(),
         )),
-    }
-}
-
-fn dead_letter(r: &Rejected, text: &str, source: &Source, now: i64) -> DeadLetter {
-    DeadLetter {
-        stage: "ingest".to_owned(),
-        reason: match &r.object_id {
-            Some(id) => format!("object {id} at position {}: {}", r.position, r.reason),
-            None => format!("object at position {}: {}", r.position, r.reason),
-        },
-        source: Some(Source {
-            position: Some(r.position),
-            ..source.clone()
-        }),
-        original_topic: None,
-        original_partition: None,
-        original_offset: None,
-        original_key: None,
-        payload: Some(text[r.range.clone()].as_bytes().to_vec()),
-        at: now,
     }
 }
 

@@ -2,8 +2,8 @@
 //! (corrections), collection metadata and the release, against the checkpoint. Pure: no I/O.
 
 use schemas::{
-    CollectionUpserted, Event, ObjectVersionAdded, ReleaseMember, Source, StixObjectMeta,
-    Timestamp, chunk_release,
+    CollectionUpserted, DeadLetter, Event, ObjectVersionAdded, ReleaseMember, Source,
+    StixObjectMeta, Timestamp, chunk_release,
 };
 
 use crate::checkpoint::{Checkpoint, Publication, ReleaseId};
@@ -226,6 +226,34 @@ fn plan_release(
         push(checkpoint, plan, Event::Release(chunk));
     }
     plan.counts.releases += 1;
+}
+
+/// The dead letter of an object that failed its checks: why, where it was in its source, and
+/// its text as received.
+pub fn dead_letter(
+    json: &str,
+    object_id: Option<&str>,
+    position: i64,
+    reason: &str,
+    context: &Context<'_>,
+) -> DeadLetter {
+    DeadLetter {
+        stage: "ingest".to_owned(),
+        reason: match object_id {
+            Some(id) => format!("object {id} at position {position}: {reason}"),
+            None => format!("object at position {position}: {reason}"),
+        },
+        source: Some(Source {
+            position: Some(position),
+            ..context.source.clone()
+        }),
+        original_topic: None,
+        original_partition: None,
+        original_offset: None,
+        original_key: None,
+        payload: Some(json.as_bytes().to_vec()),
+        at: context.now_micros,
+    }
 }
 
 fn push(checkpoint: &mut Checkpoint, plan: &mut Plan, event: Event) {

@@ -40,7 +40,7 @@ use crate::checkpoint::Checkpoint;
 use crate::error::Error;
 use crate::import::now_micros;
 use crate::metrics::Metrics;
-use crate::plan::{Candidate, CollectionInfo, Context, Counts, plan_batch};
+use crate::plan::{Candidate, CollectionInfo, Context, Counts, dead_letter, plan_batch};
 
 /// Versions read per `recent-activity` poll: far more than people edit between two polls, and
 /// about 300 KB (the newest ATT&CK objects are large ones, ~6 KB with their Workbench document). A
@@ -60,7 +60,6 @@ pub struct Schedule {
 /// What one scan did.
 #[derive(Debug, Clone)]
 pub struct ScanReport {
-    pub list: ObjectList,
     pub listed: usize,
     pub bytes: usize,
     pub elapsed: Duration,
@@ -256,7 +255,6 @@ impl Scanner {
         self.metrics.record_checkpoint(&connection.checkpoint);
 
         let report = ScanReport {
-            list,
             listed,
             bytes: fetched.bytes,
             elapsed: fetched.elapsed,
@@ -373,8 +371,13 @@ fn plan_scan(
                 // Once per run and content: every later scan reads the same object again.
                 if previous != Some(None) {
                     plan.rejected += 1;
-                    plan.letters
-                        .push(dead_letter(json, &id, position, reason, context));
+                    plan.letters.push(dead_letter(
+                        json,
+                        Some(id.as_str()).filter(|id| !id.is_empty()),
+                        position,
+                        reason,
+                        context,
+                    ));
                 }
                 continue;
             }
@@ -430,33 +433,6 @@ fn plan_scan(
         plan.events.extend(batch.events);
     }
     plan
-}
-
-fn dead_letter(
-    json: &str,
-    id: &str,
-    position: i64,
-    reason: &str,
-    context: &Context<'_>,
-) -> DeadLetter {
-    DeadLetter {
-        stage: "ingest".to_owned(),
-        reason: if id.is_empty() {
-            format!("object at position {position}: {reason}")
-        } else {
-            format!("object {id} at position {position}: {reason}")
-        },
-        source: Some(Source {
-            position: Some(position),
-            ..context.source.clone()
-        }),
-        original_topic: None,
-        original_partition: None,
-        original_offset: None,
-        original_key: None,
-        payload: Some(json.as_bytes().to_vec()),
-        at: context.now_micros,
-    }
 }
 
 #[cfg(test)]
