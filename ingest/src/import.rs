@@ -2,6 +2,7 @@
 //! its collection and release, plan against the checkpoint, publish, report.
 
 use std::fmt;
+use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -45,16 +46,19 @@ pub struct ImportSummary {
 }
 
 impl Import {
-    /// Imports every bundle, file by file. A file that cannot be read or is not a bundle is
-    /// reported and skipped; a Kafka failure stops the import.
+    /// Imports every bundle, file by file, on the connection `connecting` makes. A file that
+    /// cannot be read or is not a bundle is reported and skipped; a Kafka failure stops the
+    /// import.
     pub async fn run(
         &self,
-        connection: &mut Connection,
+        connecting: impl Future<Output = Result<Connection, Error>>,
         metrics: &Metrics,
         run_id: &str,
         shutdown: &CancellationToken,
     ) -> Result<ImportSummary, Error> {
         let mut summary = ImportSummary::default();
+        let mut connecting = Some(connecting);
+        let mut connected: Option<Connection> = None;
         for path in expand_paths(&self.paths)? {
             if shutdown.is_cancelled() {
                 summary.interrupted = true;
@@ -72,7 +76,31 @@ impl Import {
                 path: path.clone(),
                 max_bytes: self.max_bundle_bytes,
             };
-            match import_bundle(input, &origin, connection, metrics, run_id).await {
+            let started = Instant::now();
+            let checking = check_bundle(input);
+            // The first bundle is read and checked while Kafka is being connected to (producer,
+            // topics, checkpoint: about as long as reading and checking Enterprise): the import
+            // bench's Enterprise import, median of 8 rounds, 0.71 s one after the other, 0.60 s
+            // overlapped.
+            let checked = match connecting.take() {
+                Some(connecting) => {
+                    let (connection, checked) = tokio::join!(connecting, checking);
+                    connected = Some(connection?);
+                    checked
+                }
+                None => checking.await,
+            };
+            let Some(connection) = connected.as_mut() else {
+                return Err(Error::KafkaState("no Kafka connection".to_owned()));
+            };
+            let published = match checked {
+                Ok(checked) => {
+                    let elapsed = started.elapsed();
+                    publish_bundle(checked, elapsed, &origin, connection, metrics, run_id).await
+                }
+                Err(e) => Err(e),
+            };
+            match published {
                 Ok(report) => {
                     tracing::info!("{}", report.progress_line());
                     summary.counts += report.counts;
@@ -182,12 +210,13 @@ impl BundleReport {
     }
 }
 
-/// Publishes one bundle: checks it whole, decides its collection and release, plans its events
-/// against the checkpoint, and publishes them with the dead letters of what was rejected.
-/// Returns once Kafka acknowledged everything. An unreadable file or a bundle without a
-/// collection publishes nothing.
-pub async fn import_bundle(
-    input: Input,
+/// Publishes one checked bundle (`checked`: how long reading and checking it took): decides its
+/// collection and release, plans its events against the checkpoint, and publishes them with
+/// the dead letters of what was rejected. Returns once Kafka acknowledged everything. A bundle
+/// without a collection publishes nothing.
+pub async fn publish_bundle(
+    bundle: CheckedBundle,
+    checked: Duration,
     origin: &Origin,
     connection: &mut Connection,
     metrics: &Metrics,
@@ -200,8 +229,7 @@ pub async fn import_bundle(
         rejected,
         collection: found,
         contents,
-    } = check_bundle(input).await?;
-    let checked = started.elapsed();
+    } = bundle;
     let content_error = |reason: String| Error::BundleContent {
         path: bundle.path.clone(),
         reason,
@@ -307,7 +335,7 @@ pub async fn import_bundle(
         release: release.map(|r| r.label),
         json_bytes: bundle.text.len(),
         checked,
-        published: started.elapsed().saturating_sub(checked),
+        published: started.elapsed(),
     })
 }
 

@@ -107,10 +107,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<Summ
     match &settings.command {
         Command::Import(config) => {
             let import = config.build()?;
-            let mut connection = connect(&settings.kafka, &metrics).await?;
-            let summary = import
-                .run(&mut connection, &metrics, &run_id, &shutdown)
-                .await?;
+            let connecting = connect(&settings.kafka, &metrics);
+            let summary = import.run(connecting, &metrics, &run_id, &shutdown).await?;
             Ok(Summary::Import(summary))
         }
         Command::Workbench(config) => {

@@ -14,8 +14,9 @@ use super::client::{CollectionVersion, ObjectList, Versions, WorkbenchClient};
 use super::edits::{ScanReport, Scanner, Schedule};
 use crate::Connection;
 use crate::bundle::Input;
+use crate::check::check_bundle;
 use crate::error::Error;
-use crate::import::{Origin, import_bundle};
+use crate::import::{Origin, publish_bundle};
 use crate::metrics::Metrics;
 use crate::plan::Counts;
 
@@ -304,7 +305,17 @@ impl Mirror<'_> {
             bytes: fetched.value,
             max_bytes: MAX_WORKBENCH_BUNDLE_BYTES,
         };
-        let report = import_bundle(input, &origin, connection, self.metrics, self.run_id).await?;
+        let started = Instant::now();
+        let checked = check_bundle(input).await?;
+        let report = publish_bundle(
+            checked,
+            started.elapsed(),
+            &origin,
+            connection,
+            self.metrics,
+            self.run_id,
+        )
+        .await?;
         tracing::info!("{}", report.progress_line());
         Ok(report.counts)
     }
