@@ -59,14 +59,10 @@ async fn ingest(topic: &str, extra: &[&str], files: &[PathBuf]) {
     argv.extend_from_slice(extra);
     let paths: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
     argv.extend(paths.iter().map(String::as_str));
-    let cli = ingest::config::Cli::try_parse_from(argv).unwrap();
-    ingest::run(
-        cli,
-        ingest::metrics::Metrics::new().unwrap(),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let settings = ingest::Settings::try_parse_from(argv).unwrap();
+    ingest::run(settings, CancellationToken::new())
+        .await
+        .unwrap();
 }
 
 /// Every payload of the topic, and how long fetching took.

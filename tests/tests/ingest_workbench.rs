@@ -111,7 +111,7 @@ async fn sync_once(
 }
 
 /// A running `ingest workbench`.
-type MirrorRun = tokio::task::JoinHandle<Result<ingest::Outcome, ingest::error::Error>>;
+type MirrorRun = tokio::task::JoinHandle<Result<ingest::Summary, ingest::Error>>;
 
 /// `ingest workbench` against the double, running until the returned token is cancelled.
 fn start_mirror(
@@ -123,11 +123,7 @@ fn start_mirror(
     args.extend_from_slice(extra);
     let cli = topics.cli(&args).unwrap();
     let shutdown = CancellationToken::new();
-    let running = tokio::spawn(ingest::run(
-        cli,
-        ingest::metrics::Metrics::new().unwrap(),
-        shutdown.clone(),
-    ));
+    let running = tokio::spawn(ingest::run(cli, shutdown.clone()));
     (shutdown, running)
 }
 
@@ -138,7 +134,8 @@ async fn stop_mirror(shutdown: CancellationToken, running: MirrorRun) {
         .await
         .expect("ingest stops on shutdown")
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .outcome();
     assert_eq!(outcome, ingest::Outcome::Complete);
 }
 

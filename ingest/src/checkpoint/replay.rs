@@ -1,4 +1,4 @@
-//! Reading the objects topic from its beginning to its end, to rebuild the checkpoint.
+//! Rebuilding the checkpoint by reading the objects topic from its beginning to its end.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -13,20 +13,36 @@ use crate::error::Error;
 
 /// What the rebuild read, for the start-up log line.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Replayed {
-    pub messages: u64,
-    pub undecodable: u64,
-    pub bytes: u64,
-    pub elapsed: Duration,
+struct Replayed {
+    messages: u64,
+    undecodable: u64,
+    bytes: u64,
+    elapsed: Duration,
 }
 
-/// Rebuilds the checkpoint by reading every partition of the objects topic from offset 0 up to
-/// the end it had when the read started. Runs on a blocking thread: librdkafka's poll blocks.
-pub async fn load_checkpoint(config: &KafkaConfig) -> Result<(Checkpoint, Replayed), Error> {
-    let config = config.clone();
-    tokio::task::spawn_blocking(move || read_all(&config))
-        .await
-        .map_err(|e| Error::KafkaState(format!("checkpoint reader task failed: {e}")))?
+impl Checkpoint {
+    /// Rebuilds the checkpoint by reading every partition of the objects topic from offset 0 up
+    /// to the end it had when the read started. Runs on a blocking thread: librdkafka's poll
+    /// blocks.
+    pub async fn load(config: &KafkaConfig) -> Result<Checkpoint, Error> {
+        let reader = config.clone();
+        let (checkpoint, replayed) = tokio::task::spawn_blocking(move || read_all(&reader))
+            .await
+            .map_err(|e| Error::KafkaState(format!("checkpoint reader task failed: {e}")))??;
+        let size = checkpoint.size();
+        tracing::info!(
+            topic = %config.objects_topic,
+            messages = replayed.messages,
+            mb = replayed.bytes as f64 / 1e6,
+            undecodable = replayed.undecodable,
+            ms = replayed.elapsed.as_millis() as u64,
+            collections = size.collections,
+            versions = size.versions,
+            releases = size.releases,
+            "checkpoint rebuilt from the topic"
+        );
+        Ok(checkpoint)
+    }
 }
 
 /// A partition's offsets. A topic created a moment ago (by this run's producer, concurrently)
@@ -69,17 +85,9 @@ fn read_all(config: &KafkaConfig) -> Result<(Checkpoint, Replayed), Error> {
         // End-of-partition events also close a partition whose last offsets were compacted away.
         .set("enable.partition.eof", "true")
         .set("fetch.max.bytes", "67108864")
-        // librdkafka (2.10+) drops its bootstrap connection once it learns the brokers and,
-        // with sparse connections, reconnects only on its next leader query: the metadata
-        // call below then waited ~50 ms in about half the runs (measured), on the critical
-        // path of a small import. Connect to the brokers as soon as they are known.
-        .set("enable.sparse.connections", "false")
         .create()
         .map_err(Error::kafka("creating the checkpoint reader"))?;
-    let result = read_with(&consumer, config, topic, started);
-    // Closing the consumer takes a broker round trip the import need not wait for.
-    crate::teardown::drop_in_background(consumer, "checkpoint-reader");
-    result
+    read_with(&consumer, config, topic, started)
 }
 
 fn read_with(

@@ -25,7 +25,6 @@
 //! changed between two scans of this run (an in-place overwrite); a difference seen on the
 //! first sighting is left to the release path, which would otherwise flip-flop with the scan.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,21 +33,22 @@ use serde::Deserialize;
 
 use schemas::{DeadLetter, Event, Source, SourceKind};
 
+use super::client::{ObjectDocument, ObjectList, WorkbenchClient, parse_object_list};
+use crate::Connection;
+use crate::check::check_object;
 use crate::checkpoint::Checkpoint;
 use crate::error::Error;
+use crate::import::now_micros;
 use crate::metrics::Metrics;
-use crate::plan::{Candidate, CollectionInfo, Context, Counts, plan_batch};
-use crate::producer::Publisher;
-use crate::publish::now_micros;
-use crate::workbench::{ObjectDocument, ObjectList, WorkbenchClient, parse_object_list};
+use crate::plan::{Candidate, CollectionInfo, Context, Counts, dead_letter, plan_batch};
 
 /// Versions read per `recent-activity` poll: far more than people edit between two polls, and
 /// about 300 KB (the newest ATT&CK objects are large ones, ~6 KB with their Workbench document). A
 /// burst beyond it (an import, a bulk edit) triggers a full scan, so nothing is lost.
-pub const RECENT_LIMIT: usize = 50;
+const RECENT_LIMIT: usize = 50;
 
 /// The `source` label of this path in metrics.
-pub const METRICS_SOURCE: &str = "workbench_unreleased";
+const METRICS_SOURCE: &str = "workbench_unreleased";
 
 /// How often to scan.
 #[derive(Debug, Clone, Copy)]
@@ -60,7 +60,6 @@ pub struct Schedule {
 /// What one scan did.
 #[derive(Debug, Clone)]
 pub struct ScanReport {
-    pub list: ObjectList,
     pub listed: usize,
     pub bytes: usize,
     pub elapsed: Duration,
@@ -86,12 +85,11 @@ fn retry_wait(schedule: &Schedule, failures: u32) -> Duration {
 
 /// The content digest of each (object id, `modified` text) read in this run; `None` for content
 /// without one (it failed validation).
-pub type Seen = HashMap<(String, String), Option<[u8; 32]>>;
+type Seen = HashMap<(String, String), Option<[u8; 32]>>;
 
 /// The scan's state between polls.
 pub struct Scanner {
     client: Arc<WorkbenchClient>,
-    publisher: Arc<Publisher>,
     metrics: Metrics,
     run_id: String,
     schedule: Schedule,
@@ -105,14 +103,12 @@ pub struct Scanner {
 impl Scanner {
     pub fn new(
         client: Arc<WorkbenchClient>,
-        publisher: Arc<Publisher>,
         metrics: Metrics,
         run_id: String,
         schedule: Schedule,
     ) -> Self {
         Scanner {
             client,
-            publisher,
             metrics,
             run_id,
             schedule,
@@ -135,14 +131,14 @@ impl Scanner {
     /// known versions. Returns the scans made (none when not due).
     ///
     /// After a failure the next attempt waits [`Scanner::retry_wait`].
-    pub async fn poll(&mut self, checkpoint: &mut Checkpoint) -> Result<Vec<ScanReport>, Error> {
+    pub async fn poll(&mut self, connection: &mut Connection) -> Result<Vec<ScanReport>, Error> {
         if self
             .last_poll
             .is_some_and(|t| t.elapsed() < self.retry_wait())
         {
             return Ok(Vec::new());
         }
-        match self.poll_due(checkpoint).await {
+        match self.poll_due(connection).await {
             Ok(reports) => {
                 self.failures = 0;
                 Ok(reports)
@@ -155,7 +151,7 @@ impl Scanner {
         }
     }
 
-    async fn poll_due(&mut self, checkpoint: &mut Checkpoint) -> Result<Vec<ScanReport>, Error> {
+    async fn poll_due(&mut self, connection: &mut Connection) -> Result<Vec<ScanReport>, Error> {
         let full_due = self
             .last_full
             .is_none_or(|t| t.elapsed() >= self.schedule.full_scan_interval);
@@ -166,7 +162,7 @@ impl Scanner {
                     ObjectList::Recent {
                         limit: RECENT_LIMIT,
                     },
-                    checkpoint,
+                    connection,
                 )
                 .await?;
             let reached_known = recent.reached_known;
@@ -180,7 +176,7 @@ impl Scanner {
                 "more recent edits than one recent-activity page; scanning every object"
             );
         }
-        reports.push(self.scan(ObjectList::Latest, checkpoint).await?);
+        reports.push(self.scan(ObjectList::Latest, connection).await?);
         self.last_full = Some(Instant::now());
         self.last_poll = self.last_full;
         Ok(reports)
@@ -190,8 +186,9 @@ impl Scanner {
     pub async fn scan(
         &mut self,
         list: ObjectList,
-        checkpoint: &mut Checkpoint,
+        connection: &mut Connection,
     ) -> Result<ScanReport, Error> {
+        let checkpoint = &mut connection.checkpoint;
         let request = list.label();
         let fetched = self
             .metrics
@@ -216,7 +213,7 @@ impl Scanner {
                     &docs,
                     &mut owned_checkpoint,
                     &mut seen,
-                    &ScanContext {
+                    &Context {
                         run_id: &run_id,
                         now_micros: now_micros(),
                         source: &source,
@@ -240,8 +237,10 @@ impl Scanner {
         for letter in &plan.letters {
             tracing::warn!(reason = %letter.reason, "rejected Workbench object sent to the dead-letter topic");
         }
-        self.publisher.dead_letters(&plan.letters).await?;
-        self.publisher.publish(&plan.events).await?;
+        connection
+            .producer
+            .publish(&plan.events, &plan.letters)
+            .await?;
         self.metrics
             .record_batch(METRICS_SOURCE, &plan.counts, plan.rejected);
         for (outcome, n) in [
@@ -253,12 +252,9 @@ impl Scanner {
                 .with_label_values(&[METRICS_SOURCE, outcome])
                 .inc_by(n);
         }
-        self.metrics
-            .checkpoint_versions
-            .set(i64::try_from(checkpoint.size().versions).unwrap_or(i64::MAX));
+        self.metrics.record_checkpoint(&connection.checkpoint);
 
         let report = ScanReport {
-            list,
             listed,
             bytes: fetched.bytes,
             elapsed: fetched.elapsed,
@@ -298,25 +294,18 @@ impl Scanner {
     }
 }
 
-/// Identity of the run, the clock and the list read, so plans are reproducible in tests.
-pub struct ScanContext<'a> {
-    pub run_id: &'a str,
-    pub now_micros: i64,
-    pub source: &'a Source,
-}
-
 /// The events and dead letters of one scan.
 #[derive(Debug, Default)]
-pub struct ScanPlan {
-    pub events: Vec<Event>,
-    pub letters: Vec<DeadLetter>,
-    pub counts: Counts,
-    pub rejected: u64,
-    pub no_collection: u64,
-    pub unpublished_collection: u64,
-    pub first_unpublished: Option<String>,
+struct ScanPlan {
+    events: Vec<Event>,
+    letters: Vec<DeadLetter>,
+    counts: Counts,
+    rejected: u64,
+    no_collection: u64,
+    unpublished_collection: u64,
+    first_unpublished: Option<String>,
     /// Some version in the list had been read by an earlier scan of this run.
-    pub reached_known: bool,
+    reached_known: bool,
 }
 
 /// The fields of a document read before validation, to remember it by.
@@ -338,16 +327,20 @@ fn text_of(value: Option<serde_json::Value>) -> String {
 
 /// Plans one scan and records what it publishes in the checkpoint and what it read in `seen`.
 /// Pure: no I/O.
-pub fn plan_scan(
+fn plan_scan(
     docs: &[ObjectDocument],
     checkpoint: &mut Checkpoint,
     seen: &mut Seen,
-    context: &ScanContext<'_>,
+    context: &Context<'_>,
 ) -> ScanPlan {
     let mut plan = ScanPlan::default();
+    let checked: Vec<_> = docs
+        .iter()
+        .map(|doc| check_object(doc.stix.get(), None))
+        .collect();
     // Candidates per collection, in list order.
     let mut batches: BTreeMap<String, Vec<Candidate<'_>>> = BTreeMap::new();
-    for (position, doc) in docs.iter().enumerate() {
+    for (position, (doc, checked)) in docs.iter().zip(&checked).enumerate() {
         let position = position as i64;
         let json = doc.stix.get();
         let head = serde_json::from_str::<Head>(json).unwrap_or(Head {
@@ -355,8 +348,7 @@ pub fn plan_scan(
             modified: None,
         });
         let id = text_of(head.id);
-        let checked = schemas::validate_object(json, None).map_err(|e| e.reason);
-        let digest = checked.as_ref().ok().map(|meta| meta.content_sha256);
+        let digest = checked.as_ref().ok().map(|(_, d)| *d);
         let previous = seen.insert((id.clone(), text_of(head.modified)), digest);
         plan.reached_known |= previous.is_some();
 
@@ -374,16 +366,18 @@ pub fn plan_scan(
             continue;
         }
         let (meta, digest) = match checked {
-            Ok(meta) => {
-                let digest = meta.content_sha256;
-                (meta, digest)
-            }
+            Ok((meta, digest)) => (meta, *digest),
             Err(reason) => {
                 // Once per run and content: every later scan reads the same object again.
                 if previous != Some(None) {
                     plan.rejected += 1;
-                    plan.letters
-                        .push(dead_letter(json, &id, position, reason, context));
+                    plan.letters.push(dead_letter(
+                        json,
+                        Some(id.as_str()).filter(|id| !id.is_empty()),
+                        position,
+                        reason,
+                        context,
+                    ));
                 }
                 continue;
             }
@@ -411,7 +405,7 @@ pub fn plan_scan(
                     .entry(collection.to_owned())
                     .or_default()
                     .push(Candidate {
-                        meta: Cow::Owned(meta.clone()),
+                        meta,
                         json,
                         digest,
                         position,
@@ -434,56 +428,18 @@ pub fn plan_scan(
             title: metadata.title.clone(),
             description: metadata.description.clone(),
         };
-        let batch = plan_batch(
-            checkpoint,
-            &collection,
-            &candidates,
-            None,
-            &Context {
-                run_id: context.run_id,
-                now_micros: context.now_micros,
-                source: context.source,
-            },
-        );
+        let batch = plan_batch(checkpoint, &collection, &candidates, None, context);
         plan.counts += batch.counts;
         plan.events.extend(batch.events);
     }
     plan
 }
 
-fn dead_letter(
-    json: &str,
-    id: &str,
-    position: i64,
-    reason: String,
-    context: &ScanContext<'_>,
-) -> DeadLetter {
-    DeadLetter {
-        stage: "ingest".to_owned(),
-        reason: if id.is_empty() {
-            format!("object at position {position}: {reason}")
-        } else {
-            format!("object {id} at position {position}: {reason}")
-        },
-        source: Some(Source {
-            position: Some(position),
-            ..context.source.clone()
-        }),
-        original_topic: None,
-        original_partition: None,
-        original_offset: None,
-        original_key: None,
-        payload: Some(json.as_bytes().to_vec()),
-        at: context.now_micros,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::plan::ReleaseInfo;
-    use crate::workbench::parse_object_list;
-    use schemas::{Timestamp, validate_object};
+    use schemas::Timestamp;
 
     const ICS: &str = "x-mitre-collection--90c00720-636b-4485-b342-8751d232bf09";
     const MOBILE: &str = "x-mitre-collection--dac0d2d7-8653-445c-9bff-82f934c1e858";
@@ -528,13 +484,18 @@ mod tests {
 
     /// The checkpoint after a release of `collection` holding `objects`.
     fn released(checkpoint: &mut Checkpoint, collection: &str, objects: &[&str]) {
+        let checked: Vec<_> = objects
+            .iter()
+            .map(|json| check_object(json, None).unwrap())
+            .collect();
         let candidates: Vec<_> = objects
             .iter()
+            .zip(&checked)
             .enumerate()
-            .map(|(i, json)| Candidate {
-                meta: Cow::Owned(validate_object(json, None).unwrap()),
+            .map(|(i, (json, (meta, digest)))| Candidate {
+                meta,
                 json,
-                digest: schemas::stix::content_digest(json).unwrap(),
+                digest: *digest,
                 position: i as i64,
             })
             .collect();
@@ -585,7 +546,7 @@ mod tests {
             &list(docs),
             checkpoint,
             seen,
-            &ScanContext {
+            &Context {
                 run_id: "run",
                 now_micros: 1_000,
                 source: &source(),
