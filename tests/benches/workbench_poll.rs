@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use ingest::workbench::{Auth, Versions, WorkbenchClient};
-use taxiway_tests::attack_data;
+use taxiway_tests::fixtures;
 use taxiway_tests::workbench_double::{WorkbenchConfig, WorkbenchDouble};
 
 const ROUNDS: usize = 20;
@@ -26,7 +26,7 @@ async fn main() {
     ];
     for file in files {
         double
-            .add_collection_version_from_bundle(attack_data::path(file))
+            .add_collection_version_from_bundle(fixtures::path(file))
             .unwrap();
     }
     let client = WorkbenchClient::new(

@@ -4,10 +4,10 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), taxiway_tests::workbench_double::DoubleError> {
-//! use taxiway_tests::attack_data;
+//! use taxiway_tests::fixtures;
 //! use taxiway_tests::workbench_double::{WorkbenchConfig, WorkbenchDouble};
 //! let workbench = WorkbenchDouble::start(WorkbenchConfig::default()).await?;
-//! workbench.add_collection_version_from_bundle(attack_data::path("ics-attack-18.1.json.zst"))?;
+//! workbench.add_collection_version_from_bundle(fixtures::path("ics-attack-18.1.json.zst"))?;
 //! // point the client at workbench.base_url() with Basic taxii-server:secret-squirrel
 //! # Ok(()) }
 //! ```

@@ -1,6 +1,5 @@
 //! Behaviour of the Workbench test double against the contract in `shared/design/workbench-api.md`,
 //! with expected values computed from the ATT&CK bundle files it serves.
-#![allow(clippy::expect_used, clippy::unwrap_used)] // a failed expectation is the test failing
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -9,7 +8,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
-use taxiway_tests::attack_data;
+use taxiway_tests::fixtures;
 use taxiway_tests::workbench_double::{
     Fault, ServiceAccount, ServiceRole, WorkbenchConfig, WorkbenchDouble, challenge_hash,
 };
@@ -29,7 +28,7 @@ fn bundle_bytes(name: &str) -> Arc<Vec<u8>> {
     cache
         .entry(name.to_owned())
         .or_insert_with(|| {
-            let compressed = std::fs::read(attack_data::path(name)).unwrap();
+            let compressed = std::fs::read(fixtures::path(name)).unwrap();
             Arc::new(zstd::decode_all(compressed.as_slice()).unwrap())
         })
         .clone()
