@@ -1,6 +1,5 @@
 //! `projector run` against the real broker and Cassandra: real ATT&CK releases ingested, projections
 //! checked against expectations computed from the bundle files themselves.
-#![allow(clippy::expect_used, clippy::unwrap_used)] // a failed expectation is the test failing
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -8,12 +7,12 @@ use std::time::Duration;
 use schemas::Event;
 use serde_json::Value;
 use taxiway_tests::Deadline;
-use taxiway_tests::attack_data::{self, Release};
+use taxiway_tests::fixtures::{self, Release};
 use taxiway_tests::pipeline::Topics;
 use taxiway_tests::projection::{self, StoredRelease};
 
 async fn ingest(topics: &Topics, file: &str) {
-    let path = attack_data::path(file);
+    let path = fixtures::path(file);
     topics
         .ingest(&["import", path.to_str().unwrap()])
         .await

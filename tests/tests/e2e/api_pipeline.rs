@@ -1,5 +1,4 @@
 //! The TAXII API over the real pipeline: bundles → ingest → Kafka → projector → Cassandra → api → HTTP.
-#![allow(clippy::expect_used, clippy::unwrap_used)] // a failed expectation is the test failing
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -14,7 +13,7 @@ use taxiway_tests::api::{
     Api, Expected, TAXII, check_objects, check_page_headers, items, key_of, manifest_key, micros,
     serve_projected,
 };
-use taxiway_tests::attack_data::{self, Release};
+use taxiway_tests::fixtures::{self, Release};
 use taxiway_tests::pipeline::Topics;
 use taxiway_tests::projection;
 
@@ -39,7 +38,7 @@ fn label_of(release: &Release) -> String {
 /// Imports `files` in order on `topics`, returning the revisions they lead to.
 async fn import(topics: &Topics, files: &[&str]) -> BTreeMap<String, i64> {
     for f in files {
-        let path = attack_data::path(f);
+        let path = fixtures::path(f);
         topics
             .ingest(&["import", path.to_str().unwrap()])
             .await

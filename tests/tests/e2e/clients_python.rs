@@ -3,7 +3,6 @@
 //! Cassandra → api → HTTP → `tests/python/test_clients.py` (pytest, in the venv `dev/python-env`
 //! makes; `dev/test` runs it first). The Python side computes its expectations from the same
 //! bundle files.
-#![allow(clippy::expect_used, clippy::unwrap_used)] // a failed expectation is the test failing
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -67,7 +66,7 @@ async fn python_clients_read_the_shipped_releases_exactly() {
         "{}: no Python venv — run dev/python-env (dev/test does it)",
         python.display()
     );
-    let data = repo.join("data/attack");
+    let data = taxiway_tests::fixtures::data_dir();
 
     // The pipeline: five releases on fresh topics, projected into a fresh keyspace, served.
     let topics = Topics::new("clients_py");

@@ -1,5 +1,4 @@
 //! Generations: idempotent migrations, `rebuild` beside a live `run`, the atomic switch, and dropping old generations.
-#![allow(clippy::expect_used, clippy::unwrap_used)] // a failed expectation is the test failing
 
 use std::time::Duration;
 
@@ -92,7 +91,7 @@ async fn migrating_twice_is_a_no_op() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebuild_beside_a_live_run_switches_to_an_identical_generation() {
     let topics = Topics::new("proj_rebuild");
-    let path = taxiway_tests::attack_data::path("ics-attack-17.1.json.zst");
+    let path = taxiway_tests::fixtures::path("ics-attack-17.1.json.zst");
     topics
         .ingest(&["import", path.to_str().unwrap()])
         .await
@@ -140,7 +139,7 @@ async fn rebuild_beside_a_live_run_switches_to_an_identical_generation() {
         assert!(!deadline.passed(), "run did not follow the switch");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let path = taxiway_tests::attack_data::path("ics-attack-18.0.json.zst");
+    let path = taxiway_tests::fixtures::path("ics-attack-18.0.json.zst");
     topics
         .ingest(&["import", path.to_str().unwrap()])
         .await
@@ -161,7 +160,7 @@ async fn rebuild_beside_a_live_run_switches_to_an_identical_generation() {
         .unwrap();
     assert_eq!(releases[0].label, "18.0");
     assert!(releases[0].complete);
-    let file = taxiway_tests::attack_data::Release::load("ics-attack-18.0.json.zst").unwrap();
+    let file = taxiway_tests::fixtures::Release::load("ics-attack-18.0.json.zst").unwrap();
     assert_eq!(releases[0].members, file.versions());
     let old_releases = projection::releases(&session, &old, collection)
         .await

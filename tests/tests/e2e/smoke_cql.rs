@@ -1,6 +1,5 @@
 //! Smoke test of the CQL driver we build on, against the real Cassandra from `dev/services`
 //! (ScyllaDB in production): keyspace DDL valid on both, concurrent prepared writes, paged reads.
-#![allow(clippy::expect_used, clippy::unwrap_used)] // a failed expectation is the test failing
 
 use std::collections::BTreeMap;
 

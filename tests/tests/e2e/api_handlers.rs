@@ -2,11 +2,6 @@
 //!
 //! Expected values are computed here from the bundle files, not from the code under test.
 
-// Helpers outside #[test] fns panic on bad fixtures on purpose.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
@@ -14,9 +9,9 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::Value;
 
-use support::*;
-use taxiway_api::config::ServerConfig;
-use taxiway_api::store::VersionRow;
+use crate::memory_server::*;
+use api::config::ServerConfig;
+use api::store::VersionRow;
 
 const TAXII: &str = "application/taxii+json;version=2.1";
 
@@ -638,7 +633,7 @@ fn decode(encoding: &str, body: &[u8]) -> Vec<u8> {
         }
         "zstd" => out = zstd::decode_all(body).unwrap(),
         "br" => {
-            brotli::Decompressor::new(body, 4096)
+            brotli_decompressor::Decompressor::new(body, 4096)
                 .read_to_end(&mut out)
                 .unwrap();
         }
@@ -658,7 +653,7 @@ async fn get_encoded(app: &axum::Router, uri: &str, encoding: &str) -> Reply {
     .await
 }
 
-fn compressed_served(state: &taxiway_api::AppState, encoding: &str, outcome: &str) -> u64 {
+fn compressed_served(state: &api::AppState, encoding: &str, outcome: &str) -> u64 {
     state
         .metrics
         .compressed_cache
@@ -799,11 +794,11 @@ async fn operational_endpoints() {
 
 #[tokio::test]
 async fn readiness_follows_the_refresher() {
-    let store = taxiway_api::store::memory::MemoryStore::new();
+    let store = api::store::memory::MemoryStore::new();
     for c in collections() {
         store.put_collection(c);
     }
-    let state = taxiway_api::AppState::new(
+    let state = api::AppState::new(
         ServerConfig {
             poll_interval: std::time::Duration::from_millis(20),
             ..ServerConfig::default()
@@ -811,13 +806,13 @@ async fn readiness_follows_the_refresher() {
         None,
     )
     .unwrap();
-    let app = taxiway_api::app(state.clone());
+    let app = api::app(state.clone());
     assert_taxii_error(
         &get(&app, "/taxii2/").await,
         StatusCode::SERVICE_UNAVAILABLE,
     );
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(taxiway_api::refresh::run(
+    let task = tokio::spawn(api::refresh::run(
         state.clone(),
         std::sync::Arc::new(store.clone()),
         shutdown.clone(),

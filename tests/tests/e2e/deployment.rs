@@ -1,7 +1,6 @@
 //! The deployment files, checked statically (no Docker engine runs here): every environment
 //! variable docker-compose.yml sets is one a service reads, every command it runs parses, and the
 //! Dockerfile builds the binaries the compose file calls.
-#![allow(clippy::expect_used, clippy::unwrap_used)] // a failed expectation is the test failing
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

@@ -1,6 +1,5 @@
 //! Order-independence and idempotence end to end: the same events, published twice and shuffled,
 //! project to exactly the same tables; poison messages go to the dead-letter topic.
-#![allow(clippy::expect_used, clippy::unwrap_used)] // a failed expectation is the test failing
 
 use std::time::Duration;
 
@@ -40,7 +39,7 @@ fn shuffle<T>(items: &mut [T], mut seed: u64) {
 async fn events_published_twice_and_shuffled_project_identical_tables() {
     let original = Topics::new("proj_replay_a");
     for file in ["ics-attack-17.1.json.zst", "ics-attack-18.0.json.zst"] {
-        let path = taxiway_tests::attack_data::path(file);
+        let path = taxiway_tests::fixtures::path(file);
         original
             .ingest(&["import", path.to_str().unwrap()])
             .await
@@ -107,7 +106,7 @@ async fn events_published_twice_and_shuffled_project_identical_tables() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_messages_are_dead_lettered_and_later_events_projected() {
     let topics = Topics::new("proj_poison");
-    let first = taxiway_tests::attack_data::path("ics-attack-17.1.json.zst");
+    let first = taxiway_tests::fixtures::path("ics-attack-17.1.json.zst");
     topics
         .ingest(&["import", first.to_str().unwrap()])
         .await
@@ -146,7 +145,7 @@ async fn poison_messages_are_dead_lettered_and_later_events_projected() {
             .map_err(|(e, _)| e)
             .unwrap();
     }
-    let second = taxiway_tests::attack_data::path("ics-attack-18.0.json.zst");
+    let second = taxiway_tests::fixtures::path("ics-attack-18.0.json.zst");
     topics
         .ingest(&["import", second.to_str().unwrap()])
         .await
@@ -207,6 +206,6 @@ async fn poison_messages_are_dead_lettered_and_later_events_projected() {
         .unwrap();
     assert_eq!(releases[0].label, "18.0");
     assert!(releases[0].complete);
-    let file = taxiway_tests::attack_data::Release::load("ics-attack-18.0.json.zst").unwrap();
+    let file = taxiway_tests::fixtures::Release::load("ics-attack-18.0.json.zst").unwrap();
     assert_eq!(releases[0].members, file.versions());
 }

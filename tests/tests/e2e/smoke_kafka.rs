@@ -1,6 +1,5 @@
 //! Smoke test of the Kafka client we build on, against the real broker from `dev/services`:
 //! topic creation, an idempotent producer and a manually committing consumer group.
-#![allow(clippy::expect_used, clippy::unwrap_used)] // a failed expectation is the test failing
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -5,20 +5,15 @@
 //! bound too small for any JSON; expected values are the full server's answers, which the other
 //! suites check against the bundle files.
 
-// Helpers outside #[test] fns panic on bad fixtures on purpose.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::Value;
 
-use support::*;
-use taxiway_api::AppState;
-use taxiway_api::config::ServerConfig;
-use taxiway_api::store::memory::MemoryStore;
+use crate::memory_server::*;
+use api::AppState;
+use api::config::ServerConfig;
+use api::store::memory::MemoryStore;
 
 fn bounded(max_snapshot_bytes: usize) -> ServerConfig {
     ServerConfig {

@@ -1,13 +1,12 @@
 //! `ingest import` against the real broker: real ATT&CK releases in, events on the topic
 //! checked against expectations computed from the bundle files themselves.
-#![allow(clippy::expect_used, clippy::unwrap_used)] // a failed expectation is the test failing
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
 use schemas::{Event, ObjectVersionAdded, ReleasePublished};
 use serde_json::Value;
-use taxiway_tests::attack_data::{self, Release, id_of, version_of};
+use taxiway_tests::fixtures::{self, Release, id_of, version_of};
 use taxiway_tests::pipeline::Topics;
 
 fn versions(events: &[(taxiway_tests::topic::Record, Event)]) -> Vec<&ObjectVersionAdded> {
@@ -88,7 +87,7 @@ async fn ics_releases_publish_every_distinct_version_once_and_three_complete_rel
     let topics = Topics::new("ingest_ics");
     let paths: Vec<String> = names
         .iter()
-        .map(|n| attack_data::path(n).display().to_string())
+        .map(|n| fixtures::path(n).display().to_string())
         .collect();
     let args: Vec<&str> = std::iter::once("import")
         .chain(paths.iter().map(String::as_str))
@@ -183,7 +182,7 @@ async fn mobile_content_reissued_under_the_same_modified_is_republished_once_as_
     let new = Release::load("mobile-attack-17.1.json.zst").unwrap();
     let topics = Topics::new("ingest_mobile");
     for name in ["mobile-attack-17.0.json.zst", "mobile-attack-17.1.json.zst"] {
-        let path = attack_data::path(name).display().to_string();
+        let path = fixtures::path(name).display().to_string();
         assert_eq!(
             topics.ingest(&["import", &path]).await.unwrap(),
             ingest::Outcome::Complete
@@ -365,7 +364,7 @@ async fn a_delivery_the_broker_refuses_fails_the_run_naming_the_topic_and_the_re
     )
     .await
     .unwrap();
-    let path = attack_data::path("ics-attack-18.1.json.zst")
+    let path = fixtures::path("ics-attack-18.1.json.zst")
         .display()
         .to_string();
     let error = topics.ingest(&["import", &path]).await.unwrap_err();

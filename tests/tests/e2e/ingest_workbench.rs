@@ -1,13 +1,12 @@
 //! `ingest workbench` against the Workbench REST API double serving real ATT&CK releases, on the
 //! real broker: releases, polling, restarts, faults and authentication.
-#![allow(clippy::expect_used, clippy::unwrap_used)] // a failed expectation is the test failing
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use schemas::Event;
 use taxiway_tests::Deadline;
-use taxiway_tests::attack_data::{self, Release, id_of, version_of};
+use taxiway_tests::fixtures::{self, Release, id_of, version_of};
 use taxiway_tests::pipeline::Topics;
 use taxiway_tests::workbench_double::{Fault, ServiceAccount, WorkbenchConfig, WorkbenchDouble};
 use tokio_util::sync::CancellationToken;
@@ -75,7 +74,7 @@ async fn double_with(files: &[&str], config: WorkbenchConfig) -> WorkbenchDouble
     let double = WorkbenchDouble::start(config).await.unwrap();
     for file in files {
         double
-            .add_collection_version_from_bundle(attack_data::path(file))
+            .add_collection_version_from_bundle(fixtures::path(file))
             .unwrap();
     }
     double
@@ -223,7 +222,7 @@ async fn each_collection_version_becomes_a_release_and_a_new_version_adds_only_w
     // A new collection version appears between polls: exactly its new versions and one release.
     let before = topics.object_records().await.unwrap().len();
     double
-        .add_collection_version_from_bundle(attack_data::path("ics-attack-18.0.json.zst"))
+        .add_collection_version_from_bundle(fixtures::path("ics-attack-18.0.json.zst"))
         .unwrap();
     assert_eq!(
         sync_once(&topics, &double, &[]).await.unwrap(),
@@ -366,7 +365,7 @@ async fn polling_publishes_a_new_collection_version_within_seconds() {
     }
     let added = std::time::Instant::now();
     double
-        .add_collection_version_from_bundle(attack_data::path("ics-attack-18.1.json.zst"))
+        .add_collection_version_from_bundle(fixtures::path("ics-attack-18.1.json.zst"))
         .unwrap();
     let deadline = Deadline::after(Duration::from_secs(60));
     while !has_release(&events_so_far(&topics).await, "18.1") {

@@ -1,10 +1,5 @@
 //! Authentication allow/deny over real data, and the OpenAPI document against the router.
 
-// Helpers outside #[test] fns panic on bad fixtures on purpose.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::collections::BTreeSet;
 
 use axum::body::Body;
@@ -15,9 +10,9 @@ use axum::response::Response;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use support::*;
-use taxiway_api::auth::Auth;
-use taxiway_api::config::ServerConfig;
+use crate::memory_server::*;
+use api::auth::Auth;
+use api::config::ServerConfig;
 
 fn auth() -> Auth {
     let mobile = collection_of("mobile");
@@ -133,7 +128,7 @@ async fn openapi_document_matches_the_router() {
     let doc = get(&app, "/openapi.json").await.json();
     assert_eq!(doc["openapi"], "3.0.3");
     let documented: BTreeSet<String> = doc["paths"].as_object().unwrap().keys().cloned().collect();
-    let table: BTreeSet<String> = taxiway_api::routes::route_table("/api/v21")
+    let table: BTreeSet<String> = api::routes::route_table("/api/v21")
         .into_iter()
         .map(|r| r.template)
         .collect();

@@ -1,14 +1,8 @@
-//! Test support: real ATT&CK bundles turned into an in-memory store the way ingest and the
-//! projector would (versions by `modified`, one date_added sequence per collection, one release
-//! per bundle), and helpers to drive the router with `oneshot`.
+//! The api suites' server without a database: real ATT&CK bundles turned into an in-memory store
+//! the way ingest and the projector would (versions by `modified`, one date_added sequence per
+//! collection, one release per bundle), and helpers to drive the router with `oneshot`.
 
-// Test-only helpers: panicking on bad fixtures is the point, and clippy.toml only exempts #[test] fns.
-#![allow(
-    dead_code,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::type_complexity
-)]
+#![allow(clippy::type_complexity)]
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -20,11 +14,13 @@ use bytes::Bytes;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use taxiway_api::AppState;
-use taxiway_api::config::ServerConfig;
-use taxiway_api::refresh::refresh_once;
-use taxiway_api::store::memory::MemoryStore;
-use taxiway_api::store::{CollectionData, CollectionMeta, ReleaseRow, Store, VersionRow};
+use taxiway_tests::fixtures::Release;
+
+use api::AppState;
+use api::config::ServerConfig;
+use api::refresh::refresh_once;
+use api::store::memory::MemoryStore;
+use api::store::{CollectionData, CollectionMeta, ReleaseRow, Store, VersionRow};
 
 pub const ICS: &str = "x-mitre-collection--90c00720-636b-4485-b342-8751d232bf09";
 pub const FILES: [&str; 5] = [
@@ -62,10 +58,7 @@ pub fn bundles() -> &'static [Bundle] {
         FILES
             .iter()
             .map(|name| {
-                let path = format!("/work/shared/attack-data/{name}.json.zst");
-                let bytes = zstd::decode_all(std::fs::File::open(&path).unwrap()).unwrap();
-                let bundle: Value = serde_json::from_slice(&bytes).unwrap();
-                let objects = bundle["objects"].as_array().unwrap().clone();
+                let objects = Release::load(&format!("{name}.json.zst")).unwrap().objects;
                 let collection = objects
                     .iter()
                     .find(|o| o["type"] == "x-mitre-collection")
@@ -162,7 +155,7 @@ pub fn collections() -> Vec<CollectionData> {
 /// A loaded server over the five files.
 pub async fn server_with(
     config: ServerConfig,
-    auth: Option<taxiway_api::auth::Auth>,
+    auth: Option<api::auth::Auth>,
 ) -> (Router, AppState, MemoryStore) {
     let store = MemoryStore::new();
     for c in collections() {
@@ -170,7 +163,7 @@ pub async fn server_with(
     }
     let state = AppState::new(config, auth).unwrap();
     refresh(&state, &store).await;
-    (taxiway_api::app(state.clone()), state, store)
+    (api::app(state.clone()), state, store)
 }
 
 /// One poll of the refresher over `store`.
