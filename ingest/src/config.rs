@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-pub use startup::{LogFormat, Secret, parse_duration};
+pub use service::{LogFormat, Secret, parse_duration};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -16,7 +16,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    startup::init_tracing(cli.log.log_format, "info");
+    service::init_tracing(cli.log.log_format, "info");
     tracing::info!(config = ?cli, "starting ingest");
     let metrics = match Metrics::new() {
         Ok(m) => m,
@@ -26,8 +26,8 @@ async fn main() -> ExitCode {
         }
     };
     let shutdown =
-        startup::shutdown_on_signal("interrupted: finishing the current bundle, then stopping");
-    startup::spawn_metrics(cli.metrics_addr, metrics.registry.clone(), shutdown.clone());
+        service::shutdown_on_signal("interrupted: finishing the current bundle, then stopping");
+    service::spawn_metrics(cli.metrics_addr, metrics.registry.clone(), shutdown.clone());
     match run(cli, metrics, shutdown).await {
         Ok(Outcome::Complete) => ExitCode::SUCCESS,
         Ok(Outcome::InputsFailed) => ExitCode::from(1),

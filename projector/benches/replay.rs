@@ -17,7 +17,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use schemas::Event;
 use taxiway_projector::apply;
-use taxiway_projector::config::Cli;
+use taxiway_projector::config::Settings;
 use taxiway_projector::metrics::Metrics;
 use taxiway_projector::store::Store;
 use tokio_util::sync::CancellationToken;
@@ -113,13 +113,21 @@ fn fetch_all(topic: &str) -> (Vec<Vec<u8>>, Duration) {
 
 /// CPU seconds this process has used so far.
 fn process_cpu() -> f64 {
-    startup::cpu_seconds("self").unwrap_or(0.0)
+    let read = || -> Option<f64> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let (_, rest) = stat.rsplit_once(')')?;
+        let mut fields = rest.split_whitespace().skip(11);
+        let user: f64 = fields.next()?.parse().ok()?;
+        let system: f64 = fields.next()?.parse().ok()?;
+        Some((user + system) / 100.0)
+    };
+    read().unwrap_or(0.0)
 }
 
 #[tokio::main]
 async fn main() {
     if std::env::var_os("TAXIWAY_LOG").is_some() {
-        startup::init_tracing(startup::LogFormat::Text, "info");
+        service::init_tracing(service::LogFormat::Text, "info");
     }
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -224,7 +232,7 @@ async fn main() {
     let nodes = nodes();
     let brokers = brokers();
     let concurrency = CONCURRENCY.to_string();
-    let cli = Cli::try_parse_from([
+    let cli = Settings::try_parse_from([
         "projector",
         "--brokers",
         &brokers,
@@ -245,7 +253,7 @@ async fn main() {
         "run",
     ])
     .unwrap();
-    let store = Store::connect(&cli.cql).await.unwrap();
+    let store = Store::connect(&cli.cql, &cli.store).await.unwrap();
     store.migrate().await.unwrap();
     let raw_before = raw_loop(&store, &control, 98, &events).await;
     let metrics = Metrics::new().unwrap();

@@ -21,13 +21,13 @@ pub use error::{Error, Result};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Cli, Command};
+use crate::config::{Command, Settings};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// Runs `cli.command` until it is done or `shutdown` is cancelled.
-pub async fn run(cli: Cli, metrics: Metrics, shutdown: CancellationToken) -> Result<()> {
-    let store = Store::connect(&cli.cql).await?;
+pub async fn run(cli: Settings, metrics: Metrics, shutdown: CancellationToken) -> Result<()> {
+    let store = Store::connect(&cli.cql, &cli.store).await?;
     match &cli.command {
         Command::Migrate => {
             let active = store.migrate().await?;

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Cli;
+use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
@@ -14,7 +14,7 @@ use crate::store::Store;
 /// generation, the current batch is finished and committed, and consumption continues in the
 /// new generation's group, from where that group's commits left it.
 pub async fn run(
-    cli: &Cli,
+    cli: &Settings,
     store: &Store,
     metrics: &Metrics,
     shutdown: &CancellationToken,
@@ -46,7 +46,7 @@ pub async fn run(
                 pipeline.finish(&[])?;
                 return Ok(());
             }
-            if last_lag.elapsed() >= cli.pipeline.progress_interval
+            if last_lag.elapsed() >= cli.progress_interval
                 && lag_probe.as_ref().is_none_or(|p| p.is_finished())
             {
                 last_lag = Instant::now();
@@ -57,7 +57,7 @@ pub async fn run(
                     }
                 }));
             }
-            if last_check.elapsed() >= cli.pipeline.generation_poll {
+            if last_check.elapsed() >= cli.generation_poll {
                 last_check = Instant::now();
                 match store.active().await {
                     Ok(Some(now)) if now != active => break now,

@@ -4,13 +4,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use taxiway_projector::config::Cli;
+use taxiway_projector::config::Settings;
 use taxiway_projector::metrics::Metrics;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    startup::init_tracing(cli.log_format, "info");
+    let cli = Settings::parse();
+    cli.log.init("info");
     tracing::info!(config = ?cli, "starting projector");
     let metrics = match Metrics::new() {
         Ok(m) => m,
@@ -20,8 +20,8 @@ async fn main() -> ExitCode {
         }
     };
     let shutdown =
-        startup::shutdown_on_signal("interrupted: finishing the current batch, then stopping");
-    startup::spawn_metrics(cli.metrics_addr, metrics.registry.clone(), shutdown.clone());
+        service::shutdown_on_signal("interrupted: finishing the current batch, then stopping");
+    service::spawn_metrics(cli.metrics_addr, metrics.registry.clone(), shutdown.clone());
     match taxiway_projector::run(cli, metrics, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

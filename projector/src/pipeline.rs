@@ -7,7 +7,7 @@ use schemas::Event;
 use tokio_util::sync::CancellationToken;
 
 use crate::apply;
-use crate::config::Cli;
+use crate::config::Settings;
 use crate::consumer::{EventConsumer, Mode, Record};
 use crate::dead_letter::DeadLetters;
 use crate::error::Result;
@@ -48,7 +48,7 @@ pub struct Step {
 impl Pipeline {
     /// Prepares the writes of the generation in `keyspace` and joins its group.
     pub async fn start(
-        cli: &Cli,
+        cli: &Settings,
         store: &Store,
         generation: i32,
         keyspace: &str,
@@ -59,11 +59,11 @@ impl Pipeline {
         let generation_store = store.generation(keyspace).await?;
         let projector = Projector::new(
             generation_store,
-            cli.pipeline.concurrency,
+            cli.batch.concurrency,
             metrics.clone(),
             shutdown.clone(),
         );
-        let group = group_for(&cli.kafka.group, generation);
+        let group = group_for(&cli.group, generation);
         let consumer = EventConsumer::subscribe(
             &cli.kafka.brokers,
             &group,
@@ -82,8 +82,8 @@ impl Pipeline {
             dead_letters,
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),
-            batch_size: cli.pipeline.batch_size,
-            batch_wait: cli.pipeline.batch_wait,
+            batch_size: cli.batch.batch_size,
+            batch_wait: cli.batch.batch_wait,
             mode,
             applied: BTreeMap::new(),
         })

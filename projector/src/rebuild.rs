@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Cli;
+use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
@@ -15,7 +15,7 @@ use crate::store::Store;
 /// (committing as it goes, so a `run` that later follows it continues exactly there), reports
 /// progress, and when the lag is zero makes it the active generation. Returns its number.
 pub async fn rebuild(
-    cli: &Cli,
+    cli: &Settings,
     store: &Store,
     metrics: &Metrics,
     shutdown: &CancellationToken,
@@ -58,7 +58,7 @@ pub async fn rebuild(
         since_report += step.messages;
         total += step.messages;
         let idle = step.messages == 0;
-        if probe.is_none() && (idle || last_report.elapsed() >= cli.pipeline.progress_interval) {
+        if probe.is_none() && (idle || last_report.elapsed() >= cli.progress_interval) {
             probe = Some(tokio::spawn(pipeline.lag_probe()));
         }
         let Some(running) = probe.take_if(|p| idle || p.is_finished()) else {
