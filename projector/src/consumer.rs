@@ -5,7 +5,7 @@
 //! message of the batch has been written (or dead-lettered); the committed offset of a
 //! partition is the one after the last message of the batch, so everything before it in
 //! partition order is done. Precondition: the writes are idempotent (they are, see
-//! [`apply`](crate::apply)), so a message applied again after a crash changes nothing.
+//! [`rows`](crate::rows)), so a message applied again after a crash changes nothing.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -70,14 +70,6 @@ impl EventConsumer {
             group: group.to_owned(),
             timeout,
         })
-    }
-
-    pub fn group(&self) -> &str {
-        &self.group
-    }
-
-    pub fn topic(&self) -> &str {
-        &self.topic
     }
 
     /// The next batch: waits up to `idle` for a first message, then takes what arrives within

@@ -14,7 +14,7 @@ use scylla::statement::Consistency;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::unprepared::Statement;
 
-use crate::apply::{Mutation, ReleaseKey};
+use crate::rows::{Mutation, ReleaseKey};
 use service::CqlArgs;
 
 use crate::config::{ConsistencyLevel, StoreArgs};
