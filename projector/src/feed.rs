@@ -64,17 +64,8 @@ impl Feed {
             shutdown.clone(),
         );
         let group = group_for(&settings.group, generation);
-        let consumer = EventConsumer::subscribe(
-            &settings.kafka.brokers,
-            &group,
-            &settings.kafka.objects_topic,
-            settings.kafka.timeout,
-        )?;
-        let dead_letters = DeadLetters::new(
-            &settings.kafka.brokers,
-            &settings.kafka.dead_letter_topic,
-            &settings.kafka.objects_topic,
-        )?;
+        let consumer = EventConsumer::subscribe(&settings.kafka, &group)?;
+        let dead_letters = DeadLetters::new(&settings.kafka)?;
         tracing::info!(generation, keyspace, group, topic = %settings.kafka.objects_topic, mode, "consuming");
         Ok(Feed {
             consumer,

@@ -75,8 +75,8 @@ impl CqlStore {
         let mut builder = SessionBuilder::new()
             .known_nodes(&config.nodes)
             .default_execution_profile_handle(profile.into_handle());
-        if let (Some(user), Some(password)) = (&config.user, &config.password) {
-            builder = builder.user(user, &password.0);
+        if let Some((user, password)) = config.credentials() {
+            builder = builder.user(user, password);
         }
         let session = builder
             .build()
