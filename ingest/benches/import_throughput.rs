@@ -258,8 +258,20 @@ async fn ingest_import(brokers: &str, path: &str) -> Duration {
     ingest_import_into(brokers, path).await.0
 }
 
+/// User + system CPU seconds of a process (`pid` a number, or `self`), from Linux's
+/// `/proc/<pid>/stat` at 100 ticks a second; 0 where that cannot be read.
 fn cpu_seconds(pid: &str) -> f64 {
-    startup::cpu_seconds(pid).unwrap_or(0.0)
+    let read = || -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // utime and stime are the 12th and 13th fields after the parenthesised command name,
+        // which may hold spaces.
+        let (_, rest) = stat.rsplit_once(')')?;
+        let mut fields = rest.split_whitespace().skip(11);
+        let user: f64 = fields.next()?.parse().ok()?;
+        let system: f64 = fields.next()?.parse().ok()?;
+        Some((user + system) / 100.0)
+    };
+    read().unwrap_or(0.0)
 }
 
 /// The broker's pid, when it runs from `dev/services` (for its CPU time).
@@ -286,7 +298,7 @@ async fn with_cpu<F: std::future::Future<Output = Duration>>(name: &str, f: F) -
 #[tokio::main]
 async fn main() {
     if std::env::var_os("TAXIWAY_LOG").is_some() {
-        startup::init_tracing(startup::LogFormat::Text, "info");
+        service::init_tracing(service::LogFormat::Text, "info");
     }
     let brokers =
         std::env::var("TAXIWAY_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned());

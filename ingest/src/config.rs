@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-pub use startup::{LogFormat, Secret, parse_duration};
+pub use service::{LogFormat, Secret, parse_duration};
 
 use schemas::Timestamp;
 

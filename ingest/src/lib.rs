@@ -98,7 +98,7 @@ async fn connect(config: &KafkaConfig, metrics: &Metrics) -> Result<Connection, 
 /// when an address is configured.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<Summary, Error> {
     let metrics = Metrics::new()?;
-    startup::spawn_metrics(
+    service::spawn_metrics(
         settings.metrics_addr,
         metrics.registry.clone(),
         shutdown.clone(),

@@ -14,10 +14,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     let settings = Settings::parse();
-    startup::init_tracing(settings.log.log_format, "info");
+    service::init_tracing(settings.log.log_format, "info");
     tracing::info!(config = ?settings, "starting ingest");
     let shutdown =
-        startup::shutdown_on_signal("interrupted: finishing the current bundle, then stopping");
+        service::shutdown_on_signal("interrupted: finishing the current bundle, then stopping");
     match run(settings, shutdown).await {
         Ok(summary) => {
             eprintln!("{summary}");

@@ -156,7 +156,7 @@ mod tests {
             releases_known: 0,
         };
         metrics.record_batch("bundle", &counts, 4);
-        let text = String::from_utf8(startup::render(&metrics.registry)).unwrap();
+        let text = String::from_utf8(service::render(&metrics.registry)).unwrap();
         assert!(
             text.contains(r#"taxiway_ingest_objects_total{outcome="published",source="bundle"} 3"#),
             "{text}"

@@ -28,7 +28,7 @@ fn variables_the_services_read() -> BTreeSet<String> {
     }
     let mut names = BTreeSet::new();
     collect(&ingest::Settings::command(), &mut names);
-    collect(&projector::config::Cli::command(), &mut names);
+    collect(&projector::config::Settings::command(), &mut names);
     collect(&api::config::Config::command(), &mut names);
     names
 }
@@ -94,7 +94,7 @@ fn every_service_command_in_the_compose_file_parses() {
     for words in &commands {
         let parsed = match words[0].as_str() {
             "ingest" => ingest::Settings::try_parse_from_with_env(words).map(|_| ()),
-            "projector" => projector::config::Cli::try_parse_from_with_env(words).map(|_| ()),
+            "projector" => projector::config::Settings::try_parse_from_with_env(words).map(|_| ()),
             _ => api::config::Config::try_parse_from_with_env(words).map(|_| ()),
         };
         assert!(parsed.is_ok(), "{words:?}: {:?}", parsed.err());

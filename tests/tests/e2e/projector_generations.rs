@@ -248,8 +248,12 @@ async fn schema_changes_wait_for_their_own_timeout() {
             &control,
             &["--request-timeout", request, "--ddl-timeout", ddl, "status"],
         );
-        let cli = projector::config::Cli::try_parse_from(argv).unwrap();
-        async move { projector::store::Store::connect(&cli.cql).await.unwrap() }
+        let cli = projector::config::Settings::try_parse_from(argv).unwrap();
+        async move {
+            projector::store::Store::connect(&cli.cql, &cli.store)
+                .await
+                .unwrap()
+        }
     };
 
     let patient = format!("{control}_patient");

@@ -1,4 +1,4 @@
-//! Applying a batch of decoded events to one generation: phases, bounded concurrency, retries.
+//! Writing one batch of decoded events into a generation: phases, bounded concurrency, retries.
 //!
 //! A batch is applied in three phases, each finished before the next starts:
 //! 1. every row that depends on no other: the distinct manifest buckets of the batch (once per
@@ -23,14 +23,13 @@ use futures::{StreamExt, TryStreamExt};
 use schemas::{Event, ObjectVersionAdded, ReleasePublished};
 use tokio_util::sync::CancellationToken;
 
-use crate::apply::{self, Mutation};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::rows::{self, Mutation};
 use crate::store::GenerationStore;
 
-/// Applies batches to one generation.
-#[derive(Clone)]
-pub struct Projector {
+/// Writes batches into one generation.
+pub(crate) struct BatchWriter {
     store: GenerationStore,
     concurrency: usize,
     metrics: Metrics,
@@ -49,14 +48,14 @@ enum Unit<'a> {
     },
 }
 
-impl Projector {
-    pub fn new(
+impl BatchWriter {
+    pub(crate) fn new(
         store: GenerationStore,
         concurrency: usize,
         metrics: Metrics,
         shutdown: CancellationToken,
     ) -> Self {
-        Projector {
+        BatchWriter {
             store,
             concurrency: concurrency.max(1),
             metrics,
@@ -64,18 +63,14 @@ impl Projector {
         }
     }
 
-    pub fn keyspace(&self) -> &str {
-        self.store.keyspace()
-    }
-
-    /// Applies `events` (valid, in offset order). Returns only when every write succeeded, or
+    /// Writes `events` (valid, in offset order). Returns only when every write succeeded, or
     /// with [`Error::Shutdown`].
-    pub async fn apply_batch(&self, events: &[Event]) -> Result<()> {
+    pub(crate) async fn write_batch(&self, events: &[Event]) -> Result<()> {
         let started = Instant::now();
         let units = units(events);
         // Futures collected first: a stream holding these closures would not be `Send` for
         // every lifetime (rust-lang/rust#64552), and `run` is spawned.
-        self.bounded(units.iter().map(|u| self.apply_unit(u)).collect())
+        self.bounded(units.iter().map(|u| self.write_unit(u)).collect())
             .await?;
         self.phase_done("rows", started);
 
@@ -87,7 +82,7 @@ impl Projector {
                 _ => None,
             })
             .collect();
-        let rows: Vec<Mutation> = chunks.iter().flat_map(|r| apply::release_rows(r)).collect();
+        let rows: Vec<Mutation> = chunks.iter().flat_map(|r| rows::release_rows(r)).collect();
         self.bounded(rows.iter().map(|m| self.write(m)).collect())
             .await?;
         self.bounded(chunks.iter().map(|r| self.complete(r)).collect())
@@ -98,11 +93,11 @@ impl Projector {
         let mut revisions: BTreeMap<&str, i64> = BTreeMap::new();
         for event in events {
             let slot = revisions.entry(event.collection_id()).or_insert(i64::MIN);
-            *slot = (*slot).max(apply::sequence(event));
+            *slot = (*slot).max(rows::sequence(event));
         }
         let revisions: Vec<Mutation> = revisions
             .into_iter()
-            .map(|(collection, revision)| apply::revision(collection, revision))
+            .map(|(collection, revision)| rows::revision(collection, revision))
             .collect();
         self.bounded(revisions.iter().map(|m| self.write(m)).collect())
             .await?;
@@ -126,7 +121,7 @@ impl Projector {
             .observe(started.elapsed().as_secs_f64());
     }
 
-    async fn apply_unit(&self, unit: &Unit<'_>) -> Result<()> {
+    async fn write_unit(&self, unit: &Unit<'_>) -> Result<()> {
         match unit {
             Unit::Write(m) => self.write(m).await,
             Unit::Legacy { writes, version: v } => {
@@ -137,7 +132,7 @@ impl Projector {
                             .date_addeds(&v.collection_id, &v.object_id, v.version_micros)
                     })
                     .await?;
-                let follow_up = apply::manifest(v, &date_addeds);
+                let follow_up = rows::manifest(v, &date_addeds);
                 futures::future::try_join_all(follow_up.iter().map(|m| self.write(m))).await?;
                 Ok(())
             }
@@ -146,11 +141,11 @@ impl Projector {
 
     /// The completion check of one chunk, after every chunk row of the batch is written.
     async fn complete(&self, chunk: &ReleasePublished) -> Result<()> {
-        let key = apply::release_key(chunk);
+        let key = rows::release_key(chunk);
         let present = self
             .retry("read_release_chunks", || self.store.release_chunks(&key))
             .await?;
-        if let Some(m) = apply::completion(chunk, &present) {
+        if let Some(m) = rows::completion(chunk, &present) {
             self.write(&m).await?;
         }
         Ok(())
@@ -224,12 +219,12 @@ fn units(events: &[Event]) -> Vec<Unit<'_>> {
         .collect();
     for event in events {
         match event {
-            Event::Collection(_) => units.extend(apply::writes(event).into_iter().map(Unit::Write)),
+            Event::Collection(_) => units.extend(rows::writes(event).into_iter().map(Unit::Write)),
             Event::ObjectVersion(v) => {
-                let writes = apply::writes(event)
+                let writes = rows::writes(event)
                     .into_iter()
                     .filter(|m| !matches!(m, Mutation::ManifestBucket { .. }));
-                match apply::manifest_without_read(v) {
+                match rows::manifest_without_read(v) {
                     Some(manifest) => units.extend(writes.chain(manifest).map(Unit::Write)),
                     None => units.push(Unit::Legacy {
                         writes: writes.collect(),
@@ -237,7 +232,7 @@ fn units(events: &[Event]) -> Vec<Unit<'_>> {
                     }),
                 }
             }
-            Event::Release(r) => units.extend(apply::release_members(r).map(Unit::Write)),
+            Event::Release(r) => units.extend(rows::release_members(r).map(Unit::Write)),
         }
     }
     units

@@ -4,17 +4,17 @@ use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Cli;
+use crate::config::Settings;
 use crate::error::{Error, Result};
+use crate::feed::Feed;
 use crate::metrics::Metrics;
-use crate::pipeline::Pipeline;
 use crate::store::Store;
 
 /// Runs until `shutdown` is cancelled. When another process (a `rebuild`) switches the active
 /// generation, the current batch is finished and committed, and consumption continues in the
 /// new generation's group, from where that group's commits left it.
-pub async fn run(
-    cli: &Cli,
+pub(crate) async fn run(
+    settings: &Settings,
     store: &Store,
     metrics: &Metrics,
     shutdown: &CancellationToken,
@@ -22,8 +22,8 @@ pub async fn run(
     let mut active = store.migrate().await?;
     loop {
         metrics.active_generation.set(i64::from(active.generation));
-        let mut pipeline = Pipeline::start(
-            cli,
+        let mut feed = Feed::start(
+            settings,
             store,
             active.generation,
             &active.keyspace,
@@ -37,27 +37,27 @@ pub async fn run(
         // At most one lag measurement runs at a time, beside consumption.
         let mut lag_probe: Option<tokio::task::JoinHandle<()>> = None;
         let next = loop {
-            match pipeline.step().await {
+            match feed.step().await {
                 Ok(_) => {}
                 Err(Error::Shutdown) => return Ok(()),
                 Err(e) => return Err(e),
             }
             if shutdown.is_cancelled() {
-                pipeline.finish(&[])?;
+                feed.finish(&[])?;
                 return Ok(());
             }
-            if last_lag.elapsed() >= cli.pipeline.progress_interval
+            if last_lag.elapsed() >= settings.progress_interval
                 && lag_probe.as_ref().is_none_or(|p| p.is_finished())
             {
                 last_lag = Instant::now();
-                let probe = pipeline.lag_probe();
+                let probe = feed.lag_probe();
                 lag_probe = Some(tokio::spawn(async move {
                     if let Err(e) = probe.await {
                         tracing::warn!(error = %e, "measuring consumer lag");
                     }
                 }));
             }
-            if last_check.elapsed() >= cli.pipeline.generation_poll {
+            if last_check.elapsed() >= settings.generation_poll {
                 last_check = Instant::now();
                 match store.active().await {
                     Ok(Some(now)) if now != active => break now,
@@ -72,8 +72,8 @@ pub async fn run(
             keyspace = %next.keyspace,
             "active generation switched; following it"
         );
-        let marks = pipeline.applied_marks();
-        pipeline.finish(&marks)?;
+        let marks = feed.applied_marks();
+        feed.finish(&marks)?;
         active = next;
     }
 }

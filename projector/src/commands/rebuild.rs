@@ -1,21 +1,21 @@
-//! The `rebuild` and `drop-generation` commands: replay the topic into a new generation, switch readers to it when caught up.
+//! The `rebuild` command: replay the topic into a new generation, switch readers to it when caught up.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Cli;
+use crate::config::Settings;
 use crate::error::{Error, Result};
+use crate::feed::Feed;
 use crate::metrics::Metrics;
-use crate::pipeline::Pipeline;
 use crate::store::Store;
 
 /// Creates generation N+1, replays the whole topic into it with group `<group>-g<N+1>`
 /// (committing as it goes, so a `run` that later follows it continues exactly there), reports
 /// progress, and when the lag is zero makes it the active generation. Returns its number.
-pub async fn rebuild(
-    cli: &Cli,
+pub(crate) async fn rebuild(
+    settings: &Settings,
     store: &Store,
     metrics: &Metrics,
     shutdown: &CancellationToken,
@@ -33,8 +33,8 @@ pub async fn rebuild(
     let generation = store.create_generation(n, "building").await?;
     metrics.rebuild_generation.set(i64::from(n));
     tracing::info!(generation = n, keyspace = %generation.keyspace, active = previous.generation, "rebuilding");
-    let mut pipeline = Pipeline::start(
-        cli,
+    let mut feed = Feed::start(
+        settings,
         store,
         n,
         &generation.keyspace,
@@ -47,19 +47,19 @@ pub async fn rebuild(
     let mut last_report = Instant::now();
     let mut since_report = 0usize;
     let mut total = 0usize;
-    // Lag is measured beside consumption (see `Pipeline::lag_probe`): a measurement starts
+    // Lag is measured beside consumption (see `Feed::lag_probe`): a measurement starts
     // when a report is due and is read when it has finished, or at once when idle.
     let mut probe: Option<tokio::task::JoinHandle<Result<BTreeMap<i32, i64>>>> = None;
     loop {
-        let step = pipeline.step().await?;
+        let step = feed.step().await?;
         if shutdown.is_cancelled() {
             return Err(Error::Shutdown);
         }
         since_report += step.messages;
         total += step.messages;
         let idle = step.messages == 0;
-        if probe.is_none() && (idle || last_report.elapsed() >= cli.pipeline.progress_interval) {
-            probe = Some(tokio::spawn(pipeline.lag_probe()));
+        if probe.is_none() && (idle || last_report.elapsed() >= settings.progress_interval) {
+            probe = Some(tokio::spawn(feed.lag_probe()));
         }
         let Some(running) = probe.take_if(|p| idle || p.is_finished()) else {
             continue;
@@ -92,8 +92,8 @@ pub async fn rebuild(
             break;
         }
     }
-    let marks = pipeline.applied_marks();
-    pipeline.finish(&marks)?;
+    let marks = feed.applied_marks();
+    feed.finish(&marks)?;
     store.set_caught_up(n).await?;
     store.set_generation_state(n, "active").await?;
     store.switch_active(&generation).await?;
@@ -108,27 +108,4 @@ pub async fn rebuild(
         "rebuild caught up; generation is now active"
     );
     Ok(n)
-}
-
-/// Drops generation `n`'s keyspace and marks it retired; refuses the active generation.
-pub async fn drop_generation(store: &Store, n: i32) -> Result<()> {
-    let active = store
-        .active()
-        .await?
-        .ok_or_else(|| Error::State("no active generation: run `projector migrate`".into()))?;
-    if active.generation == n {
-        return Err(Error::State(format!(
-            "generation {n} is the active one; rebuild (or switch) first"
-        )));
-    }
-    let generation = store
-        .generations()
-        .await?
-        .into_iter()
-        .find(|g| g.generation == n)
-        .ok_or_else(|| Error::State(format!("no generation {n}")))?;
-    store.drop_keyspace(&generation.keyspace).await?;
-    store.set_generation_state(n, "retired").await?;
-    tracing::info!(generation = n, keyspace = %generation.keyspace, "generation dropped");
-    Ok(())
 }

@@ -1,4 +1,4 @@
-//! One generation's consume → decode → check → write → commit step, shared by `run` and `rebuild`.
+//! Feeding one generation from the topic, a batch at a time: fetch → decode → check → write → commit; `run` and `rebuild` both drive it.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 use schemas::Event;
 use tokio_util::sync::CancellationToken;
 
-use crate::apply;
-use crate::config::Cli;
+use crate::batch::BatchWriter;
+use crate::check::check;
+use crate::config::Settings;
 use crate::consumer::{EventConsumer, Mode, Record};
 use crate::dead_letter::DeadLetters;
 use crate::error::Result;
 use crate::metrics::Metrics;
-use crate::project::Projector;
 use crate::store::Store;
 
 /// How long a poll waits for a first message before giving the caller a turn (generation
@@ -20,70 +20,61 @@ use crate::store::Store;
 const IDLE: Duration = Duration::from_millis(500);
 
 /// The consumer group generation `n` is projected with.
-pub fn group_for(prefix: &str, generation: i32) -> String {
+fn group_for(prefix: &str, generation: i32) -> String {
     format!("{prefix}-g{generation}")
 }
 
 /// A consumer of the objects topic writing into one generation.
-pub struct Pipeline {
+pub(crate) struct Feed {
     consumer: EventConsumer,
-    projector: Projector,
+    writer: BatchWriter,
     dead_letters: DeadLetters,
     metrics: Metrics,
     shutdown: CancellationToken,
     batch_size: usize,
     batch_wait: Duration,
     mode: &'static str,
-    /// Next offset to process per partition, for what this pipeline applied.
+    /// Next offset to process per partition, for what this feed applied.
     applied: BTreeMap<i32, i64>,
 }
 
-/// What one [`Pipeline::step`] did.
+/// What one [`Feed::step`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Step {
-    pub messages: usize,
-    pub dead_lettered: usize,
+pub(crate) struct Step {
+    pub(crate) messages: usize,
+    pub(crate) dead_lettered: usize,
 }
 
-impl Pipeline {
+impl Feed {
     /// Prepares the writes of the generation in `keyspace` and joins its group.
-    pub async fn start(
-        cli: &Cli,
+    pub(crate) async fn start(
+        settings: &Settings,
         store: &Store,
         generation: i32,
         keyspace: &str,
         metrics: &Metrics,
         shutdown: &CancellationToken,
         mode: &'static str,
-    ) -> Result<Pipeline> {
+    ) -> Result<Feed> {
         let generation_store = store.generation(keyspace).await?;
-        let projector = Projector::new(
+        let writer = BatchWriter::new(
             generation_store,
-            cli.pipeline.concurrency,
+            settings.batch.concurrency,
             metrics.clone(),
             shutdown.clone(),
         );
-        let group = group_for(&cli.kafka.group, generation);
-        let consumer = EventConsumer::subscribe(
-            &cli.kafka.brokers,
-            &group,
-            &cli.kafka.objects_topic,
-            cli.kafka.timeout,
-        )?;
-        let dead_letters = DeadLetters::new(
-            &cli.kafka.brokers,
-            &cli.kafka.dead_letter_topic,
-            &cli.kafka.objects_topic,
-        )?;
-        tracing::info!(generation, keyspace, group, topic = %cli.kafka.objects_topic, mode, "consuming");
-        Ok(Pipeline {
+        let group = group_for(&settings.group, generation);
+        let consumer = EventConsumer::subscribe(&settings.kafka, &group)?;
+        let dead_letters = DeadLetters::new(&settings.kafka)?;
+        tracing::info!(generation, keyspace, group, topic = %settings.kafka.objects_topic, mode, "consuming");
+        Ok(Feed {
             consumer,
-            projector,
+            writer,
             dead_letters,
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),
-            batch_size: cli.pipeline.batch_size,
-            batch_wait: cli.pipeline.batch_wait,
+            batch_size: settings.batch.batch_size,
+            batch_wait: settings.batch.batch_wait,
             mode,
             applied: BTreeMap::new(),
         })
@@ -91,7 +82,7 @@ impl Pipeline {
 
     /// Takes one batch, writes it, dead-letters what cannot be used, then commits. Returns
     /// [`crate::Error::Shutdown`] if stopped before the batch was written (nothing committed).
-    pub async fn step(&mut self) -> Result<Step> {
+    pub(crate) async fn step(&mut self) -> Result<Step> {
         let started = Instant::now();
         let batch = self
             .consumer
@@ -115,7 +106,7 @@ impl Pipeline {
                     self.dead_letters
                         .letter(record, format!("undecodable: {e}"), None),
                 )),
-                Ok(event) => match apply::check(&event) {
+                Ok(event) => match check(&event) {
                     Ok(()) => events.push(event),
                     Err(reason) => {
                         let source = match &event {
@@ -140,7 +131,7 @@ impl Pipeline {
         }
         self.phase_done("decode", started);
         let applying = Instant::now();
-        self.projector.apply_batch(&events).await?;
+        self.writer.write_batch(&events).await?;
         tracing::debug!(
             messages = batch.len(),
             dead_lettered = letters.len(),
@@ -171,7 +162,7 @@ impl Pipeline {
     /// applied so far, and publishes it as the `consumer_lag` gauge. The future owns what it
     /// needs, so callers spawn it and keep consuming: measuring takes a broker round trip per
     /// partition, and awaiting it between batches stalled replays by seconds.
-    pub fn lag_probe(
+    pub(crate) fn lag_probe(
         &self,
     ) -> impl std::future::Future<Output = Result<BTreeMap<i32, i64>>> + Send + 'static {
         let positions = self.consumer.positions(self.applied.clone());
@@ -192,20 +183,16 @@ impl Pipeline {
         }
     }
 
-    pub fn keyspace(&self) -> &str {
-        self.projector.keyspace()
-    }
-
     /// Commits what was applied, synchronously, and leaves the group: the next member (a
     /// `run` after a rebuild) starts exactly after it.
-    pub fn finish(self, last: &[Record]) -> Result<()> {
+    pub(crate) fn finish(self, last: &[Record]) -> Result<()> {
         self.consumer.commit(last, Mode::Sync)?;
         self.consumer.close();
         Ok(())
     }
 
     /// The next offsets applied, as records for a final synchronous commit.
-    pub fn applied_marks(&self) -> Vec<Record> {
+    pub(crate) fn applied_marks(&self) -> Vec<Record> {
         self.applied
             .iter()
             .map(|(&partition, &next)| Record {
