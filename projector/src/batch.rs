@@ -14,7 +14,9 @@
 //!    so everything up to that value is written.
 //!
 //! A failed write is retried with backoff until it succeeds or shutdown is requested: never
-//! skipped, so the caller never commits past it.
+//! skipped, so the caller never commits past it. The exception is a generation whose keyspace
+//! or tables are gone (asked of `system_schema` after each failure): no retry can bring them
+//! back, so that ends the batch with [`Error::ProjectionsLost`] for `run` to recover from.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -114,6 +116,34 @@ impl BatchWriter {
         Ok(())
     }
 
+    /// The next offset to apply per partition of `topic`, as the generation recorded it.
+    pub(crate) async fn applied_offsets(&self, topic: &str) -> Result<BTreeMap<i32, i64>> {
+        self.retry("read_applied_offsets", || self.store.applied_offsets(topic))
+            .await
+    }
+
+    /// Records `next` (partition → next offset to apply) as applied.
+    pub(crate) async fn record_applied(
+        &self,
+        topic: &str,
+        next: &BTreeMap<i32, i64>,
+    ) -> Result<()> {
+        self.bounded(
+            next.iter()
+                .map(|(&partition, &offset)| {
+                    self.retry("record_applied", move || {
+                        self.store.record_applied(topic, partition, offset)
+                    })
+                })
+                .collect(),
+        )
+        .await
+    }
+
+    pub(crate) fn keyspace(&self) -> &str {
+        self.store.keyspace()
+    }
+
     fn phase_done(&self, phase: &str, started: Instant) {
         self.metrics
             .phase_seconds
@@ -166,7 +196,21 @@ impl BatchWriter {
         self.retry(m.kind(), || self.store.write(m)).await
     }
 
-    /// Runs `op` until it succeeds, backing off from 50 ms to 5 s; gives up only on shutdown.
+    /// The generation's missing tables, if any are missing; `None` too when the schema cannot
+    /// be read (then the failure is of the connection, and retrying is right).
+    async fn missing_tables(&self) -> Option<Vec<&'static str>> {
+        match self.store.missing_tables().await {
+            Ok(missing) if !missing.is_empty() => Some(missing),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, "reading system_schema after a failed request");
+                None
+            }
+        }
+    }
+
+    /// Runs `op` until it succeeds, backing off from 50 ms to 5 s; gives up on shutdown, and
+    /// when the generation's tables are gone.
     async fn retry<T, F, Fut>(&self, op: &'static str, mut f: F) -> Result<T>
     where
         F: FnMut() -> Fut,
@@ -182,6 +226,15 @@ impl BatchWriter {
                     return Ok(value);
                 }
                 Err(e) => {
+                    if let Some(missing) = self.missing_tables().await {
+                        return Err(Error::ProjectionsLost {
+                            keyspace: self.store.keyspace().to_owned(),
+                            detail: format!(
+                                "{op} failed ({e}); system_schema lacks {}",
+                                missing.join(", ")
+                            ),
+                        });
+                    }
                     self.metrics.cql_retries.inc();
                     tracing::warn!(op, error = %e, retry_in_ms = backoff.as_millis() as u64, "CQL request failed; retrying");
                     tokio::select! {

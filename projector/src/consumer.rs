@@ -17,6 +17,11 @@ use service::KafkaArgs;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
+use crate::gaps::Committed;
+
+/// How long [`EventConsumer::rewind`] keeps trying: longer than the default session timeout
+/// (45 s), after which the broker drops a member that vanished without leaving.
+const REWIND_PATIENCE: Duration = Duration::from_secs(60);
 
 /// One message as the projector needs it (owned: batches outlive the consumer's buffers).
 #[derive(Debug, Clone)]
@@ -36,10 +41,11 @@ pub struct EventConsumer {
 }
 
 impl EventConsumer {
-    /// Joins `group` and subscribes to the objects topic. A group without committed offsets
-    /// starts at the beginning of the topic: the topic is the source of truth, and a new
-    /// generation must see all of it.
-    pub fn subscribe(kafka: &KafkaArgs, group: &str) -> Result<EventConsumer> {
+    /// A consumer of `group` on the objects topic, not yet subscribed: the feed first compares
+    /// the group's committed offsets with the projections (and may rewind them), then calls
+    /// [`EventConsumer::subscribe`]. A group without committed offsets starts at the beginning
+    /// of the topic: the topic is the source of truth, and a new generation must see all of it.
+    pub fn new(kafka: &KafkaArgs, group: &str) -> Result<EventConsumer> {
         let topic = kafka.objects_topic.as_str();
         let timeout = kafka.timeout;
         let consumer: StreamConsumer = ClientConfig::new()
@@ -59,15 +65,74 @@ impl EventConsumer {
             .map_err(Error::kafka(format!(
                 "creating the consumer of group {group}"
             )))?;
-        consumer
-            .subscribe(&[topic])
-            .map_err(Error::kafka(format!("subscribing to {topic}")))?;
         Ok(EventConsumer {
             consumer: Arc::new(consumer),
             topic: topic.to_owned(),
             group: group.to_owned(),
             timeout,
         })
+    }
+
+    /// Joins the group and subscribes to the objects topic.
+    pub fn subscribe(&self) -> Result<()> {
+        self.consumer
+            .subscribe(&[self.topic.as_str()])
+            .map_err(Error::kafka(format!("subscribing to {}", self.topic)))
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Per partition of the topic (none while the topic does not exist): the group's committed
+    /// offset and the low watermark. Blocking round trips, run on a blocking thread.
+    pub async fn committed(&self) -> Result<BTreeMap<i32, Committed>> {
+        let consumer = self.consumer.clone();
+        let topic = self.topic.clone();
+        let timeout = self.timeout;
+        tokio::task::spawn_blocking(move || committed(&consumer, &topic, timeout))
+            .await
+            .map_err(|e| Error::State(format!("committed offset reader task failed: {e}")))?
+    }
+
+    /// Commits `offsets` for the group before it is joined, so that subscribing resumes there.
+    /// Kafka takes such a commit only while the group has no member; right after this process
+    /// left the group (a restarted feed) the broker may still be removing it, so this retries
+    /// for a while.
+    pub async fn rewind(
+        &self,
+        offsets: &BTreeMap<i32, i64>,
+        shutdown: &CancellationToken,
+    ) -> Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        for (&partition, &offset) in offsets {
+            tpl.add_partition_offset(&self.topic, partition, Offset::Offset(offset))
+                .map_err(Error::kafka("building the rewind"))?;
+        }
+        let deadline = tokio::time::Instant::now() + REWIND_PATIENCE;
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let consumer = self.consumer.clone();
+            let attempt = tpl.clone();
+            let result =
+                tokio::task::spawn_blocking(move || consumer.commit(&attempt, CommitMode::Sync))
+                    .await
+                    .map_err(|e| Error::State(format!("rewind task failed: {e}")))?;
+            match result {
+                Ok(()) => return Ok(()),
+                Err(e) if tokio::time::Instant::now() + backoff < deadline => {
+                    tracing::warn!(group = %self.group, error = %e, "rewinding the group failed; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Err(Error::Shutdown),
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    return Err(Error::kafka(format!("rewinding group {}", self.group))(e));
+                }
+            }
+        }
     }
 
     /// The next batch: waits up to `idle` for a first message, then takes what arrives within
@@ -168,6 +233,43 @@ pub enum Mode {
     Async,
     /// Wait for the broker: before handing the group to another process.
     Sync,
+}
+
+/// See [`EventConsumer::committed`].
+fn committed(
+    consumer: &StreamConsumer,
+    topic: &str,
+    timeout: Duration,
+) -> Result<BTreeMap<i32, Committed>> {
+    // Metadata of every topic: asking for one by name could create it on a broker that
+    // auto-creates topics, before ingest chose its settings.
+    let metadata = consumer
+        .fetch_metadata(None, timeout)
+        .map_err(Error::kafka("reading topic metadata"))?;
+    let mut tpl = TopicPartitionList::new();
+    for t in metadata.topics().iter().filter(|t| t.name() == topic) {
+        for p in t.partitions() {
+            tpl.add_partition(topic, p.id());
+        }
+    }
+    if tpl.count() == 0 {
+        return Ok(BTreeMap::new());
+    }
+    let committed = consumer
+        .committed_offsets(tpl, timeout)
+        .map_err(Error::kafka("reading committed offsets"))?;
+    let mut out = BTreeMap::new();
+    for e in committed.elements() {
+        let (low, _high) = consumer
+            .fetch_watermarks(topic, e.partition(), timeout)
+            .map_err(Error::kafka(format!(
+                "reading watermarks of {topic}/{}",
+                e.partition()
+            )))?;
+        let offset = e.offset().to_raw().filter(|&o| o >= 0);
+        out.insert(e.partition(), Committed { offset, low });
+    }
+    Ok(out)
 }
 
 /// See [`EventConsumer::positions`].

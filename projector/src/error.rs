@@ -20,6 +20,26 @@ pub enum Error {
     /// The stored control state does not allow the command (e.g. dropping the active generation).
     #[error("{0}")]
     State(String),
+    /// The generation's tables are gone, or hold less than this process recorded writing to
+    /// them: data was lost under the projector. Never retried in place; `run` re-migrates and
+    /// restarts the feed, whose start finds the gap and replays it.
+    #[error("the projections of {keyspace} lost data: {detail}")]
+    ProjectionsLost { keyspace: String, detail: String },
+    /// The group's committed offsets are ahead of what the generation holds, and the group
+    /// could not be rewound to replay the difference.
+    #[error(
+        "the projections of generation {generation} ({keyspace}) lack messages that group {group} \
+         committed ({gaps}), and rewinding the group failed: {source}. Stop every projector of \
+         the group and start one, or run `projector rebuild`"
+    )]
+    Gap {
+        generation: i32,
+        keyspace: String,
+        group: String,
+        gaps: String,
+        #[source]
+        source: Box<Error>,
+    },
     /// Shutdown was requested while work was pending; nothing past the last commit is lost.
     #[error("stopped by shutdown request")]
     Shutdown,

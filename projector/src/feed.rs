@@ -1,4 +1,12 @@
-//! Feeding one generation from the topic, a batch at a time: fetch → decode → check → write → commit; `run` and `rebuild` both drive it.
+//! Feeding one generation from the topic, a batch at a time: fetch → decode → check → write → record → commit; `run` and `rebuild` both drive it.
+//!
+//! The projections prove what they hold: each batch ends by recording, in the generation's own
+//! `applied_offsets` table, the next offset of every partition it covered, before the batch is
+//! committed to Kafka. So a generation never records more than it holds, and a group never
+//! commits more than its generation records — unless the generation lost data. [`Feed::start`]
+//! looks for exactly that (committed ahead of recorded) and rewinds the group to replay it; a
+//! running feed re-reads the record before each new one and stops with
+//! [`Error::ProjectionsLost`] when it went back or vanished.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -11,7 +19,8 @@ use crate::check::check;
 use crate::config::Settings;
 use crate::consumer::{EventConsumer, Mode, Record};
 use crate::dead_letter::DeadLetters;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::gaps;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -36,6 +45,9 @@ pub(crate) struct Feed {
     mode: &'static str,
     /// Next offset to process per partition, for what this feed applied.
     applied: BTreeMap<i32, i64>,
+    /// What the generation's `applied_offsets` must hold at least, per partition: what it
+    /// held when this feed started, then what this feed recorded.
+    recorded: BTreeMap<i32, i64>,
 }
 
 /// What one [`Feed::step`] did.
@@ -46,7 +58,9 @@ pub(crate) struct Step {
 }
 
 impl Feed {
-    /// Prepares the writes of the generation in `keyspace` and joins its group.
+    /// Prepares the writes of the generation in `keyspace`, checks that the projections hold
+    /// everything the group committed (rewinding the group to replay what they lack), and
+    /// joins the group.
     pub(crate) async fn start(
         settings: &Settings,
         store: &Store,
@@ -56,7 +70,21 @@ impl Feed {
         shutdown: &CancellationToken,
         mode: &'static str,
     ) -> Result<Feed> {
-        let generation_store = store.generation(keyspace).await?;
+        let generation_store = match store.generation(keyspace).await {
+            Ok(s) => s,
+            Err(e) => {
+                return Err(match store.missing_tables(keyspace).await {
+                    Ok(missing) if !missing.is_empty() => Error::ProjectionsLost {
+                        keyspace: keyspace.to_owned(),
+                        detail: format!(
+                            "preparing its statements failed ({e}); system_schema lacks {}",
+                            missing.join(", ")
+                        ),
+                    },
+                    _ => e,
+                });
+            }
+        };
         let writer = BatchWriter::new(
             generation_store,
             settings.batch.concurrency,
@@ -64,7 +92,37 @@ impl Feed {
             shutdown.clone(),
         );
         let group = group_for(&settings.group, generation);
-        let consumer = EventConsumer::subscribe(&settings.kafka, &group)?;
+        let consumer = EventConsumer::new(&settings.kafka, &group)?;
+        let recorded = writer.applied_offsets(consumer.topic()).await?;
+        let gaps = gaps::find(&consumer.committed().await?, &recorded);
+        if !gaps.is_empty() {
+            let described = gaps::describe(&gaps);
+            tracing::error!(
+                generation,
+                keyspace,
+                group,
+                topic = consumer.topic(),
+                gaps = %described,
+                "the projections lack messages the group committed (the keyspace was lost, \
+                 recreated or restored, or predates applied_offsets); replaying them"
+            );
+            metrics.gaps.inc_by(gaps.len() as u64);
+            let from = gaps.iter().map(|g| (g.partition, g.replay_from)).collect();
+            consumer
+                .rewind(&from, shutdown)
+                .await
+                .map_err(|e| match e {
+                    Error::Shutdown => Error::Shutdown,
+                    e => Error::Gap {
+                        generation,
+                        keyspace: keyspace.to_owned(),
+                        group: group.clone(),
+                        gaps: described,
+                        source: Box::new(e),
+                    },
+                })?;
+        }
+        consumer.subscribe()?;
         let dead_letters = DeadLetters::new(&settings.kafka)?;
         tracing::info!(generation, keyspace, group, topic = %settings.kafka.objects_topic, mode, "consuming");
         Ok(Feed {
@@ -77,11 +135,41 @@ impl Feed {
             batch_wait: settings.batch.batch_wait,
             mode,
             applied: BTreeMap::new(),
+            recorded,
         })
     }
 
-    /// Takes one batch, writes it, dead-letters what cannot be used, then commits. Returns
-    /// [`crate::Error::Shutdown`] if stopped before the batch was written (nothing committed).
+    /// Checks that the generation still records at least what this feed recorded: a keyspace
+    /// dropped, recreated or restored under a running projector fails this with
+    /// [`Error::ProjectionsLost`]. `run` calls it while idle; [`Feed::step`] before each record.
+    pub(crate) async fn verify(&self) -> Result<()> {
+        if self.recorded.is_empty() {
+            return Ok(());
+        }
+        let stored = self.writer.applied_offsets(self.consumer.topic()).await?;
+        let behind = gaps::behind(&self.recorded, &stored);
+        if behind.is_empty() {
+            return Ok(());
+        }
+        let detail = behind
+            .iter()
+            .map(|(p, ours, now)| {
+                format!(
+                    "partition {p}: recorded {ours}, now {}",
+                    now.map_or("none".to_owned(), |n| n.to_string())
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        Err(Error::ProjectionsLost {
+            keyspace: self.writer.keyspace().to_owned(),
+            detail: format!("applied_offsets went back: {detail}"),
+        })
+    }
+
+    /// Takes one batch, writes it, dead-letters what cannot be used, records the offsets it
+    /// applied, then commits. Returns [`Error::Shutdown`] if stopped before the batch was
+    /// written (nothing committed), [`Error::ProjectionsLost`] if the generation lost data.
     pub(crate) async fn step(&mut self) -> Result<Step> {
         let started = Instant::now();
         let batch = self
@@ -138,12 +226,26 @@ impl Feed {
             apply_ms = applying.elapsed().as_millis() as u64,
             "batch applied"
         );
+        // Read after the writes: a loss before or during them shows here, before the record
+        // that would paper over it.
+        let started = Instant::now();
+        self.verify().await?;
+        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+        for r in &batch {
+            let slot = next.entry(r.partition).or_insert(r.offset + 1);
+            *slot = (*slot).max(r.offset + 1);
+        }
+        self.writer
+            .record_applied(self.consumer.topic(), &next)
+            .await?;
+        self.recorded.extend(next.iter().map(|(&p, &o)| (p, o)));
+        self.phase_done("record", started);
         let started = Instant::now();
         self.consumer.commit(&batch, Mode::Async)?;
         self.phase_done("commit", started);
-        for r in &batch {
-            let slot = self.applied.entry(r.partition).or_insert(r.offset + 1);
-            *slot = (*slot).max(r.offset + 1);
+        for (p, o) in next {
+            let slot = self.applied.entry(p).or_insert(o);
+            *slot = (*slot).max(o);
         }
         Ok(Step {
             messages: batch.len(),

@@ -2,7 +2,9 @@
 //!
 //! A newcomer's path through it: [`run`] dispatches to `commands/` (`run`, `rebuild`, `status`,
 //! `drop_generation`); `run` and `rebuild` drive a `feed` (consume a batch, decode, `check`,
-//! dead-letter, write, commit), which hands each batch to the `batch` writer; [`rows`] decides,
+//! dead-letter, write, record the offsets applied, commit), which hands each batch to the
+//! `batch` writer and uses `gaps` to tell whether the projections hold what the consumer group
+//! committed; [`rows`] decides,
 //! without I/O, which rows an event writes; [`store`] executes them with the scylla driver.
 //! `consumer` and `dead_letter` are the Kafka side. See `docs/projections.md`.
 
@@ -14,6 +16,7 @@ mod consumer;
 mod dead_letter;
 mod error;
 mod feed;
+mod gaps;
 pub mod metrics;
 pub mod rows;
 pub mod store;

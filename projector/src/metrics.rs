@@ -20,7 +20,7 @@ pub struct Metrics {
     /// Failed CQL requests that were retried.
     pub cql_retries: IntCounter,
     /// Time per step of a batch (`fetch`, `decode`, `rows`, `releases`, `revisions`,
-    /// `commit`): where a replay spends its time.
+    /// `record`, `commit`): where a replay spends its time.
     pub phase_seconds: HistogramVec,
     /// Messages per batch.
     pub batch_size: HistogramVec,
@@ -28,6 +28,12 @@ pub struct Metrics {
     pub consumer_lag: IntGaugeVec,
     /// The generation `run` writes to.
     pub active_generation: IntGauge,
+    /// Partitions found, at a feed's start, with a committed offset ahead of what the
+    /// generation records as applied: data lost from the projections, then replayed.
+    pub gaps: IntCounter,
+    /// Times a running feed found its generation's tables gone, or holding less than it
+    /// recorded, and restarted.
+    pub projections_lost: IntCounter,
     /// Rebuild progress: total lag, events/s over the last interval, generation being built.
     pub rebuild_lag: IntGauge,
     pub rebuild_events_per_second: Gauge,
@@ -75,6 +81,14 @@ impl Metrics {
             &["partition"],
         )?;
         let active_generation = IntGauge::new("active_generation", "The generation run writes to")?;
+        let gaps = IntCounter::new(
+            "gaps_total",
+            "Partitions whose committed offset was ahead of the generation's applied offsets at start (replayed)",
+        )?;
+        let projections_lost = IntCounter::new(
+            "projections_lost_total",
+            "Times a running feed found its generation's tables gone or behind its records",
+        )?;
         let rebuild_lag = IntGauge::new("rebuild_lag", "Messages the rebuild has still to apply")?;
         let rebuild_events_per_second = Gauge::new(
             "rebuild_events_per_second",
@@ -90,6 +104,8 @@ impl Metrics {
         registry.register(Box::new(batch_size.clone()))?;
         registry.register(Box::new(consumer_lag.clone()))?;
         registry.register(Box::new(active_generation.clone()))?;
+        registry.register(Box::new(gaps.clone()))?;
+        registry.register(Box::new(projections_lost.clone()))?;
         registry.register(Box::new(rebuild_lag.clone()))?;
         registry.register(Box::new(rebuild_events_per_second.clone()))?;
         registry.register(Box::new(rebuild_generation.clone()))?;
@@ -103,6 +119,8 @@ impl Metrics {
             batch_size,
             consumer_lag,
             active_generation,
+            gaps,
+            projections_lost,
             rebuild_lag,
             rebuild_events_per_second,
             rebuild_generation,

@@ -4,7 +4,9 @@
 //! Cassandra 5: single-partition writes with client-supplied `USING TIMESTAMP`, single-partition
 //! reads, no batches, no LWT except creating the active-generation pointer.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use scylla::client::execution_profile::ExecutionProfile;
@@ -329,8 +331,38 @@ impl Store {
             session: self.session.clone(),
             keyspace: keyspace.to_owned(),
             statements: Arc::new(Statements::prepare(&self.session, keyspace).await?),
+            last_record: Arc::new(AtomicI64::new(0)),
         })
     }
+
+    /// The tables of a generation keyspace that `system_schema` does not list (all of them when
+    /// the keyspace is gone). Asked when a request fails: the schema tables say for sure what
+    /// an error message would only suggest, in the same words on ScyllaDB and Cassandra.
+    pub async fn missing_tables(&self, keyspace: &str) -> Result<Vec<&'static str>> {
+        missing_tables(&self.session, keyspace).await
+    }
+}
+
+async fn missing_tables(session: &Session, keyspace: &str) -> Result<Vec<&'static str>> {
+    let context = || format!("listing the tables of {keyspace}");
+    let result = session
+        .query_unpaged(
+            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = ?",
+            (keyspace,),
+        )
+        .await
+        .map_err(Error::cql(context()))?
+        .into_rows_result()
+        .map_err(Error::cql(context()))?;
+    let mut present = Vec::new();
+    for row in result.rows::<(String,)>().map_err(Error::cql(context()))? {
+        present.push(row.map_err(Error::cql(context()))?.0);
+    }
+    Ok(schemas::cql::GENERATION_TABLES
+        .iter()
+        .copied()
+        .filter(|t| !present.iter().any(|p| p == t))
+        .collect())
 }
 
 /// The prepared statements of one generation, created once.
@@ -347,6 +379,8 @@ struct Statements {
     release_chunk: PreparedStatement,
     release_chunks: PreparedStatement,
     release_complete: PreparedStatement,
+    applied_offset: PreparedStatement,
+    applied_offsets: PreparedStatement,
 }
 
 impl Statements {
@@ -421,6 +455,15 @@ impl Statements {
                  WHERE collection_id = ? AND release_timestamp = ? AND label = ?"
             ))
             .await?,
+            applied_offset: prepare(format!(
+                "INSERT INTO {ks}.applied_offsets (topic, partition, next_offset) VALUES (?, ?, ?) \
+                 USING TIMESTAMP ?"
+            ))
+            .await?,
+            applied_offsets: prepare(format!(
+                "SELECT partition, next_offset FROM {ks}.applied_offsets WHERE topic = ?"
+            ))
+            .await?,
         })
     }
 }
@@ -431,11 +474,74 @@ pub struct GenerationStore {
     session: Arc<Session>,
     keyspace: String,
     statements: Arc<Statements>,
+    /// The write timestamp of the last `applied_offsets` write (see [`Self::record_applied`]).
+    last_record: Arc<AtomicI64>,
 }
 
 impl GenerationStore {
     pub fn keyspace(&self) -> &str {
         &self.keyspace
+    }
+
+    /// See [`Store::missing_tables`].
+    pub async fn missing_tables(&self) -> Result<Vec<&'static str>> {
+        missing_tables(&self.session, &self.keyspace).await
+    }
+
+    /// The next offset to apply per partition of `topic`, as this generation recorded it.
+    pub async fn applied_offsets(&self, topic: &str) -> Result<BTreeMap<i32, i64>> {
+        let context = "reading applied_offsets";
+        let result = self
+            .session
+            .execute_unpaged(&self.statements.applied_offsets, (topic,))
+            .await
+            .map_err(Error::cql(context))?
+            .into_rows_result()
+            .map_err(Error::cql(context))?;
+        let mut out = BTreeMap::new();
+        for row in result
+            .rows::<(i32, Option<i64>)>()
+            .map_err(Error::cql(context))?
+        {
+            if let (partition, Some(next)) = row.map_err(Error::cql(context))? {
+                out.insert(partition, next);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records that every message of `topic`/`partition` before `next_offset` is applied (once:
+    /// retrying is the caller's decision).
+    ///
+    /// The write timestamp is the clock's, not the offset: a record may legitimately move back
+    /// (a replay after a loss), and a DELETE would shadow offset-sized timestamps forever. It is
+    /// strictly increasing within this process, so two records of one partition written in a
+    /// row never tie or swap, whichever coordinators take them.
+    pub async fn record_applied(
+        &self,
+        topic: &str,
+        partition: i32,
+        next_offset: i64,
+    ) -> Result<()> {
+        let now = now_micros();
+        let next = |last: i64| now.max(last.saturating_add(1));
+        // The closure always returns `Some`, so `fetch_update` cannot fail: both arms agree.
+        let timestamp =
+            match self
+                .last_record
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+                    Some(next(last))
+                }) {
+                Ok(last) | Err(last) => next(last),
+            };
+        self.session
+            .execute_unpaged(
+                &self.statements.applied_offset,
+                (topic, partition, next_offset, timestamp),
+            )
+            .await
+            .map_err(Error::cql("writing applied_offsets"))?;
+        Ok(())
     }
 
     /// Executes one mutation (once: retrying is the caller's decision).
@@ -647,6 +753,15 @@ fn consistency(level: ConsistencyLevel) -> Consistency {
         ConsistencyLevel::LocalQuorum => Consistency::LocalQuorum,
         ConsistencyLevel::All => Consistency::All,
     }
+}
+
+/// Now in microseconds since the epoch.
+fn now_micros() -> i64 {
+    let micros = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_micros();
+    i64::try_from(micros).unwrap_or(i64::MAX)
 }
 
 /// Now as a CQL `timestamp` (milliseconds); only for the operator-facing control columns.

@@ -24,11 +24,31 @@ pub const CONTROL: &[Migration] = &[Migration {
 }];
 
 /// The tables of one generation, applied to each generation's own keyspace.
-pub const GENERATION: &[Migration] = &[Migration {
-    number: 2,
-    name: "002_generation.cql",
-    text: include_str!("../cql/002_generation.cql"),
-}];
+pub const GENERATION: &[Migration] = &[
+    Migration {
+        number: 2,
+        name: "002_generation.cql",
+        text: include_str!("../cql/002_generation.cql"),
+    },
+    Migration {
+        number: 3,
+        name: "003_applied_offsets.cql",
+        text: include_str!("../cql/003_applied_offsets.cql"),
+    },
+];
+
+/// The tables every generation keyspace holds once migrated: the projector checks them in
+/// `system_schema` when a write fails, to tell a lost keyspace from a transient failure.
+pub const GENERATION_TABLES: &[&str] = &[
+    "collections",
+    "object_versions",
+    "manifest",
+    "manifest_buckets",
+    "releases",
+    "release_chunks",
+    "release_members",
+    "applied_offsets",
+];
 
 /// The replication the migrations use unless configured otherwise; valid on ScyllaDB (which
 /// rejects `SimpleStrategy` with tablets) and Cassandra.
@@ -137,6 +157,24 @@ mod tests {
         for m in CONTROL.iter().chain(GENERATION) {
             assert!(m.name.starts_with(&format!("{:03}_", m.number)));
         }
+    }
+
+    #[test]
+    fn the_table_list_names_every_table_the_migrations_create() {
+        let created: Vec<String> = GENERATION
+            .iter()
+            .flat_map(|m| m.statements("ks", DEFAULT_REPLICATION))
+            .filter_map(|s| {
+                s.strip_prefix("CREATE TABLE IF NOT EXISTS ks.")
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .map(str::to_owned)
+            })
+            .collect();
+        let mut listed: Vec<&str> = GENERATION_TABLES.to_vec();
+        let mut created: Vec<&str> = created.iter().map(String::as_str).collect();
+        listed.sort_unstable();
+        created.sort_unstable();
+        assert_eq!(listed, created);
     }
 
     #[test]

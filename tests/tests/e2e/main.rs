@@ -13,6 +13,7 @@ mod ingest_bundles;
 mod ingest_workbench;
 mod memory_server;
 mod projector_generations;
+mod projector_lost_data;
 mod projector_releases;
 mod projector_replay;
 mod smoke_cql;
