@@ -103,7 +103,8 @@ async fn produce_timed<'m>(
 ) -> Duration {
     let topic = unique("raw");
     if compacted {
-        taxiway_ingest::ensure_topics(&cli(brokers, &topic, &["import", "x"]).kafka)
+        let settings = cli(brokers, &topic, &["import", "x"]);
+        taxiway_ingest::ensure_topics(&settings.kafka, &settings.topics)
             .await
             .unwrap();
     }
@@ -230,7 +231,8 @@ async fn ingest_import_into(brokers: &str, path: &str) -> (Duration, String) {
     let topic = unique("ingest");
     let args = |extra: &[&str]| cli(brokers, &topic, extra);
     // Create the topics first so the timed run measures the import, not topic creation.
-    taxiway_ingest::ensure_topics(&args(&["import", path]).kafka)
+    let settings = args(&["import", path]);
+    taxiway_ingest::ensure_topics(&settings.kafka, &settings.topics)
         .await
         .unwrap();
     // As the raw loop's warm-up message does for its topic: the clock starts once the new

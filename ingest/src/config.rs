@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-pub use service::{LogFormat, Secret, parse_duration};
+use service::parse_duration;
+pub use service::{KafkaArgs, LogArgs, Secret};
 
 use schemas::Timestamp;
 
@@ -23,9 +24,11 @@ use crate::workbench::{Auth, Schedule, Workbench, WorkbenchClient};
 )]
 pub struct Settings {
     #[command(flatten)]
-    pub kafka: KafkaConfig,
+    pub kafka: KafkaArgs,
     #[command(flatten)]
-    pub log: LogConfig,
+    pub topics: TopicArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9101).
     #[arg(long, env = "TAXIWAY_INGEST_METRICS_ADDR", global = true)]
     pub metrics_addr: Option<SocketAddr>,
@@ -41,22 +44,9 @@ pub enum Command {
     Workbench(WorkbenchConfig),
 }
 
+/// How ingest creates the topics when they do not exist yet: it is the one stage that does.
 #[derive(Debug, Clone, Args)]
-pub struct KafkaConfig {
-    /// Kafka bootstrap servers.
-    #[arg(
-        long,
-        env = "TAXIWAY_KAFKA_BROKERS",
-        default_value = "127.0.0.1:9092",
-        global = true
-    )]
-    pub brokers: String,
-    /// The compacted topic of object, collection and release events.
-    #[arg(long, env = "TAXIWAY_OBJECTS_TOPIC", default_value = schemas::OBJECTS_TOPIC, global = true)]
-    pub objects_topic: String,
-    /// Where invalid objects go, with the reason.
-    #[arg(long, env = "TAXIWAY_DEAD_LETTER_TOPIC", default_value = schemas::DEAD_LETTER_TOPIC, global = true)]
-    pub dead_letter_topic: String,
+pub struct TopicArgs {
     /// Partitions of the topics when ingest has to create them.
     #[arg(
         long,
@@ -73,16 +63,6 @@ pub struct KafkaConfig {
         global = true
     )]
     pub replication: i32,
-    /// How long to wait for Kafka before giving up on a request.
-    #[arg(long, env = "TAXIWAY_KAFKA_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
-    pub timeout: Duration,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct LogConfig {
-    /// Log format on stderr.
-    #[arg(long, env = "TAXIWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
-    pub log_format: LogFormat,
 }
 
 #[derive(Debug, Clone, Args)]
