@@ -13,13 +13,13 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
+use taxiway_ingest::config::{ImportConfig, KafkaArgs, TopicArgs};
 use taxiway_ingest::{Outcome, Settings};
 
 /// The allocator of the `ingest` binary, so the in-process import runs as it ships.
@@ -55,19 +55,14 @@ fn unique(prefix: &str) -> String {
     )
 }
 
-/// `ingest` on `topic` (its dead letters to a shared bench topic), then `extra`.
-fn cli(brokers: &str, topic: &str, extra: &[&str]) -> Settings {
-    let mut argv = vec![
-        "ingest",
-        "--brokers",
-        brokers,
-        "--objects-topic",
-        topic,
-        "--dead-letter-topic",
-        "bench.dead-letter",
-    ];
-    argv.extend_from_slice(extra);
-    Settings::try_parse_from(argv).unwrap()
+/// Ingest's Kafka settings for `topic` (its dead letters to a shared bench topic).
+fn kafka(brokers: &str, topic: &str) -> KafkaArgs {
+    KafkaArgs {
+        brokers: brokers.to_owned(),
+        objects_topic: topic.to_owned(),
+        dead_letter_topic: "bench.dead-letter".to_owned(),
+        ..KafkaArgs::default()
+    }
 }
 
 /// Raw produce of the objects' bytes, each keyed by its object id. `compacted`: into a topic
@@ -103,8 +98,7 @@ async fn produce_timed<'m>(
 ) -> Duration {
     let topic = unique("raw");
     if compacted {
-        let settings = cli(brokers, &topic, &["import", "x"]);
-        taxiway_ingest::ensure_topics(&settings.kafka, &settings.topics)
+        taxiway_ingest::ensure_topics(&kafka(brokers, &topic), &TopicArgs::default())
             .await
             .unwrap();
     }
@@ -229,27 +223,25 @@ fn wait_until_led(brokers: &str, topic: &str) {
 /// Imports `path` into a new topic; returns the time and the topic.
 async fn ingest_import_into(brokers: &str, path: &str) -> (Duration, String) {
     let topic = unique("ingest");
-    let args = |extra: &[&str]| cli(brokers, &topic, extra);
+    let import = ImportConfig::new([path])
+        .collection(
+            "x-mitre-collection--1f5f1533-f617-4ca8-9ab4-6a02367fa019",
+            "Enterprise ATT&CK",
+        )
+        .release("18.1");
+    let settings = Settings {
+        kafka: kafka(brokers, &topic),
+        ..Settings::new(import)
+    };
     // Create the topics first so the timed run measures the import, not topic creation.
-    let settings = args(&["import", path]);
     taxiway_ingest::ensure_topics(&settings.kafka, &settings.topics)
         .await
         .unwrap();
     // As the raw loop's warm-up message does for its topic: the clock starts once the new
     // topic has leaders (a real import writes to a topic that exists long since).
     wait_until_led(brokers, &topic);
-    let cli = args(&[
-        "import",
-        path,
-        "--collection",
-        "x-mitre-collection--1f5f1533-f617-4ca8-9ab4-6a02367fa019",
-        "--title",
-        "Enterprise ATT&CK",
-        "--release",
-        "18.1",
-    ]);
     let started = Instant::now();
-    let summary = taxiway_ingest::run(cli, CancellationToken::new())
+    let summary = taxiway_ingest::run(settings, CancellationToken::new())
         .await
         .unwrap();
     assert_eq!(summary.outcome(), Outcome::Complete);
