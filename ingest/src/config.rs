@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-pub use service::{LogFormat, Secret, parse_duration};
+use service::parse_duration;
+pub use service::{KafkaArgs, LogArgs, Secret};
 
 use schemas::Timestamp;
 
@@ -14,6 +15,9 @@ use crate::error::Error;
 use crate::import::Import;
 use crate::plan::CollectionInfo;
 use crate::workbench::{Auth, Schedule, Workbench, WorkbenchClient};
+
+/// A bundle file larger than this is refused unless told otherwise (Enterprise is about 45 MB).
+const DEFAULT_MAX_BUNDLE_BYTES: u64 = 1 << 30;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,9 +27,11 @@ use crate::workbench::{Auth, Schedule, Workbench, WorkbenchClient};
 )]
 pub struct Settings {
     #[command(flatten)]
-    pub kafka: KafkaConfig,
+    pub kafka: KafkaArgs,
     #[command(flatten)]
-    pub log: LogConfig,
+    pub topics: TopicArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9101).
     #[arg(long, env = "TAXIWAY_INGEST_METRICS_ADDR", global = true)]
     pub metrics_addr: Option<SocketAddr>,
@@ -41,22 +47,9 @@ pub enum Command {
     Workbench(WorkbenchConfig),
 }
 
+/// How ingest creates the topics when they do not exist yet: it is the one stage that does.
 #[derive(Debug, Clone, Args)]
-pub struct KafkaConfig {
-    /// Kafka bootstrap servers.
-    #[arg(
-        long,
-        env = "TAXIWAY_KAFKA_BROKERS",
-        default_value = "127.0.0.1:9092",
-        global = true
-    )]
-    pub brokers: String,
-    /// The compacted topic of object, collection and release events.
-    #[arg(long, env = "TAXIWAY_OBJECTS_TOPIC", default_value = schemas::OBJECTS_TOPIC, global = true)]
-    pub objects_topic: String,
-    /// Where invalid objects go, with the reason.
-    #[arg(long, env = "TAXIWAY_DEAD_LETTER_TOPIC", default_value = schemas::DEAD_LETTER_TOPIC, global = true)]
-    pub dead_letter_topic: String,
+pub struct TopicArgs {
     /// Partitions of the topics when ingest has to create them.
     #[arg(
         long,
@@ -73,16 +66,6 @@ pub struct KafkaConfig {
         global = true
     )]
     pub replication: i32,
-    /// How long to wait for Kafka before giving up on a request.
-    #[arg(long, env = "TAXIWAY_KAFKA_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
-    pub timeout: Duration,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct LogConfig {
-    /// Log format on stderr.
-    #[arg(long, env = "TAXIWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
-    pub log_format: LogFormat,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -106,7 +89,7 @@ pub struct ImportConfig {
     #[arg(long, env = "TAXIWAY_IMPORT_RELEASE_TIMESTAMP", requires = "release")]
     pub release_timestamp: Option<String>,
     /// Refuse bundles whose JSON is larger than this many bytes.
-    #[arg(long, env = "TAXIWAY_MAX_BUNDLE_BYTES", default_value_t = 1 << 30)]
+    #[arg(long, env = "TAXIWAY_MAX_BUNDLE_BYTES", default_value_t = DEFAULT_MAX_BUNDLE_BYTES)]
     pub max_bundle_bytes: u64,
 }
 
@@ -162,7 +145,69 @@ pub enum AuthMode {
     Challenge,
 }
 
+impl Settings {
+    /// `command` with every other setting at its default (the dev broker on loopback): settings
+    /// built in code, as tests and benchmarks do, rather than parsed.
+    pub fn new(command: impl Into<Command>) -> Self {
+        Settings {
+            kafka: KafkaArgs::default(),
+            topics: TopicArgs::default(),
+            log: LogArgs::default(),
+            metrics_addr: None,
+            command: command.into(),
+        }
+    }
+}
+
+impl From<ImportConfig> for Command {
+    fn from(config: ImportConfig) -> Self {
+        Command::Import(config)
+    }
+}
+
+impl From<WorkbenchConfig> for Command {
+    fn from(config: WorkbenchConfig) -> Self {
+        Command::Workbench(config)
+    }
+}
+
+/// As the flags default to.
+impl Default for TopicArgs {
+    fn default() -> Self {
+        TopicArgs {
+            partitions: 3,
+            replication: 1,
+        }
+    }
+}
+
 impl ImportConfig {
+    /// An import of `paths` with the flags' defaults: each bundle names its own collection.
+    pub fn new<P: Into<PathBuf>>(paths: impl IntoIterator<Item = P>) -> Self {
+        ImportConfig {
+            paths: paths.into_iter().map(Into::into).collect(),
+            collection: None,
+            title: None,
+            description: None,
+            release: None,
+            release_timestamp: None,
+            max_bundle_bytes: DEFAULT_MAX_BUNDLE_BYTES,
+        }
+    }
+
+    /// As `--collection ID --title TITLE`: the collection of bundles that do not name one.
+    pub fn collection(mut self, id: &str, title: &str) -> Self {
+        self.collection = Some(id.to_owned());
+        self.title = Some(title.to_owned());
+        self
+    }
+
+    /// As `--release LABEL`: each bundle is a release with this label.
+    pub fn release(mut self, label: &str) -> Self {
+        self.release = Some(label.to_owned());
+        self
+    }
+
     /// The import these settings describe; a release timestamp that does not parse is refused
     /// before anything is read.
     pub(crate) fn build(&self) -> Result<Import, Error> {
@@ -187,6 +232,24 @@ impl ImportConfig {
 }
 
 impl WorkbenchConfig {
+    /// A mirror of the Workbench at `url` with the flags' defaults (basic authentication, which
+    /// needs an `apikey`; polling until shut down).
+    pub fn new(url: &str) -> Self {
+        WorkbenchConfig {
+            url: url.to_owned(),
+            auth: AuthMode::Basic,
+            service_name: "taxii-server".to_owned(),
+            apikey: None,
+            poll_interval: Duration::from_secs(5),
+            full_sync_interval: Duration::from_secs(10 * 60),
+            include_unreleased: false,
+            unreleased_poll_interval: Duration::from_secs(30),
+            unreleased_full_scan_interval: Duration::from_secs(60 * 60),
+            request_timeout: Duration::from_secs(120),
+            once: false,
+        }
+    }
+
     /// The mirror these settings describe, with its client authenticating as configured.
     pub(crate) fn build(&self) -> Result<Workbench, Error> {
         let service_name = self.service_name.clone();
@@ -243,6 +306,57 @@ mod tests {
     fn the_cli_definition_is_consistent() {
         use clap::CommandFactory;
         Settings::command().debug_assert();
+    }
+
+    /// `argv` parsed without the environment (`dev/test` exports the addresses of the services
+    /// it runs): what the flags declare.
+    fn declared(argv: &[&str]) -> Settings {
+        use clap::{CommandFactory, FromArgMatches};
+        fn without_env(command: clap::Command) -> clap::Command {
+            command
+                .mut_args(|a| a.env(None))
+                .mut_subcommands(without_env)
+        }
+        let matches = without_env(Settings::command()).get_matches_from(argv);
+        Settings::from_arg_matches(&matches).unwrap()
+    }
+
+    #[test]
+    fn settings_built_in_code_have_the_defaults_the_flags_declare() {
+        assert_eq!(
+            format!("{:?}", Settings::new(ImportConfig::new(["x.json"]))),
+            format!("{:?}", declared(&["ingest", "import", "x.json"]))
+        );
+        assert_eq!(
+            format!(
+                "{:?}",
+                Settings::new(WorkbenchConfig::new("http://wb:3000"))
+            ),
+            format!(
+                "{:?}",
+                declared(&["ingest", "workbench", "--url", "http://wb:3000"])
+            )
+        );
+        let import = ImportConfig::new(["x.json"])
+            .collection("c", "C")
+            .release("1.0");
+        assert_eq!(
+            format!("{:?}", Settings::new(import)),
+            format!(
+                "{:?}",
+                declared(&[
+                    "ingest",
+                    "import",
+                    "x.json",
+                    "--collection",
+                    "c",
+                    "--title",
+                    "C",
+                    "--release",
+                    "1.0"
+                ])
+            )
+        );
     }
 
     #[test]

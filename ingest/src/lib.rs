@@ -30,7 +30,7 @@ pub use error::Error;
 pub use producer::ensure_topics;
 
 use crate::checkpoint::Checkpoint;
-use crate::config::{Command, KafkaConfig};
+use crate::config::{Command, KafkaArgs, TopicArgs};
 use crate::import::ImportSummary;
 use crate::metrics::Metrics;
 use crate::producer::Producer;
@@ -84,9 +84,13 @@ pub(crate) struct Connection {
 
 /// Connects the producer (creating the topics if needed) and rebuilds the checkpoint, both at
 /// once: they are independent, and a missing topic simply reads as an empty checkpoint.
-async fn connect(config: &KafkaConfig, metrics: &Metrics) -> Result<Connection, Error> {
+async fn connect(
+    kafka: &KafkaArgs,
+    topics: &TopicArgs,
+    metrics: &Metrics,
+) -> Result<Connection, Error> {
     let (producer, checkpoint) =
-        tokio::try_join!(Producer::connect(config), Checkpoint::load(config))?;
+        tokio::try_join!(Producer::connect(kafka, topics), Checkpoint::load(kafka))?;
     metrics.record_checkpoint(&checkpoint);
     Ok(Connection {
         producer: Arc::new(producer),
@@ -107,13 +111,13 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<Summ
     match &settings.command {
         Command::Import(config) => {
             let import = config.build()?;
-            let connecting = connect(&settings.kafka, &metrics);
+            let connecting = connect(&settings.kafka, &settings.topics, &metrics);
             let summary = import.run(connecting, &metrics, &run_id, &shutdown).await?;
             Ok(Summary::Import(summary))
         }
         Command::Workbench(config) => {
             let workbench = config.build()?;
-            let mut connection = connect(&settings.kafka, &metrics).await?;
+            let mut connection = connect(&settings.kafka, &settings.topics, &metrics).await?;
             let summary = workbench
                 .run(&mut connection, &metrics, &run_id, &shutdown)
                 .await?;

@@ -14,7 +14,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     let settings = Settings::parse();
-    service::init_tracing(settings.log.log_format, "info");
+    settings.log.init("info");
     tracing::info!(config = ?settings, "starting ingest");
     let shutdown =
         service::shutdown_on_signal("interrupted: finishing the current bundle, then stopping");

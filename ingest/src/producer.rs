@@ -13,7 +13,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 
-use crate::config::KafkaConfig;
+use crate::config::{KafkaArgs, TopicArgs};
 use crate::error::Error;
 use schemas::{DeadLetter, Event};
 
@@ -44,14 +44,14 @@ pub struct Producer {
 impl Producer {
     /// Connects the producer, creates the topics if they are missing and learns the objects
     /// topic's partition count.
-    pub async fn connect(config: &KafkaConfig) -> Result<Self, Error> {
+    pub async fn connect(config: &KafkaArgs, topics: &TopicArgs) -> Result<Self, Error> {
         // The producer first, so that getting its producer id overlaps the topic check. It asks
         // for no topic metadata until `partition_count`, so it cannot auto-create a topic
         // before `ensure_topics` made it compacted.
         let producer: FutureProducer = client_config(config)
             .create()
             .map_err(Error::kafka("creating the producer"))?;
-        ensure_topics(config).await?;
+        ensure_topics(config, topics).await?;
         let partitions = partition_count(&producer, &config.objects_topic, config.timeout).await?;
         Ok(Producer {
             producer,
@@ -137,7 +137,7 @@ impl Producer {
 
 /// The producer's settings: idempotent with every replica's acknowledgement, compressed, large
 /// batches, and messages given up on after the configured Kafka timeout.
-fn client_config(config: &KafkaConfig) -> ClientConfig {
+fn client_config(config: &KafkaArgs) -> ClientConfig {
     let mut client = ClientConfig::new();
     client
         .set("bootstrap.servers", &config.brokers)
@@ -222,7 +222,7 @@ fn delivered(
 
 /// Creates the objects topic (compacted: every version has its own key, so compaction only
 /// collapses duplicates) and the dead-letter topic when they do not exist yet.
-pub async fn ensure_topics(config: &KafkaConfig) -> Result<(), Error> {
+pub async fn ensure_topics(config: &KafkaArgs, topics: &TopicArgs) -> Result<(), Error> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &config.brokers)
         .create()
@@ -230,15 +230,15 @@ pub async fn ensure_topics(config: &KafkaConfig) -> Result<(), Error> {
     let max_message = MAX_MESSAGE_BYTES.to_string();
     let objects = NewTopic::new(
         &config.objects_topic,
-        config.partitions,
-        TopicReplication::Fixed(config.replication),
+        topics.partitions,
+        TopicReplication::Fixed(topics.replication),
     )
     .set("cleanup.policy", "compact")
     .set("max.message.bytes", &max_message);
     let dead_letter = NewTopic::new(
         &config.dead_letter_topic,
-        config.partitions,
-        TopicReplication::Fixed(config.replication),
+        topics.partitions,
+        TopicReplication::Fixed(topics.replication),
     )
     .set("cleanup.policy", "delete")
     .set("retention.ms", DEAD_LETTER_RETENTION_MS)
@@ -307,19 +307,11 @@ async fn partition_count(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
     use rdkafka::message::{OwnedMessage, Timestamp};
-
-    fn kafka(args: &[&str]) -> KafkaConfig {
-        let mut argv = vec!["ingest"];
-        argv.extend_from_slice(args);
-        argv.extend_from_slice(&["import", "x.json"]);
-        crate::config::Settings::try_parse_from(argv).unwrap().kafka
-    }
 
     #[test]
     fn the_producer_is_idempotent_waits_for_every_replica_and_compresses() {
-        let client = client_config(&kafka(&[]));
+        let client = client_config(&KafkaArgs::default());
         assert_eq!(client.get("enable.idempotence"), Some("true"));
         assert_eq!(client.get("acks"), Some("all"));
         assert_eq!(client.get("compression.type"), Some("lz4"));
@@ -327,7 +319,10 @@ mod tests {
 
     #[test]
     fn messages_in_flight_are_given_up_on_after_the_configured_kafka_timeout() {
-        let client = client_config(&kafka(&["--timeout", "45s"]));
+        let client = client_config(&KafkaArgs {
+            timeout: Duration::from_secs(45),
+            ..KafkaArgs::default()
+        });
         assert_eq!(client.get("message.timeout.ms"), Some("45000"));
     }
 

@@ -61,6 +61,25 @@ pub enum Command {
     Status,
 }
 
+impl Settings {
+    /// `command` with every other setting at its default (the dev services on loopback):
+    /// settings built in code, as tests and benchmarks do, rather than parsed.
+    pub fn new(command: Command) -> Self {
+        Settings {
+            kafka: KafkaArgs::default(),
+            group: "taxiway-projector".to_owned(),
+            cql: CqlArgs::default(),
+            store: StoreArgs::default(),
+            batch: BatchArgs::default(),
+            generation_poll: Duration::from_secs(3),
+            progress_interval: Duration::from_secs(2),
+            log: LogArgs::default(),
+            metrics_addr: None,
+            command,
+        }
+    }
+}
+
 /// What the projector's store needs beyond the connection: how it writes and migrates.
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
@@ -103,6 +122,28 @@ pub struct BatchArgs {
     /// lone event sees; the API's changes-visible-within-1-s budget includes it).
     #[arg(long, env = "TAXIWAY_PROJECTOR_BATCH_WAIT", default_value = "200ms", value_parser = parse_duration, global = true)]
     pub batch_wait: Duration,
+}
+
+/// As the flags default to.
+impl Default for StoreArgs {
+    fn default() -> Self {
+        StoreArgs {
+            replication: schemas::cql::DEFAULT_REPLICATION.to_owned(),
+            consistency: ConsistencyLevel::LocalQuorum,
+            ddl_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// As the flags default to.
+impl Default for BatchArgs {
+    fn default() -> Self {
+        BatchArgs {
+            concurrency: 256,
+            batch_size: 10_000,
+            batch_wait: Duration::from_millis(200),
+        }
+    }
 }
 
 /// The consistency levels that make sense for the projector (read-your-writes needs the same
@@ -149,6 +190,19 @@ mod tests {
         ] {
             assert_eq!(default_of(&command, id).as_deref(), Some(expected), "{id}");
         }
+    }
+
+    #[test]
+    fn settings_built_in_code_have_the_defaults_the_flags_declare() {
+        use clap::{CommandFactory, FromArgMatches};
+        // Without the environment, for the same reason as above.
+        let command = Settings::command().mut_args(|a| a.env(None));
+        let declared =
+            Settings::from_arg_matches(&command.get_matches_from(["projector", "run"])).unwrap();
+        assert_eq!(
+            format!("{:?}", Settings::new(Command::Run)),
+            format!("{declared:?}")
+        );
     }
 
     #[test]

@@ -70,6 +70,32 @@ pub struct CqlArgs {
     pub request_timeout: Duration,
 }
 
+/// The dev services on loopback, as the flags default to: for code that builds settings
+/// without a command line (tests, benchmarks).
+impl Default for KafkaArgs {
+    fn default() -> Self {
+        KafkaArgs {
+            brokers: "127.0.0.1:9092".to_owned(),
+            objects_topic: schemas::OBJECTS_TOPIC.to_owned(),
+            dead_letter_topic: schemas::DEAD_LETTER_TOPIC.to_owned(),
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The dev services on loopback, as the flags default to.
+impl Default for CqlArgs {
+    fn default() -> Self {
+        CqlArgs {
+            nodes: vec!["127.0.0.1:9042".to_owned()],
+            keyspace: "taxiway".to_owned(),
+            user: None,
+            password: None,
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 impl CqlArgs {
     /// The user and password when both are set: password authentication needs the pair.
     pub fn credentials(&self) -> Option<(&str, &str)> {
@@ -117,6 +143,22 @@ mod tests {
         ] {
             assert_eq!(default_of(id).as_deref(), Some(expected), "{id}");
         }
+    }
+
+    #[test]
+    fn the_defaults_are_those_the_flags_declare() {
+        use clap::{CommandFactory, FromArgMatches};
+        // No environment: `dev/test` exports the addresses of the services it runs.
+        let command = Both::command().mut_args(|a| a.env(None));
+        let declared = Both::from_arg_matches(&command.get_matches_from(["x"])).unwrap();
+        assert_eq!(
+            format!("{:?}", declared.kafka),
+            format!("{:?}", KafkaArgs::default())
+        );
+        assert_eq!(
+            format!("{:?}", declared.cql),
+            format!("{:?}", CqlArgs::default())
+        );
     }
 
     #[test]

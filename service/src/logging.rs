@@ -3,17 +3,24 @@
 use std::io::IsTerminal;
 
 /// Log format on stderr.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
+    #[default]
     Text,
     Json,
 }
 
 /// The logging flags every binary takes.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct LogArgs {
     /// Log format on stderr.
-    #[arg(long, env = "TAXIWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    #[arg(
+        long,
+        env = "TAXIWAY_LOG_FORMAT",
+        value_enum,
+        default_value_t,
+        global = true
+    )]
     pub log_format: LogFormat,
 }
 

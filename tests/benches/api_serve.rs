@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use ingest::config::ImportConfig;
+use projector::config::Command;
 use taxiway_tests::Deadline;
 use taxiway_tests::api::{Api, key_of};
 use taxiway_tests::fixtures;
@@ -124,23 +126,15 @@ async fn project() -> String {
     let started = Instant::now();
     for f in ["ics-attack-18.1.json.zst", "mobile-attack-17.1.json.zst"] {
         let path = fixtures::path(f);
-        topics
-            .ingest(&["import", path.to_str().unwrap()])
-            .await
-            .unwrap();
+        topics.ingest(ImportConfig::new([&path])).await.unwrap();
     }
     let enterprise = fixtures::path(ENTERPRISE_FILE);
     topics
-        .ingest(&[
-            "import",
-            enterprise.to_str().unwrap(),
-            "--collection",
-            ENTERPRISE,
-            "--title",
-            "Enterprise ATT&CK",
-            "--release",
-            "18.1",
-        ])
+        .ingest(
+            ImportConfig::new([&enterprise])
+                .collection(ENTERPRISE, "Enterprise ATT&CK")
+                .release("18.1"),
+        )
         .await
         .unwrap();
     println!("imported in {:.1?}", started.elapsed());
@@ -148,7 +142,7 @@ async fn project() -> String {
     let expected = projection::final_revisions(events.iter().map(|(_, e)| e));
     let control = projection::control_keyspace("bench_api");
     let started = Instant::now();
-    let projector = projection::start(&topics, &control, &["run"]).unwrap();
+    let projector = projection::start(&topics, &control, Command::Run).unwrap();
     let session = projection::session().await.unwrap();
     projection::wait_for_revisions(
         &session,

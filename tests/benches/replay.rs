@@ -10,9 +10,9 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
-use projector::config::Settings;
+use ingest::config::ImportConfig;
+use projector::config::{Command, ConsistencyLevel, Settings};
 use projector::metrics::Metrics;
 use projector::rows;
 use projector::store::Store;
@@ -29,14 +29,6 @@ const ENTERPRISE: &str = "x-mitre-collection--1f5f1533-f617-4ca8-9ab4-6a02367fa0
 const ICS: &str = "x-mitre-collection--90c00720-636b-4485-b342-8751d232bf09";
 const MOBILE: &str = "x-mitre-collection--dac0d2d7-8653-445c-9bff-82f934c1e858";
 const CONCURRENCY: usize = 256;
-
-async fn ingest(topics: &Topics, extra: &[&str], files: &[PathBuf]) {
-    let paths: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
-    let mut args = vec!["import"];
-    args.extend_from_slice(extra);
-    args.extend(paths.iter().map(String::as_str));
-    topics.ingest(&args).await.unwrap();
-}
 
 /// Every payload of the topic, and how long fetching took.
 fn fetch_all(topic: &str) -> (Vec<Vec<u8>>, Duration) {
@@ -114,7 +106,7 @@ async fn main() {
         .filter(|p| p.to_string_lossy().ends_with(".json.zst"))
         .collect();
     files21.sort();
-    ingest(&topics, &[], &files21).await;
+    topics.ingest(ImportConfig::new(&files21)).await.unwrap();
     // The STIX 2.0 releases ship only with ../shared/attack-data; without them the bench
     // replays the STIX 2.1 releases alone and says so.
     let mut files20: Vec<PathBuf> = match std::fs::read_dir(dir.join("stix-2.0")) {
@@ -143,19 +135,14 @@ async fn main() {
         } else {
             (MOBILE, "Mobile ATT&CK")
         };
-        ingest(
-            &topics,
-            &[
-                "--collection",
-                collection,
-                "--title",
-                title,
-                "--release",
-                &label,
-            ],
-            std::slice::from_ref(file),
-        )
-        .await;
+        topics
+            .ingest(
+                ImportConfig::new([file])
+                    .collection(collection, title)
+                    .release(&label),
+            )
+            .await
+            .unwrap();
     }
     println!(
         "ingest of {} files: {:.1} s",
@@ -206,38 +193,23 @@ async fn main() {
 
     // 3. The projector, end to end, into a fresh control keyspace (generation 1).
     let control = taxiway_tests::unique_name("bench_replay");
-    let nodes = cql_nodes().join(",");
-    let brokers = kafka_brokers();
-    let concurrency = CONCURRENCY.to_string();
-    let cli = Settings::try_parse_from([
-        "projector",
-        "--brokers",
-        &brokers,
-        "--objects-topic",
-        &topic,
-        "--dead-letter-topic",
-        &topics.dead_letter,
-        "--group",
-        &control,
-        "--cql-nodes",
-        &nodes,
-        "--keyspace",
-        &control,
-        "--consistency",
-        "one",
-        "--concurrency",
-        &concurrency,
-        "run",
-    ])
-    .unwrap();
-    let store = Store::connect(&cli.cql, &cli.store).await.unwrap();
+    let mut settings = Settings::new(Command::Run);
+    settings.kafka = topics.kafka();
+    settings.group = control.clone();
+    settings.cql.nodes = cql_nodes();
+    settings.cql.keyspace = control.clone();
+    settings.store.consistency = ConsistencyLevel::One;
+    settings.batch.concurrency = CONCURRENCY;
+    let store = Store::connect(&settings.cql, &settings.store)
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
     let raw_before = raw_loop(&store, &control, 98, &events).await;
     let metrics = Metrics::new().unwrap();
     let shutdown = CancellationToken::new();
     let started = Instant::now();
     let task = tokio::spawn(projector::run_with_metrics(
-        cli.clone(),
+        settings.clone(),
         metrics.clone(),
         shutdown.clone(),
     ));

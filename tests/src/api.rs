@@ -3,12 +3,14 @@
 //! files themselves.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Parser;
+use ::api::config::{Config, ServerConfig};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
+use service::{CqlArgs, LogArgs};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -27,7 +29,7 @@ pub async fn serve_projected(
     expected: &BTreeMap<String, i64>,
 ) -> anyhow::Result<(String, projection::Running, Api)> {
     let control = projection::control_keyspace(prefix);
-    let projector = projection::start(topics, &control, &["run"])?;
+    let projector = projection::start(topics, &control, projector::config::Command::Run)?;
     let session = projection::session().await?;
     projection::wait_for_revisions(
         &session,
@@ -88,27 +90,32 @@ pub struct Page {
 }
 
 impl Api {
-    /// Starts `api` on 127.0.0.1:0 over the control keyspace `control` (poll every 200 ms).
-    pub async fn start(control: &str) -> anyhow::Result<Api> {
-        Self::start_with(control, &[]).await
+    /// The configuration [`Api::start`] uses: 127.0.0.1:0, the control keyspace `control`,
+    /// collections polled every 200 ms.
+    pub fn config(control: &str) -> Config {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            cql: CqlArgs {
+                nodes: cql_nodes(),
+                keyspace: control.to_owned(),
+                ..CqlArgs::default()
+            },
+            server: ServerConfig {
+                poll_interval: Duration::from_millis(200),
+                ..ServerConfig::default()
+            },
+            auth_file: None,
+            log: LogArgs::default(),
+        }
     }
 
-    /// As [`Api::start`], with extra command-line flags.
-    pub async fn start_with(control: &str, extra: &[&str]) -> anyhow::Result<Api> {
-        let nodes = cql_nodes().join(",");
-        let mut argv = vec![
-            "api",
-            "--listen",
-            "127.0.0.1:0",
-            "--cql-nodes",
-            &nodes,
-            "--cql-keyspace",
-            control,
-            "--poll-interval",
-            "200ms",
-        ];
-        argv.extend_from_slice(extra);
-        let config = ::api::config::Config::try_parse_from(argv)?;
+    /// Starts `api` with [`Api::config`] over the control keyspace `control`.
+    pub async fn start(control: &str) -> anyhow::Result<Api> {
+        Self::start_with(Self::config(control)).await
+    }
+
+    /// Starts `api` with `config` (e.g. [`Api::config`], changed).
+    pub async fn start_with(config: Config) -> anyhow::Result<Api> {
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();

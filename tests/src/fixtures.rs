@@ -57,6 +57,55 @@ pub fn shared_only(name: &str) -> Option<PathBuf> {
     }
 }
 
+/// A bundle as the code under test reads it: its `spec_version`, and its objects' JSON texts
+/// in file order.
+pub type Bundle = (Option<String>, Vec<String>);
+
+/// One of the releases, e.g. `ics-attack-18.1.json.zst`, as a [`Bundle`]; panics, naming the
+/// file, when it cannot be read (test data).
+pub fn attack_bundle(name: &str) -> Bundle {
+    read_bundle(&path(name))
+}
+
+/// ICS 18.1 as a STIX 2.0 bundle: MITRE's own 2.0 export when the data has it (the shipped
+/// data does not), else the 2.1 bundle turned into one the way the 2.0 export differs from it:
+/// `spec_version` on the bundle, none on the objects.
+pub fn ics_stix_2_0() -> Bundle {
+    let export = path("stix-2.0/ics-attack-18.1.json.zst");
+    if export.is_file() {
+        return read_bundle(&export);
+    }
+    let (_, objects) = attack_bundle("ics-attack-18.1.json.zst");
+    let objects = objects
+        .iter()
+        .map(|raw| {
+            let mut object: serde_json::Map<String, Value> = serde_json::from_str(raw)
+                .unwrap_or_else(|e| panic!("ics-attack-18.1.json.zst: {e}: {raw}"));
+            object.remove("spec_version");
+            Value::Object(object).to_string()
+        })
+        .collect();
+    (Some("2.0".to_owned()), objects)
+}
+
+fn read_bundle(path: &Path) -> Bundle {
+    #[derive(serde::Deserialize)]
+    struct Envelope<'a> {
+        spec_version: Option<String>,
+        #[serde(borrow)]
+        objects: Vec<&'a serde_json::value::RawValue>,
+    }
+    let read = || -> anyhow::Result<Bundle> {
+        let text = String::from_utf8(zstd::decode_all(std::fs::File::open(path)?)?)?;
+        let bundle: Envelope<'_> = serde_json::from_str(&text)?;
+        Ok((
+            bundle.spec_version,
+            bundle.objects.iter().map(|o| o.get().to_owned()).collect(),
+        ))
+    };
+    read().unwrap_or_else(|e| panic!("{}: {e} (set {DATA_ENV})", path.display()))
+}
+
 /// A bundle file parsed with serde_json: its `objects`, in file order.
 pub struct Release {
     pub name: String,

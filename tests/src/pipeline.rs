@@ -1,6 +1,6 @@
 //! Running the pipeline's stages in-process against the dev services, each test on its own topics.
 
-use clap::Parser;
+use ingest::config::{Command, KafkaArgs};
 use schemas::Event;
 use tokio_util::sync::CancellationToken;
 
@@ -23,25 +23,27 @@ impl Topics {
         }
     }
 
-    /// The command line `ingest ARGS…` on these topics and the test broker.
-    pub fn cli(&self, args: &[&str]) -> anyhow::Result<ingest::Settings> {
-        let brokers = kafka_brokers();
-        let mut argv = vec![
-            "ingest",
-            "--brokers",
-            &brokers,
-            "--objects-topic",
-            &self.objects,
-            "--dead-letter-topic",
-            &self.dead_letter,
-        ];
-        argv.extend_from_slice(args);
-        Ok(ingest::Settings::try_parse_from(argv)?)
+    /// The Kafka settings of a stage on these topics and the test broker.
+    pub fn kafka(&self) -> KafkaArgs {
+        KafkaArgs {
+            brokers: kafka_brokers(),
+            objects_topic: self.objects.clone(),
+            dead_letter_topic: self.dead_letter.clone(),
+            ..KafkaArgs::default()
+        }
     }
 
-    /// Runs `ingest ARGS…` in-process on these topics, as the binary would.
-    pub async fn ingest(&self, args: &[&str]) -> anyhow::Result<ingest::Outcome> {
-        let summary = ingest::run(self.cli(args)?, CancellationToken::new()).await?;
+    /// The settings of `ingest` running `command` on these topics.
+    pub fn settings(&self, command: impl Into<Command>) -> ingest::Settings {
+        ingest::Settings {
+            kafka: self.kafka(),
+            ..ingest::Settings::new(command)
+        }
+    }
+
+    /// Runs `command` in-process on these topics, as the binary would.
+    pub async fn ingest(&self, command: impl Into<Command>) -> anyhow::Result<ingest::Outcome> {
+        let summary = ingest::run(self.settings(command), CancellationToken::new()).await?;
         Ok(summary.outcome())
     }
 

@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use clap::Parser;
 use futures::TryStreamExt;
+use projector::config::{Command, ConsistencyLevel, Settings};
 use schemas::Event;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::Topics;
-use crate::{Deadline, cql_nodes, kafka_brokers, unique_name};
+use crate::{Deadline, cql_nodes, unique_name};
 
 /// The generation tables, in the order dumps list them.
 pub const TABLES: &[&str] = &[
@@ -56,44 +56,26 @@ impl Running {
     }
 }
 
-/// The projector's arguments for `topics` and the control keyspace `keyspace`.
-pub fn projector_args(topics: &Topics, keyspace: &str, command: &[&str]) -> Vec<String> {
-    let mut argv: Vec<String> = [
-        "projector",
-        "--brokers",
-        &kafka_brokers(),
-        "--objects-topic",
-        &topics.objects,
-        "--dead-letter-topic",
-        &topics.dead_letter,
-        "--group",
-        &format!("{keyspace}-projector"),
-        "--cql-nodes",
-        &cql_nodes().join(","),
-        "--keyspace",
-        keyspace,
-        "--consistency",
-        "one",
-        "--generation-poll",
-        "500ms",
-        "--progress-interval",
-        "1s",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    argv.extend(command.iter().map(|s| (*s).to_owned()));
-    argv
+/// The settings of `projector COMMAND` on `topics` and the control keyspace `keyspace`: its own
+/// consumer group, consistency `one` (one test node), and short polls so tests wait little.
+pub fn settings(topics: &Topics, keyspace: &str, command: Command) -> Settings {
+    let mut settings = Settings::new(command);
+    settings.kafka = topics.kafka();
+    settings.group = format!("{keyspace}-projector");
+    settings.cql.nodes = cql_nodes();
+    settings.cql.keyspace = keyspace.to_owned();
+    settings.store.consistency = ConsistencyLevel::One;
+    settings.generation_poll = Duration::from_millis(500);
+    settings.progress_interval = Duration::from_secs(1);
+    settings
 }
 
-/// Starts `projector COMMAND…` in-process.
-pub fn start(topics: &Topics, keyspace: &str, command: &[&str]) -> anyhow::Result<Running> {
-    let cli =
-        projector::config::Settings::try_parse_from(projector_args(topics, keyspace, command))?;
+/// Starts `projector COMMAND` in-process.
+pub fn start(topics: &Topics, keyspace: &str, command: Command) -> anyhow::Result<Running> {
     let metrics = projector::metrics::Metrics::new()?;
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(projector::run_with_metrics(
-        cli,
+        settings(topics, keyspace, command),
         metrics.clone(),
         shutdown.clone(),
     ));
@@ -104,8 +86,8 @@ pub fn start(topics: &Topics, keyspace: &str, command: &[&str]) -> anyhow::Resul
     })
 }
 
-/// Runs a projector command to completion (`migrate`, `rebuild`, `drop-generation N`).
-pub async fn command(topics: &Topics, keyspace: &str, command: &[&str]) -> anyhow::Result<()> {
+/// Runs a projector command to completion (`Migrate`, `Rebuild`, `DropGeneration`).
+pub async fn command(topics: &Topics, keyspace: &str, command: Command) -> anyhow::Result<()> {
     let running = start(topics, keyspace, command)?;
     tokio::time::timeout(Duration::from_secs(300), running.task).await???;
     Ok(())

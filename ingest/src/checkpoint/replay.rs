@@ -8,7 +8,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use crate::checkpoint::Checkpoint;
-use crate::config::KafkaConfig;
+use crate::config::KafkaArgs;
 use crate::error::Error;
 
 /// What the rebuild read, for the start-up log line.
@@ -24,7 +24,7 @@ impl Checkpoint {
     /// Rebuilds the checkpoint by reading every partition of the objects topic from offset 0 up
     /// to the end it had when the read started. Runs on a blocking thread: librdkafka's poll
     /// blocks.
-    pub async fn load(config: &KafkaConfig) -> Result<Checkpoint, Error> {
+    pub async fn load(config: &KafkaArgs) -> Result<Checkpoint, Error> {
         let reader = config.clone();
         let (checkpoint, replayed) = tokio::task::spawn_blocking(move || read_all(&reader))
             .await
@@ -74,7 +74,7 @@ pub fn watermarks(
     }
 }
 
-fn read_all(config: &KafkaConfig) -> Result<(Checkpoint, Replayed), Error> {
+fn read_all(config: &KafkaArgs) -> Result<(Checkpoint, Replayed), Error> {
     let started = Instant::now();
     let topic = config.objects_topic.as_str();
     // No group membership and no commits: this reader owns nothing on the broker.
@@ -92,7 +92,7 @@ fn read_all(config: &KafkaConfig) -> Result<(Checkpoint, Replayed), Error> {
 
 fn read_with(
     consumer: &BaseConsumer,
-    config: &KafkaConfig,
+    config: &KafkaArgs,
     topic: &str,
     started: Instant,
 ) -> Result<(Checkpoint, Replayed), Error> {

@@ -5,6 +5,8 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use ingest::config::ImportConfig;
+use projector::config::Command;
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -39,10 +41,7 @@ fn label_of(release: &Release) -> String {
 async fn import(topics: &Topics, files: &[&str]) -> BTreeMap<String, i64> {
     for f in files {
         let path = fixtures::path(f);
-        topics
-            .ingest(&["import", path.to_str().unwrap()])
-            .await
-            .unwrap();
+        topics.ingest(ImportConfig::new([&path])).await.unwrap();
     }
     let events = topics.events().await.unwrap();
     projection::final_revisions(events.iter().map(|(_, e)| e))
@@ -599,7 +598,7 @@ async fn a_late_replica_serves_quickly_and_a_rebuild_is_picked_up() {
 
     // Rebuild into generation 2, drop generation 1, then import 18.0: the running API follows
     // the switch and serves the new release from the new generation.
-    projection::command(&topics, &control, &["rebuild"])
+    projection::command(&topics, &control, Command::Rebuild)
         .await
         .unwrap();
     let deadline = Deadline::after(Duration::from_secs(60));
@@ -615,7 +614,7 @@ async fn a_late_replica_serves_quickly_and_a_rebuild_is_picked_up() {
         assert!(!deadline.passed(), "run did not follow the switch");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    projection::command(&topics, &control, &["drop-generation", "1"])
+    projection::command(&topics, &control, Command::DropGeneration { generation: 1 })
         .await
         .unwrap();
     let after_switch = api.get(&path).await.unwrap();
@@ -654,9 +653,9 @@ async fn a_replica_with_a_tiny_memory_bound_serves_every_object_from_cql() {
     let revisions = held.loaded_revisions().await.unwrap();
 
     // One byte: no collection's JSON fits, both are served lean.
-    let lean = Api::start_with(&control, &["--max-snapshot-bytes", "1"])
-        .await
-        .unwrap();
+    let mut config = Api::config(&control);
+    config.server.max_snapshot_bytes = 1;
+    let lean = Api::start_with(config).await.unwrap();
     lean.wait_for_revisions(&revisions, Deadline::after(Duration::from_secs(120)))
         .await
         .unwrap();
@@ -785,9 +784,9 @@ async fn auth_allows_and_denies_per_collection_through_the_real_stack() {
         .to_string(),
     )
     .unwrap();
-    let api = Api::start_with(&control, &["--auth-file", file.to_str().unwrap()])
-        .await
-        .unwrap();
+    let mut config = Api::config(&control);
+    config.auth_file = Some(file.clone());
+    let api = Api::start_with(config).await.unwrap();
     api.wait_for_revisions(&revisions, Deadline::after(Duration::from_secs(120)))
         .await
         .unwrap();

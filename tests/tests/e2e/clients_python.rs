@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use ingest::config::ImportConfig;
 use taxiway_tests::api::serve_projected;
 use taxiway_tests::pipeline::Topics;
 use taxiway_tests::projection;
@@ -72,10 +73,7 @@ async fn python_clients_read_the_shipped_releases_exactly() {
     let topics = Topics::new("clients_py");
     for f in FILES {
         let path = data.join(f);
-        topics
-            .ingest(&["import", path.to_str().unwrap()])
-            .await
-            .unwrap();
+        topics.ingest(ImportConfig::new([&path])).await.unwrap();
     }
     let events = topics.events().await.unwrap();
     let expected = projection::final_revisions(events.iter().map(|(_, e)| e));

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
+use ingest::config::ImportConfig;
 use schemas::{Event, ObjectVersionAdded, ReleasePublished};
 use serde_json::Value;
 use taxiway_tests::fixtures::{self, Release, id_of, version_of};
@@ -89,11 +90,8 @@ async fn ics_releases_publish_every_distinct_version_once_and_three_complete_rel
         .iter()
         .map(|n| fixtures::path(n).display().to_string())
         .collect();
-    let args: Vec<&str> = std::iter::once("import")
-        .chain(paths.iter().map(String::as_str))
-        .collect();
     assert_eq!(
-        topics.ingest(&args).await.unwrap(),
+        topics.ingest(ImportConfig::new(&paths)).await.unwrap(),
         ingest::Outcome::Complete
     );
 
@@ -170,7 +168,7 @@ async fn ics_releases_publish_every_distinct_version_once_and_three_complete_rel
     let before = topics.object_records().await.unwrap().len();
     let again = paths[2].clone();
     assert_eq!(
-        topics.ingest(&["import", &again]).await.unwrap(),
+        topics.ingest(ImportConfig::new([&again])).await.unwrap(),
         ingest::Outcome::Complete
     );
     assert_eq!(topics.object_records().await.unwrap().len(), before);
@@ -184,7 +182,7 @@ async fn mobile_content_reissued_under_the_same_modified_is_republished_once_as_
     for name in ["mobile-attack-17.0.json.zst", "mobile-attack-17.1.json.zst"] {
         let path = fixtures::path(name).display().to_string();
         assert_eq!(
-            topics.ingest(&["import", &path]).await.unwrap(),
+            topics.ingest(ImportConfig::new([&path])).await.unwrap(),
             ingest::Outcome::Complete
         );
     }
@@ -272,14 +270,7 @@ async fn invalid_objects_go_to_the_dead_letter_topic_with_reasons_and_the_rest_i
     let topics = Topics::new("ingest_invalid");
     let path = bundle.path();
     let outcome = topics
-        .ingest(&[
-            "import",
-            &path,
-            "--collection",
-            "my-collection",
-            "--title",
-            "Mine",
-        ])
+        .ingest(ImportConfig::new([&path]).collection("my-collection", "Mine"))
         .await
         .unwrap();
     assert_eq!(
@@ -343,7 +334,7 @@ async fn a_file_that_is_not_a_bundle_fails_the_run_and_publishes_nothing_from_it
     let topics = Topics::new("ingest_garbage");
     let (a, b) = (not_json.path(), not_bundle.path());
     let outcome = topics
-        .ingest(&["import", &a, &b, "--collection", "c", "--title", "C"])
+        .ingest(ImportConfig::new([&a, &b]).collection("c", "C"))
         .await
         .unwrap();
     assert_eq!(outcome, ingest::Outcome::InputsFailed);
@@ -367,7 +358,7 @@ async fn a_delivery_the_broker_refuses_fails_the_run_naming_the_topic_and_the_re
     let path = fixtures::path("ics-attack-18.1.json.zst")
         .display()
         .to_string();
-    let error = topics.ingest(&["import", &path]).await.unwrap_err();
+    let error = topics.ingest(ImportConfig::new([&path])).await.unwrap_err();
     let message = format!("{error:#}");
     assert!(
         message.contains(&format!("delivering to {}", topics.objects)),

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use ingest::config::{AuthMode, Secret, WorkbenchConfig as MirrorConfig};
 use schemas::Event;
 use taxiway_tests::Deadline;
 use taxiway_tests::fixtures::{self, Release, id_of, version_of};
@@ -92,37 +93,32 @@ async fn ics_and_mobile() -> (WorkbenchDouble, Release, Release) {
     )
 }
 
-async fn sync_once(
-    topics: &Topics,
-    double: &WorkbenchDouble,
-    extra: &[&str],
-) -> anyhow::Result<ingest::Outcome> {
-    let mut args = vec![
-        "workbench",
-        "--url",
-        double.base_url(),
-        "--apikey",
-        APIKEY,
-        "--once",
-    ];
-    args.extend_from_slice(extra);
-    topics.ingest(&args).await
+/// `ingest workbench` against the double with its apikey, other settings at their defaults
+/// (`MirrorConfig` is ingest's; `WorkbenchConfig` the double's).
+fn mirror_of(double: &WorkbenchDouble) -> MirrorConfig {
+    MirrorConfig {
+        apikey: Some(Secret(APIKEY.to_owned())),
+        ..MirrorConfig::new(double.base_url())
+    }
+}
+
+/// Runs `config` as `ingest workbench --once`.
+async fn sync_once(topics: &Topics, config: MirrorConfig) -> anyhow::Result<ingest::Outcome> {
+    topics
+        .ingest(MirrorConfig {
+            once: true,
+            ..config
+        })
+        .await
 }
 
 /// A running `ingest workbench`.
 type MirrorRun = tokio::task::JoinHandle<Result<ingest::Summary, ingest::Error>>;
 
-/// `ingest workbench` against the double, running until the returned token is cancelled.
-fn start_mirror(
-    topics: &Topics,
-    double: &WorkbenchDouble,
-    extra: &[&str],
-) -> (CancellationToken, MirrorRun) {
-    let mut args = vec!["workbench", "--url", double.base_url(), "--apikey", APIKEY];
-    args.extend_from_slice(extra);
-    let cli = topics.cli(&args).unwrap();
+/// `ingest workbench` with `config`, running until the returned token is cancelled.
+fn start_mirror(topics: &Topics, config: MirrorConfig) -> (CancellationToken, MirrorRun) {
     let shutdown = CancellationToken::new();
-    let running = tokio::spawn(ingest::run(cli, shutdown.clone()));
+    let running = tokio::spawn(ingest::run(topics.settings(config), shutdown.clone()));
     (shutdown, running)
 }
 
@@ -142,18 +138,16 @@ async fn stop_mirror(shutdown: CancellationToken, running: MirrorRun) {
 fn start_unreleased_mirror(
     topics: &Topics,
     double: &WorkbenchDouble,
-    interval: &str,
+    interval: Duration,
 ) -> (CancellationToken, MirrorRun) {
     start_mirror(
         topics,
-        double,
-        &[
-            "--poll-interval",
-            "100ms",
-            "--include-unreleased",
-            "--unreleased-poll-interval",
-            interval,
-        ],
+        MirrorConfig {
+            poll_interval: Duration::from_millis(100),
+            include_unreleased: true,
+            unreleased_poll_interval: interval,
+            ..mirror_of(double)
+        },
     )
 }
 
@@ -170,7 +164,7 @@ async fn each_collection_version_becomes_a_release_and_a_new_version_adds_only_w
     .await;
     let topics = Topics::new("wb_sync");
     assert_eq!(
-        sync_once(&topics, &double, &[]).await.unwrap(),
+        sync_once(&topics, mirror_of(&double)).await.unwrap(),
         ingest::Outcome::Complete
     );
 
@@ -225,7 +219,7 @@ async fn each_collection_version_becomes_a_release_and_a_new_version_adds_only_w
         .add_collection_version_from_bundle(fixtures::path("ics-attack-18.0.json.zst"))
         .unwrap();
     assert_eq!(
-        sync_once(&topics, &double, &[]).await.unwrap(),
+        sync_once(&topics, mirror_of(&double)).await.unwrap(),
         ingest::Outcome::Complete
     );
     let events = topics.events().await.unwrap();
@@ -253,7 +247,7 @@ async fn each_collection_version_becomes_a_release_and_a_new_version_adds_only_w
 
     // A restart (a new run rebuilding its checkpoint from the topic) republishes nothing.
     assert_eq!(
-        sync_once(&topics, &double, &[]).await.unwrap(),
+        sync_once(&topics, mirror_of(&double)).await.unwrap(),
         ingest::Outcome::Complete
     );
     assert_eq!(
@@ -264,7 +258,7 @@ async fn each_collection_version_becomes_a_release_and_a_new_version_adds_only_w
     // An empty collections answer deletes nothing and publishes nothing.
     double.set_fault(Fault::EmptyCollectionList);
     assert_eq!(
-        sync_once(&topics, &double, &[]).await.unwrap(),
+        sync_once(&topics, mirror_of(&double)).await.unwrap(),
         ingest::Outcome::Complete
     );
     assert_eq!(
@@ -281,7 +275,7 @@ async fn a_failing_bundle_skips_only_that_version_and_is_mirrored_once_it_recove
     });
     let topics = Topics::new("wb_fault");
     assert_eq!(
-        sync_once(&topics, &double, &[]).await.unwrap(),
+        sync_once(&topics, mirror_of(&double)).await.unwrap(),
         ingest::Outcome::InputsFailed,
         "a --once sync that could not mirror everything says so"
     );
@@ -292,7 +286,7 @@ async fn a_failing_bundle_skips_only_that_version_and_is_mirrored_once_it_recove
 
     double.clear_faults();
     assert_eq!(
-        sync_once(&topics, &double, &[]).await.unwrap(),
+        sync_once(&topics, mirror_of(&double)).await.unwrap(),
         ingest::Outcome::Complete
     );
     let releases = releases_on(&topics.events().await.unwrap());
@@ -311,25 +305,27 @@ async fn challenge_apikey_authentication_is_used_and_a_wrong_key_is_a_clear_erro
     .await;
     let topics = Topics::new("wb_challenge");
     let err = topics
-        .ingest(&[
-            "workbench",
-            "--url",
-            double.base_url(),
-            "--auth",
-            "challenge",
-            "--apikey",
-            "wrong",
-            "--once",
-        ])
+        .ingest(MirrorConfig {
+            auth: AuthMode::Challenge,
+            apikey: Some(Secret("wrong".to_owned())),
+            once: true,
+            ..MirrorConfig::new(double.base_url())
+        })
         .await
         .unwrap_err()
         .to_string();
     assert!(err.contains("apikey-token") && err.contains("400"), "{err}");
 
     assert_eq!(
-        sync_once(&topics, &double, &["--auth", "challenge"])
-            .await
-            .unwrap(),
+        sync_once(
+            &topics,
+            MirrorConfig {
+                auth: AuthMode::Challenge,
+                ..mirror_of(&double)
+            },
+        )
+        .await
+        .unwrap(),
         ingest::Outcome::Complete
     );
     let ics = Release::load("ics-attack-18.1.json.zst").unwrap();
@@ -351,7 +347,13 @@ async fn challenge_apikey_authentication_is_used_and_a_wrong_key_is_a_clear_erro
 async fn polling_publishes_a_new_collection_version_within_seconds() {
     let double = double_with(&["ics-attack-18.0.json.zst"], WorkbenchConfig::default()).await;
     let topics = Topics::new("wb_poll");
-    let (shutdown, running) = start_mirror(&topics, &double, &["--poll-interval", "200ms"]);
+    let (shutdown, running) = start_mirror(
+        &topics,
+        MirrorConfig {
+            poll_interval: Duration::from_millis(200),
+            ..mirror_of(&double)
+        },
+    );
 
     let has_release = |events: &[(taxiway_tests::topic::Record, Event)], label: &str| {
         events
@@ -449,7 +451,7 @@ async fn with_include_unreleased_an_edit_is_one_new_version_per_collection_holdi
     let (double, ics, mobile) = ics_and_mobile().await;
     let topics = Topics::new("wb_unreleased");
     assert_eq!(
-        sync_once(&topics, &double, &[]).await.unwrap(),
+        sync_once(&topics, mirror_of(&double)).await.unwrap(),
         ingest::Outcome::Complete
     );
     let released = topics.object_records().await.unwrap();
@@ -477,15 +479,21 @@ async fn with_include_unreleased_an_edit_is_one_new_version_per_collection_holdi
 
     // Without the flag, an edit is not a release and nothing is published.
     assert_eq!(
-        sync_once(&topics, &double, &[]).await.unwrap(),
+        sync_once(&topics, mirror_of(&double)).await.unwrap(),
         ingest::Outcome::Complete
     );
     assert_eq!(topics.object_records().await.unwrap().len(), released.len());
 
     assert_eq!(
-        sync_once(&topics, &double, &["--include-unreleased"])
-            .await
-            .unwrap(),
+        sync_once(
+            &topics,
+            MirrorConfig {
+                include_unreleased: true,
+                ..mirror_of(&double)
+            },
+        )
+        .await
+        .unwrap(),
         ingest::Outcome::Complete
     );
     let events = topics.events().await.unwrap();
@@ -522,9 +530,15 @@ async fn with_include_unreleased_an_edit_is_one_new_version_per_collection_holdi
     // A restart rebuilds the checkpoint from the topic and republishes nothing.
     let after = events.len();
     assert_eq!(
-        sync_once(&topics, &double, &["--include-unreleased"])
-            .await
-            .unwrap(),
+        sync_once(
+            &topics,
+            MirrorConfig {
+                include_unreleased: true,
+                ..mirror_of(&double)
+            },
+        )
+        .await
+        .unwrap(),
         ingest::Outcome::Complete
     );
     assert_eq!(topics.object_records().await.unwrap().len(), after);
@@ -536,7 +550,7 @@ async fn polling_publishes_an_edit_once_from_the_recent_page_without_rescanning_
     let double = double_with(&["ics-attack-18.1.json.zst"], WorkbenchConfig::default()).await;
     let ics = Release::load("ics-attack-18.1.json.zst").unwrap();
     let topics = Topics::new("wb_unreleased_poll");
-    let (shutdown, running) = start_unreleased_mirror(&topics, &double, "100ms");
+    let (shutdown, running) = start_unreleased_mirror(&topics, &double, Duration::from_millis(100));
 
     let recent_polls = |double: &WorkbenchDouble| double.count_requests("/api/recent-activity");
     // Started: the release is out and the first scan read every object.
@@ -604,9 +618,15 @@ async fn edits_of_an_unpublished_collection_wait_for_its_release_and_invalid_edi
         .modified;
     let topics = Topics::new("wb_unreleased_wait");
     assert_eq!(
-        sync_once(&topics, &double, &["--include-unreleased"])
-            .await
-            .unwrap(),
+        sync_once(
+            &topics,
+            MirrorConfig {
+                include_unreleased: true,
+                ..mirror_of(&double)
+            },
+        )
+        .await
+        .unwrap(),
         ingest::Outcome::InputsFailed,
         "the Mobile release failed"
     );
@@ -638,9 +658,15 @@ async fn edits_of_an_unpublished_collection_wait_for_its_release_and_invalid_edi
     // Once Mobile is released, its objects are known through the release: the scan adds nothing.
     double.clear_faults();
     assert_eq!(
-        sync_once(&topics, &double, &["--include-unreleased"])
-            .await
-            .unwrap(),
+        sync_once(
+            &topics,
+            MirrorConfig {
+                include_unreleased: true,
+                ..mirror_of(&double)
+            },
+        )
+        .await
+        .unwrap(),
         ingest::Outcome::Complete
     );
     let events = topics.events().await.unwrap();
@@ -663,7 +689,8 @@ async fn a_failing_workbench_is_not_rescanned_on_every_poll_and_the_mirror_recov
     let topics = Topics::new("wb_unreleased_backoff");
     // The mirror polls every 100 ms; the unreleased scan's own interval is an hour, so the
     // failed first scan may only be retried that much later, not on the next mirror poll.
-    let (shutdown, running) = start_unreleased_mirror(&topics, &double, "1h");
+    let (shutdown, running) =
+        start_unreleased_mirror(&topics, &double, Duration::from_secs(60 * 60));
     let deadline = Deadline::after(Duration::from_secs(60));
     while double.count_requests("/api/collections") < 10 {
         assert!(

@@ -1,5 +1,6 @@
 //! The end-to-end suites in one test binary, a module per area; most run against the real Kafka
-//! and Cassandra that `dev/test` starts, the `api_*` suites against an in-memory store.
+//! and Cassandra that `dev/test` starts, the `api_*` suites against an in-memory store, the
+//! `schemas_*` suites on the data files alone.
 // A failed expectation is the test failing; clippy.toml only exempts #[test] fns themselves.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -16,6 +17,8 @@ mod projector_generations;
 mod projector_lost_data;
 mod projector_releases;
 mod projector_replay;
+mod schemas_codec;
+mod schemas_stix;
 mod smoke_cql;
 mod smoke_kafka;
 mod workbench_double;

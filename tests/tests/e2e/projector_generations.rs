@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use ingest::config::ImportConfig;
+use projector::config::Command;
 use taxiway_tests::Deadline;
 use taxiway_tests::pipeline::Topics;
 use taxiway_tests::projection;
@@ -30,7 +32,7 @@ async fn schema_of(session: &scylla::client::session::Session, keyspace: &str) -
 async fn migrating_twice_is_a_no_op() {
     let topics = Topics::new("proj_migrate");
     let control = projection::control_keyspace("proj_migrate");
-    projection::command(&topics, &control, &["migrate"])
+    projection::command(&topics, &control, Command::Migrate)
         .await
         .unwrap();
     let session = projection::session().await.unwrap();
@@ -49,7 +51,7 @@ async fn migrating_twice_is_a_no_op() {
         before.1
     );
 
-    projection::command(&topics, &control, &["migrate"])
+    projection::command(&topics, &control, Command::Migrate)
         .await
         .unwrap();
     // And the raw files once more, statement by statement, as an operator could.
@@ -92,15 +94,12 @@ async fn migrating_twice_is_a_no_op() {
 async fn rebuild_beside_a_live_run_switches_to_an_identical_generation() {
     let topics = Topics::new("proj_rebuild");
     let path = taxiway_tests::fixtures::path("ics-attack-17.1.json.zst");
-    topics
-        .ingest(&["import", path.to_str().unwrap()])
-        .await
-        .unwrap();
+    topics.ingest(ImportConfig::new([&path])).await.unwrap();
     let events = topics.events().await.unwrap();
     let expected = projection::final_revisions(events.iter().map(|(_, e)| e));
 
     let control = projection::control_keyspace("proj_rebuild");
-    let live = projection::start(&topics, &control, &["run"]).unwrap();
+    let live = projection::start(&topics, &control, Command::Run).unwrap();
     let session = projection::session().await.unwrap();
     let old = projection::wait_for_revisions(
         &session,
@@ -112,7 +111,7 @@ async fn rebuild_beside_a_live_run_switches_to_an_identical_generation() {
     .unwrap();
 
     // The rebuild runs while `run` keeps consuming (and serving generation 1).
-    projection::command(&topics, &control, &["rebuild"])
+    projection::command(&topics, &control, Command::Rebuild)
         .await
         .unwrap();
     let (generation, new) = projection::active(&session, &control)
@@ -140,10 +139,7 @@ async fn rebuild_beside_a_live_run_switches_to_an_identical_generation() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let path = taxiway_tests::fixtures::path("ics-attack-18.0.json.zst");
-    topics
-        .ingest(&["import", path.to_str().unwrap()])
-        .await
-        .unwrap();
+    topics.ingest(ImportConfig::new([&path])).await.unwrap();
     let events = topics.events().await.unwrap();
     let expected = projection::final_revisions(events.iter().map(|(_, e)| e));
     projection::wait_for_revisions(
@@ -170,11 +166,11 @@ async fn rebuild_beside_a_live_run_switches_to_an_identical_generation() {
 
     // The active generation cannot be dropped; the old one can.
     assert!(
-        projection::command(&topics, &control, &["drop-generation", "2"])
+        projection::command(&topics, &control, Command::DropGeneration { generation: 2 })
             .await
             .is_err()
     );
-    projection::command(&topics, &control, &["drop-generation", "1"])
+    projection::command(&topics, &control, Command::DropGeneration { generation: 1 })
         .await
         .unwrap();
     let states = session
@@ -238,19 +234,15 @@ async fn keyspace_exists(session: &scylla::client::session::Session, keyspace: &
 /// took over 10 s, the request timeout, to drop a generation.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_changes_wait_for_their_own_timeout() {
-    use clap::Parser;
     let topics = Topics::new("proj_ddl_timeout");
     let control = projection::control_keyspace("proj_ddl_timeout");
     let session = projection::session().await.unwrap();
-    let store_with = |request: &str, ddl: &str| {
-        let argv = projection::projector_args(
-            &topics,
-            &control,
-            &["--request-timeout", request, "--ddl-timeout", ddl, "status"],
-        );
-        let cli = projector::config::Settings::try_parse_from(argv).unwrap();
+    let store_with = |request: Duration, ddl: Duration| {
+        let mut settings = projection::settings(&topics, &control, Command::Status);
+        settings.cql.request_timeout = request;
+        settings.store.ddl_timeout = ddl;
         async move {
-            projector::store::Store::connect(&cli.cql, &cli.store)
+            projector::store::Store::connect(&settings.cql, &settings.store)
                 .await
                 .unwrap()
         }
@@ -258,7 +250,7 @@ async fn schema_changes_wait_for_their_own_timeout() {
 
     let patient = format!("{control}_patient");
     keyspace_with_a_table(&session, &patient).await;
-    store_with("1ms", "120s")
+    store_with(Duration::from_millis(1), Duration::from_secs(120))
         .await
         .drop_keyspace(&patient)
         .await
@@ -267,7 +259,7 @@ async fn schema_changes_wait_for_their_own_timeout() {
 
     let hasty = format!("{control}_hasty");
     keyspace_with_a_table(&session, &hasty).await;
-    let err = store_with("120s", "1ms")
+    let err = store_with(Duration::from_secs(120), Duration::from_millis(1))
         .await
         .drop_keyspace(&hasty)
         .await

@@ -4,6 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use ingest::config::ImportConfig;
+use projector::config::Command;
 use schemas::Event;
 use serde_json::Value;
 use taxiway_tests::Deadline;
@@ -14,7 +16,7 @@ use taxiway_tests::projection::{self, StoredRelease};
 async fn ingest(topics: &Topics, file: &str) {
     let path = fixtures::path(file);
     topics
-        .ingest(&["import", path.to_str().unwrap()])
+        .ingest(ImportConfig::new([&path]))
         .await
         .expect("ingest import");
 }
@@ -23,7 +25,7 @@ async fn ingest(topics: &Topics, file: &str) {
 /// generation's keyspace once every collection reached its final revision.
 async fn project(topics: &Topics, prefix: &str) -> (projection::Running, String, String) {
     let control = projection::control_keyspace(prefix);
-    let running = projection::start(topics, &control, &["run"]).expect("start projector");
+    let running = projection::start(topics, &control, Command::Run).expect("start projector");
     let events = topics.events().await.expect("read topic");
     let expected = projection::final_revisions(events.iter().map(|(_, e)| e));
     let session = projection::session().await.expect("CQL session");

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use ingest::config::ImportConfig;
+use projector::config::Command;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use schemas::Event;
@@ -40,10 +42,7 @@ async fn events_published_twice_and_shuffled_project_identical_tables() {
     let original = Topics::new("proj_replay_a");
     for file in ["ics-attack-17.1.json.zst", "ics-attack-18.0.json.zst"] {
         let path = taxiway_tests::fixtures::path(file);
-        original
-            .ingest(&["import", path.to_str().unwrap()])
-            .await
-            .unwrap();
+        original.ingest(ImportConfig::new([&path])).await.unwrap();
     }
     let events = original.events().await.unwrap();
 
@@ -76,7 +75,7 @@ async fn events_published_twice_and_shuffled_project_identical_tables() {
     let mut dumps = Vec::new();
     for (topics, count) in [(&original, events.len()), (&shuffled, copies.len())] {
         let control = projection::control_keyspace("proj_replay");
-        let running = projection::start(topics, &control, &["run"]).unwrap();
+        let running = projection::start(topics, &control, Command::Run).unwrap();
         projection::wait_for_applied(
             &running,
             count as u64,
@@ -107,10 +106,7 @@ async fn events_published_twice_and_shuffled_project_identical_tables() {
 async fn poison_messages_are_dead_lettered_and_later_events_projected() {
     let topics = Topics::new("proj_poison");
     let first = taxiway_tests::fixtures::path("ics-attack-17.1.json.zst");
-    topics
-        .ingest(&["import", first.to_str().unwrap()])
-        .await
-        .unwrap();
+    topics.ingest(ImportConfig::new([&first])).await.unwrap();
     let events = topics.events().await.unwrap();
     let (record, valid) = events
         .iter()
@@ -146,14 +142,11 @@ async fn poison_messages_are_dead_lettered_and_later_events_projected() {
             .unwrap();
     }
     let second = taxiway_tests::fixtures::path("ics-attack-18.0.json.zst");
-    topics
-        .ingest(&["import", second.to_str().unwrap()])
-        .await
-        .unwrap();
+    topics.ingest(ImportConfig::new([&second])).await.unwrap();
     let all = topics.object_records().await.unwrap();
 
     let control = projection::control_keyspace("proj_poison");
-    let running = projection::start(&topics, &control, &["run"]).unwrap();
+    let running = projection::start(&topics, &control, Command::Run).unwrap();
     projection::wait_for_applied(
         &running,
         all.len() as u64,

@@ -1,19 +1,19 @@
 //! The Avro single-object codec: round trips, old schemas, header and fingerprints, the version writer against apache-avro, bad input.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod fixtures;
+use taxiway_tests::fixtures;
 
 use apache_avro::Schema;
 use apache_avro::writer::datum::GenericDatumWriter;
 use proptest::prelude::*;
-use serde::Serialize;
-use taxiway_schemas::codec::{HEADER_LEN, MARKER};
-use taxiway_schemas::stix::{Timestamp, content_digest, validate_object};
-use taxiway_schemas::{
+use schemas::codec::{HEADER_LEN, MARKER};
+use schemas::stix::{Timestamp, content_digest, validate_object};
+use schemas::{
     CollectionUpserted, DeadLetter, Error, Event, ObjectVersionAdded, ReleaseMember,
     ReleasePublished, Source, SourceKind, chunk_release, decode_dead_letter, decode_event,
     encode_dead_letter, encode_event, encode_event_into, known_schemas,
 };
+use serde::Serialize;
 
 /// A message as apache-avro writes it with the schema of `file` (under `schemas/`): the
 /// reference the codec's own writers are checked against.
@@ -426,7 +426,7 @@ fn header_fingerprint_is_crc64_avro_of_the_canonical_form() {
 }
 
 /// Prints the fingerprint table of docs/events.md:
-/// `cargo test -p taxiway-schemas print_fingerprints -- --nocapture`.
+/// `cargo test -p taxiway-tests --test e2e print_fingerprints -- --nocapture`.
 #[test]
 fn print_fingerprints() {
     for s in known_schemas().unwrap() {

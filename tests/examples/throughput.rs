@@ -1,19 +1,14 @@
 //! Measures the hot paths of ingest and projector on real ATT&CK objects and prints MB/s of object JSON.
 //!
-//! `cargo run --release -p taxiway-schemas --example throughput [BUNDLE.json.zst] [ROUNDS]`
+//! `cargo run --release -p taxiway-tests --example throughput [BUNDLE.json.zst] [ROUNDS]`
 //! (default: `ics-attack-18.1.json.zst` where the tests find it, 20 rounds).
 
 use std::error::Error;
 use std::hint::black_box;
 use std::time::Instant;
 
-#[path = "../tests/fixtures/mod.rs"]
-mod fixtures;
-
-use taxiway_schemas::stix::{compact_json, content_digest, validate_object};
-use taxiway_schemas::{
-    Event, ObjectVersionAdded, Source, SourceKind, decode_event, encode_event_into,
-};
+use schemas::stix::{compact_json, content_digest, validate_object};
+use schemas::{Event, ObjectVersionAdded, Source, SourceKind, decode_event, encode_event_into};
 
 #[derive(serde::Deserialize)]
 struct Bundle<'a> {
@@ -26,8 +21,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
     let path = match args.next() {
         Some(path) => path,
-        None => fixtures::path("ics-attack-18.1.json.zst")
-            .ok_or("ics-attack-18.1.json.zst: no data directory has it")?
+        None => taxiway_tests::fixtures::path("ics-attack-18.1.json.zst")
             .display()
             .to_string(),
     };

@@ -1,10 +1,10 @@
 //! The STIX rules: timestamps, spec_version and version rules, the object check, canonical JSON and compact JSON.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod fixtures;
+use taxiway_tests::fixtures;
 
 use proptest::prelude::*;
-use taxiway_schemas::stix::{
+use schemas::stix::{
     Invalid, InvalidKind, SpecVersion, Timestamp, canonical_json, compact_json, content_digest,
     object_version, spec_version, validate_object,
 };

@@ -4,23 +4,24 @@
 //! produce of exactly the messages ingest publishes for the bundle (read back from one import
 //! before the rounds), then ingest from the `.json.zst` and from the same bundle as plain JSON.
 //!
-//! Run: `dev/services start && cargo bench -p taxiway-ingest --bench import_throughput`.
-//! Env: TAXIWAY_KAFKA_BROKERS (127.0.0.1:9092), TAXIWAY_ATTACK_DATA (../shared/attack-data),
-//! TAXIWAY_BENCH_FILE (stix-2.0/enterprise-attack-18.1.json.zst), TAXIWAY_BENCH_ROUNDS (8: per-round ratios
-//! spread from 0.3 to 0.9 on the 2-core dev VM, so fewer rounds say little).
+//! Run: `dev/services start && cargo bench -p taxiway-tests --bench import_throughput`.
+//! Env: TAXIWAY_KAFKA_BROKERS (127.0.0.1:9092), TAXIWAY_BENCH_FILE
+//! (stix-2.0/enterprise-attack-18.1.json.zst, in the data directory of `taxiway_tests::fixtures`:
+//! only `../shared/attack-data` has it, the bench is skipped without it), TAXIWAY_BENCH_ROUNDS (8:
+//! per-round ratios spread from 0.3 to 0.9 on the 2-core dev VM, so fewer rounds say little).
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark that cannot run should stop loudly
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
-use taxiway_ingest::{Outcome, Settings};
+use ingest::config::{ImportConfig, KafkaArgs, TopicArgs};
+use ingest::{Outcome, Settings};
+use taxiway_tests::{fixtures, kafka_brokers};
 
 /// The allocator of the `ingest` binary, so the in-process import runs as it ships.
 #[global_allocator]
@@ -37,17 +38,6 @@ struct Id<'a> {
     id: &'a str,
 }
 
-fn data_file() -> PathBuf {
-    let dir = std::env::var_os("TAXIWAY_ATTACK_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/attack-data")
-        });
-    let file = std::env::var("TAXIWAY_BENCH_FILE")
-        .unwrap_or_else(|_| "stix-2.0/enterprise-attack-18.1.json.zst".to_owned());
-    dir.join(file)
-}
-
 fn unique(prefix: &str) -> String {
     format!(
         "bench_{prefix}_{}",
@@ -55,19 +45,14 @@ fn unique(prefix: &str) -> String {
     )
 }
 
-/// `ingest` on `topic` (its dead letters to a shared bench topic), then `extra`.
-fn cli(brokers: &str, topic: &str, extra: &[&str]) -> Settings {
-    let mut argv = vec![
-        "ingest",
-        "--brokers",
-        brokers,
-        "--objects-topic",
-        topic,
-        "--dead-letter-topic",
-        "bench.dead-letter",
-    ];
-    argv.extend_from_slice(extra);
-    Settings::try_parse_from(argv).unwrap()
+/// Ingest's Kafka settings for `topic` (its dead letters to a shared bench topic).
+fn kafka(brokers: &str, topic: &str) -> KafkaArgs {
+    KafkaArgs {
+        brokers: brokers.to_owned(),
+        objects_topic: topic.to_owned(),
+        dead_letter_topic: "bench.dead-letter".to_owned(),
+        ..KafkaArgs::default()
+    }
 }
 
 /// Raw produce of the objects' bytes, each keyed by its object id. `compacted`: into a topic
@@ -103,7 +88,7 @@ async fn produce_timed<'m>(
 ) -> Duration {
     let topic = unique("raw");
     if compacted {
-        taxiway_ingest::ensure_topics(&cli(brokers, &topic, &["import", "x"]).kafka)
+        ingest::ensure_topics(&kafka(brokers, &topic), &TopicArgs::default())
             .await
             .unwrap();
     }
@@ -167,8 +152,7 @@ fn read_topic(brokers: &str, topic: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut messages = Vec::new();
     for partition in metadata.topics()[0].partitions() {
         let (_, high) =
-            taxiway_ingest::watermarks(&consumer, topic, partition.id(), Duration::from_secs(10))
-                .unwrap();
+            ingest::watermarks(&consumer, topic, partition.id(), Duration::from_secs(10)).unwrap();
         if high == 0 {
             continue;
         }
@@ -228,26 +212,25 @@ fn wait_until_led(brokers: &str, topic: &str) {
 /// Imports `path` into a new topic; returns the time and the topic.
 async fn ingest_import_into(brokers: &str, path: &str) -> (Duration, String) {
     let topic = unique("ingest");
-    let args = |extra: &[&str]| cli(brokers, &topic, extra);
+    let import = ImportConfig::new([path])
+        .collection(
+            "x-mitre-collection--1f5f1533-f617-4ca8-9ab4-6a02367fa019",
+            "Enterprise ATT&CK",
+        )
+        .release("18.1");
+    let settings = Settings {
+        kafka: kafka(brokers, &topic),
+        ..Settings::new(import)
+    };
     // Create the topics first so the timed run measures the import, not topic creation.
-    taxiway_ingest::ensure_topics(&args(&["import", path]).kafka)
+    ingest::ensure_topics(&settings.kafka, &settings.topics)
         .await
         .unwrap();
     // As the raw loop's warm-up message does for its topic: the clock starts once the new
     // topic has leaders (a real import writes to a topic that exists long since).
     wait_until_led(brokers, &topic);
-    let cli = args(&[
-        "import",
-        path,
-        "--collection",
-        "x-mitre-collection--1f5f1533-f617-4ca8-9ab4-6a02367fa019",
-        "--title",
-        "Enterprise ATT&CK",
-        "--release",
-        "18.1",
-    ]);
     let started = Instant::now();
-    let summary = taxiway_ingest::run(cli, CancellationToken::new())
+    let summary = ingest::run(settings, CancellationToken::new())
         .await
         .unwrap();
     assert_eq!(summary.outcome(), Outcome::Complete);
@@ -276,7 +259,7 @@ fn cpu_seconds(pid: &str) -> f64 {
 
 /// The broker's pid, when it runs from `dev/services` (for its CPU time).
 fn broker_pid() -> String {
-    let pid_file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.run/kafka.pid");
+    let pid_file = fixtures::repo_root().join(".run/kafka.pid");
     std::fs::read_to_string(pid_file)
         .map(|p| p.trim().to_owned())
         .unwrap_or_default()
@@ -300,13 +283,16 @@ async fn main() {
     if std::env::var_os("TAXIWAY_LOG").is_some() {
         service::init_tracing(service::LogFormat::Text, "info");
     }
-    let brokers =
-        std::env::var("TAXIWAY_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
+    let file = std::env::var("TAXIWAY_BENCH_FILE")
+        .unwrap_or_else(|_| "stix-2.0/enterprise-attack-18.1.json.zst".to_owned());
+    let Some(path) = fixtures::shared_only(&file) else {
+        return;
+    };
+    let brokers = kafka_brokers();
     let rounds: usize = std::env::var("TAXIWAY_BENCH_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(8);
-    let path = data_file();
     let compressed = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let text = String::from_utf8(zstd::decode_all(compressed.as_slice()).unwrap()).unwrap();
     let bundle: Bundle<'_> = serde_json::from_str(&text).unwrap();
