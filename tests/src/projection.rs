@@ -72,10 +72,15 @@ pub fn settings(topics: &Topics, keyspace: &str, command: Command) -> Settings {
 
 /// Starts `projector COMMAND` in-process.
 pub fn start(topics: &Topics, keyspace: &str, command: Command) -> anyhow::Result<Running> {
+    start_with(settings(topics, keyspace, command))
+}
+
+/// Starts the projector in-process with `settings` (a test's variation of [`settings`]).
+pub fn start_with(settings: Settings) -> anyhow::Result<Running> {
     let metrics = projector::metrics::Metrics::new()?;
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(projector::run_with_metrics(
-        settings(topics, keyspace, command),
+        settings,
         metrics.clone(),
         shutdown.clone(),
     ));

@@ -4,6 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use ingest::config::ImportConfig;
+use projector::config::Command;
 use scylla::client::session::Session;
 use taxiway_tests::Deadline;
 use taxiway_tests::fixtures::{self, Release};
@@ -18,10 +20,7 @@ const RECOVERY: Duration = Duration::from_secs(120);
 
 async fn import(topics: &Topics, file: &str) {
     let path = fixtures::path(file);
-    topics
-        .ingest(&["import", path.to_str().unwrap()])
-        .await
-        .unwrap();
+    topics.ingest(ImportConfig::new([&path])).await.unwrap();
 }
 
 /// Waits until the active generation has every collection at the revision the topic's events
@@ -105,23 +104,9 @@ async fn assert_content(session: &Session, keyspace: &str, file: &str) {
 
 /// `projector run` that checks the active generation (and, idle, its record) only hourly.
 fn start_polling_hourly(topics: &Topics, control: &str) -> Running {
-    use clap::Parser;
-    let mut argv = projection::projector_args(topics, control, &["run"]);
-    let flag = argv.iter().position(|a| a == "--generation-poll").unwrap();
-    argv[flag + 1] = "1h".to_owned();
-    let settings = projector::config::Settings::try_parse_from(argv).unwrap();
-    let metrics = projector::metrics::Metrics::new().unwrap();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(projector::run_with_metrics(
-        settings,
-        metrics.clone(),
-        shutdown.clone(),
-    ));
-    Running {
-        shutdown,
-        metrics,
-        task,
-    }
+    let mut settings = projection::settings(topics, control, Command::Run);
+    settings.generation_poll = Duration::from_secs(3600);
+    projection::start_with(settings).unwrap()
 }
 
 fn lost_and_gaps(running: &Running) -> (u64, u64) {
@@ -137,14 +122,14 @@ async fn a_restarted_projector_replays_a_generation_dropped_while_it_was_stopped
     import(&topics, FIRST).await;
     let control = projection::control_keyspace("proj_lost_stopped");
     let session = projection::session().await.unwrap();
-    let first = projection::start(&topics, &control, &["run"]).unwrap();
+    let first = projection::start(&topics, &control, Command::Run).unwrap();
     let keyspace = wait_for_topic(&session, &topics, &control, Duration::from_secs(180)).await;
     first.stop().await.unwrap();
 
     drop_keyspace(&session, &keyspace).await;
     // Restarted, the projector recreates the keyspace; the group's commits say everything was
     // applied, but the generation's record is gone with it: everything is replayed.
-    let second = projection::start(&topics, &control, &["run"]).unwrap();
+    let second = projection::start(&topics, &control, Command::Run).unwrap();
     let again = wait_for_topic(&session, &topics, &control, RECOVERY).await;
     assert_eq!(again, keyspace, "the same generation, recreated");
     assert_holds(&session, &keyspace, &[FIRST]).await;
@@ -182,7 +167,7 @@ async fn an_idle_projector_replays_a_generation_dropped_under_it() {
     import(&topics, FIRST).await;
     let control = projection::control_keyspace("proj_lost_idle");
     let session = projection::session().await.unwrap();
-    let running = projection::start(&topics, &control, &["run"]).unwrap();
+    let running = projection::start(&topics, &control, Command::Run).unwrap();
     let keyspace = wait_for_topic(&session, &topics, &control, Duration::from_secs(180)).await;
 
     drop_keyspace(&session, &keyspace).await;
@@ -202,7 +187,7 @@ async fn a_caught_up_generation_records_the_end_of_every_partition() {
     import(&topics, FIRST).await;
     let control = projection::control_keyspace("proj_lost_record");
     let session = projection::session().await.unwrap();
-    let running = projection::start(&topics, &control, &["run"]).unwrap();
+    let running = projection::start(&topics, &control, Command::Run).unwrap();
     let keyspace = wait_for_topic(&session, &topics, &control, Duration::from_secs(180)).await;
     running.stop().await.unwrap();
 
