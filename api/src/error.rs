@@ -183,8 +183,16 @@ pub enum Error {
     },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-    #[error(transparent)]
-    Auth(#[from] crate::auth::AuthError),
+    /// The auth file could not be read.
+    #[error("reading {path}: {source}")]
+    AuthRead {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The auth file is not a valid list of principals.
+    #[error("auth file: {0}")]
+    AuthInvalid(String),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
 }

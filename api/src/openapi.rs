@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 
 use crate::AppState;
 use crate::media::TAXII_CONTENT_TYPE;
-use crate::routes::{Endpoint, route_table};
+use crate::route_table::{Endpoint, route_table};
 
 const FILTERS: &[(&str, &str)] = &[
     (

@@ -16,7 +16,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use support::*;
-use taxiway_api::auth::Auth;
+use taxiway_api::Auth;
 use taxiway_api::config::ServerConfig;
 
 fn auth() -> Auth {
@@ -133,7 +133,7 @@ async fn openapi_document_matches_the_router() {
     let doc = get(&app, "/openapi.json").await.json();
     assert_eq!(doc["openapi"], "3.0.3");
     let documented: BTreeSet<String> = doc["paths"].as_object().unwrap().keys().cloned().collect();
-    let table: BTreeSet<String> = taxiway_api::routes::route_table("/api/v21")
+    let table: BTreeSet<String> = taxiway_api::route_table("/api/v21")
         .into_iter()
         .map(|r| r.template)
         .collect();

@@ -1,22 +1,21 @@
 //! Request handlers, and what they share: path extraction, root resolution, TAXII responses.
 
-pub mod collections;
-pub mod discovery;
-pub mod manifest;
-pub mod objects;
+pub(crate) mod collections;
+pub(crate) mod discovery;
+pub(crate) mod listing;
 
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::cache::{etag, not_modified};
+use crate::auth::Rights;
 use crate::error::ApiError;
-use crate::filters::fingerprint;
+use crate::etag::{etag, fingerprint, not_modified, not_modified_response};
 use crate::media::TAXII_CONTENT_TYPE;
 use crate::snapshot::{Catalog, Snapshot, ViewSel};
 
@@ -120,6 +119,51 @@ pub fn collection_in_root(
         .ok_or_else(|| ApiError::NotFound(format!("no collection {id:?} in this API root")))
 }
 
+/// The collection a listing reads: the path's root and collection, served by that root and
+/// readable by the caller. Rejected, in this order, with 503 (nothing loaded yet), 404 (no such
+/// root, or no such collection in it) or 403 (no read access).
+pub struct ReadableCollection {
+    pub catalog: Arc<Catalog>,
+    pub root: Root,
+    pub id: String,
+    pub snapshot: Arc<Snapshot>,
+    pub sel: ViewSel,
+    /// The object the path names, if any.
+    pub object_id: Option<String>,
+}
+
+impl FromRequestParts<AppState> for ReadableCollection {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let TaxiiPath(path) = TaxiiPath::from_request_parts(parts, state).await?;
+        let rights = parts
+            .extensions
+            .get::<Rights>()
+            .ok_or_else(|| ApiError::Internal("a TAXII route without authentication".to_owned()))?;
+        let catalog = loaded_catalog(state)?;
+        let root = resolve_root(state, &catalog, path.root.as_deref())?;
+        let id = path.id.unwrap_or_default();
+        let (snapshot, sel) = collection_in_root(&catalog, &root, &id)?;
+        if !rights.can_read(&id) {
+            return Err(ApiError::Forbidden(format!(
+                "no read access to collection {id:?}"
+            )));
+        }
+        Ok(ReadableCollection {
+            catalog,
+            root,
+            id,
+            snapshot,
+            sel,
+            object_id: path.object_id,
+        })
+    }
+}
+
 /// Fails with 503 until the first load from the store succeeded.
 pub fn loaded_catalog(state: &AppState) -> Result<Arc<Catalog>, ApiError> {
     let catalog = state.catalog();
@@ -155,10 +199,6 @@ pub fn taxii_json(
         body,
     )
         .into_response())
-}
-
-pub fn not_modified_response(tag: HeaderValue) -> Response {
-    (StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response()
 }
 
 /// Any write: this server has no writable collection (`can_write` is false everywhere).

@@ -162,7 +162,7 @@ pub fn collections() -> Vec<CollectionData> {
 /// A loaded server over the five files.
 pub async fn server_with(
     config: ServerConfig,
-    auth: Option<taxiway_api::auth::Auth>,
+    auth: Option<taxiway_api::Auth>,
 ) -> (Router, AppState, MemoryStore) {
     let store = MemoryStore::new();
     for c in collections() {
