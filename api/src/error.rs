@@ -149,29 +149,6 @@ fn render(status: StatusCode, body: &ErrorBody<'_>) -> Response {
         .into_response()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn bad_parameter_body_names_the_parameter_and_status_is_a_string() {
-        let response =
-            ApiError::bad_parameter("limit", "must be a positive integer").into_response();
-        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-        assert_eq!(
-            response.headers()[header::CONTENT_TYPE],
-            "application/taxii+json;version=2.1"
-        );
-        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(json["http_status"], "400");
-        assert_eq!(json["details"]["parameter"], "limit");
-        assert!(json["description"].as_str().unwrap().contains("limit"));
-    }
-}
-
 /// Failures of the service itself (start-up, serving), as opposed to one request's [`ApiError`].
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -195,4 +172,27 @@ pub enum Error {
     AuthInvalid(String),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bad_parameter_body_names_the_parameter_and_status_is_a_string() {
+        let response =
+            ApiError::bad_parameter("limit", "must be a positive integer").into_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/taxii+json;version=2.1"
+        );
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["http_status"], "400");
+        assert_eq!(json["details"]["parameter"], "limit");
+        assert!(json["description"].as_str().unwrap().contains("limit"));
+    }
 }

@@ -12,12 +12,12 @@ use tower_http::CompressionLevel;
 use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::AppState;
 use crate::error::ApiError;
 use crate::filters::Listing;
 use crate::handlers::{self, collections, discovery, listing::listing};
 use crate::media::{TAXII_CONTENT_TYPE, accepts_taxii};
 use crate::route_table::{Endpoint, route_table};
+use crate::state::AppState;
 use crate::{auth, health, metrics, openapi};
 
 /// `GET` of one kind of listing, all served by the one listing handler.

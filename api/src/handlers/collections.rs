@@ -7,11 +7,11 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::{TaxiiPath, collection_in_root, loaded_catalog, resolve_root, taxii_json};
-use crate::AppState;
 use crate::auth::Rights;
 use crate::error::ApiError;
 use crate::media::STIX_21;
 use crate::snapshot::Snapshot;
+use crate::state::AppState;
 
 fn resource(snapshot: &Snapshot, rights: &Rights) -> Value {
     let meta = &snapshot.meta;

@@ -7,10 +7,10 @@ use axum::response::Response;
 use serde_json::json;
 
 use super::{Root, TaxiiPath, loaded_catalog, resolve_root, taxii_json};
-use crate::AppState;
 use crate::auth::Rights;
 use crate::error::ApiError;
 use crate::media::TAXII_CONTENT_TYPE;
+use crate::state::AppState;
 
 /// `GET /taxii2/`: every root, default first, pinned roots newest release first, history last.
 pub async fn discovery(

@@ -12,12 +12,12 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::AppState;
 use crate::auth::Rights;
 use crate::error::ApiError;
 use crate::etag::{etag, fingerprint, not_modified, not_modified_response};
 use crate::media::TAXII_CONTENT_TYPE;
 use crate::snapshot::{Catalog, Snapshot, ViewSel};
+use crate::state::AppState;
 
 /// Every path parameter any route has; routes fill the ones they declare.
 #[derive(Debug, Default, Deserialize)]

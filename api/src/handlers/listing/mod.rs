@@ -20,12 +20,12 @@ use self::body::{Items, Kind, PageBody};
 use self::lean::LeanPage;
 use self::query::ListingQuery;
 use super::{ReadableCollection, root_key};
-use crate::AppState;
 use crate::error::ApiError;
 use crate::etag::{etag, fingerprint, not_modified, not_modified_response};
 use crate::filters::Listing;
 use crate::selection::{for_object, holds_object, select};
 use crate::snapshot::Content;
+use crate::state::AppState;
 
 /// `GET …/objects/`, `…/objects/{object_id}/`, `…/objects/{object_id}/versions/` and
 /// `…/manifest/`; the route says which (`Extension<Listing>`).

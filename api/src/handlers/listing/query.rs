@@ -4,9 +4,9 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
-use crate::AppState;
 use crate::error::ApiError;
 use crate::filters::{Listing, Query, parse_query};
+use crate::state::AppState;
 
 /// A parsed listing query; which listing it is for comes from the route (an
 /// `Extension<Listing>`), since it decides the default of `match[version]`.
