@@ -74,7 +74,8 @@ impl Root {
         }
     }
 
-    fn key(&self) -> String {
+    /// The root's name for hashing (ETags, cursors).
+    pub fn key(&self) -> String {
         match self {
             Root::Default => "default".to_owned(),
             Root::Pinned(label) => format!("pinned:{label}"),
@@ -214,9 +215,4 @@ pub async fn method_not_allowed() -> ApiError {
 /// No route matched.
 pub async fn not_found() -> ApiError {
     ApiError::NotFound("no such endpoint".to_owned())
-}
-
-/// The root key for hashing (ETags, cursors).
-pub fn root_key(root: &Root) -> String {
-    root.key()
 }

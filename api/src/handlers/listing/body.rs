@@ -2,9 +2,9 @@
 //! and version timestamps, streamed from a held collection in chunks.
 //!
 //! Object JSON is held as received and copied into the body, never re-serialized: that is what
-//! lets one core send `objects/?limit=100` pages at ~10k requests/s. A held page is streamed in
-//! chunks of about [`CHUNK`] bytes, so a whole collection (~45 MB for Enterprise) is never
-//! assembled in memory.
+//! serves `objects/?limit=100` of Enterprise at ~10k requests/s (~3 GB/s of JSON) on the 2-core
+//! bench host. A held page is streamed in chunks of about [`CHUNK`] bytes, so a whole collection
+//! (33 MB for Enterprise) is never assembled in memory.
 
 use std::convert::Infallible;
 use std::ops::Range;
@@ -17,6 +17,7 @@ use crate::filters::Listing;
 use crate::media::{STIX_20, STIX_21};
 use crate::snapshot::{Snapshot, format_micros};
 
+/// What one item of a listing is: an object, a manifest record or a version timestamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     Objects,

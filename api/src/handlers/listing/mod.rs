@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use self::body::{Items, Kind, PageBody};
 use self::lean::LeanPage;
 use self::query::ListingQuery;
-use super::{ReadableCollection, root_key};
+use super::ReadableCollection;
 use crate::error::ApiError;
 use crate::etag::{etag, fingerprint, not_modified, not_modified_response};
 use crate::filters::Listing;
@@ -56,13 +56,7 @@ pub(crate) async fn listing(
     }
     let view_key = view.key.text();
     let filter_text = filter.canonical();
-    let query_hash = fingerprint(&[
-        &id,
-        &root_key(&root),
-        &view_key,
-        listing.as_str(),
-        &filter_text,
-    ]);
+    let query_hash = fingerprint(&[&id, &root.key(), &view_key, listing.as_str(), &filter_text]);
     let after = page::resume_after(&state.cursor_key, query.next.as_deref(), query_hash)?;
     let generation = catalog.generation.as_ref().map_or(0, |g| g.number);
     let tag_digest = page::tag_digest(
