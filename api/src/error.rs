@@ -149,7 +149,7 @@ fn render(status: StatusCode, body: &ErrorBody<'_>) -> Response {
         .into_response()
 }
 
-/// Failures of the service itself (start-up, serving), as opposed to one request's [`ApiError`].
+/// Failures of the service itself (start-up, serving), as opposed to one request's `ApiError`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{context}: {source}")]
