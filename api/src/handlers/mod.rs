@@ -29,7 +29,7 @@ pub struct PathParams {
 }
 
 /// `Path<PathParams>` whose rejection is a TAXII error body, not axum's plain text.
-pub struct TaxiiPath(pub PathParams);
+struct TaxiiPath(PathParams);
 
 impl<S: Send + Sync> FromRequestParts<S> for TaxiiPath {
     type Rejection = ApiError;
@@ -85,7 +85,7 @@ impl Root {
 }
 
 /// Resolves the `{root}` path segment (absent for the default root); 404 if no such root.
-pub fn resolve_root(
+fn resolve_root(
     state: &AppState,
     catalog: &Catalog,
     segment: Option<&str>,
@@ -120,6 +120,32 @@ pub fn collection_in_root(
         .ok_or_else(|| ApiError::NotFound(format!("no collection {id:?} in this API root")))
 }
 
+/// The API root the path names, in the catalog as of this request. Rejected with 503 (nothing
+/// loaded yet) or 404 (no such root).
+pub struct ServedRoot {
+    pub catalog: Arc<Catalog>,
+    pub root: Root,
+    pub path: PathParams,
+}
+
+impl FromRequestParts<AppState> for ServedRoot {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let TaxiiPath(path) = TaxiiPath::from_request_parts(parts, state).await?;
+        let catalog = loaded_catalog(state)?;
+        let root = resolve_root(state, &catalog, path.root.as_deref())?;
+        Ok(ServedRoot {
+            catalog,
+            root,
+            path,
+        })
+    }
+}
+
 /// The collection a listing reads: the path's root and collection, served by that root and
 /// readable by the caller. Rejected, in this order, with 503 (nothing loaded yet), 404 (no such
 /// root, or no such collection in it) or 403 (no read access).
@@ -140,15 +166,17 @@ impl FromRequestParts<AppState> for ReadableCollection {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let TaxiiPath(path) = TaxiiPath::from_request_parts(parts, state).await?;
+        let ServedRoot {
+            catalog,
+            root,
+            path,
+        } = ServedRoot::from_request_parts(parts, state).await?;
+        let id = path.id.unwrap_or_default();
+        let (snapshot, sel) = collection_in_root(&catalog, &root, &id)?;
         let rights = parts
             .extensions
             .get::<Rights>()
             .ok_or_else(|| ApiError::Internal("a TAXII route without authentication".to_owned()))?;
-        let catalog = loaded_catalog(state)?;
-        let root = resolve_root(state, &catalog, path.root.as_deref())?;
-        let id = path.id.unwrap_or_default();
-        let (snapshot, sel) = collection_in_root(&catalog, &root, &id)?;
         if !rights.can_read(&id) {
             return Err(ApiError::Forbidden(format!(
                 "no read access to collection {id:?}"
@@ -166,7 +194,7 @@ impl FromRequestParts<AppState> for ReadableCollection {
 }
 
 /// Fails with 503 until the first load from the store succeeded.
-pub fn loaded_catalog(state: &AppState) -> Result<Arc<Catalog>, ApiError> {
+pub(crate) fn loaded_catalog(state: &AppState) -> Result<Arc<Catalog>, ApiError> {
     let catalog = state.catalog();
     if catalog.loaded {
         Ok(catalog)
