@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser};
-pub use startup::{LogFormat, Secret, parse_duration};
+pub use service::Secret;
+use service::{CqlArgs, LogArgs, parse_bytes, parse_duration};
 
 /// The defaults match attack-taxii.mitre.org so that existing clients see the same documents.
 pub const DEFAULT_TITLE: &str = "MITRE ATT&CK TAXII 2.1";
@@ -23,47 +24,14 @@ pub struct Config {
     #[arg(long, env = "TAXIWAY_API_LISTEN", default_value = "0.0.0.0:8000")]
     pub listen: SocketAddr,
     #[command(flatten)]
-    pub cql: CqlConfig,
+    pub cql: CqlArgs,
     #[command(flatten)]
     pub server: ServerConfig,
     /// JSON file of principals and their read rights; authentication is off without it.
     #[arg(long, env = "TAXIWAY_API_AUTH_FILE")]
     pub auth_file: Option<PathBuf>,
-    /// Log format on stderr.
-    #[arg(long, env = "TAXIWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct CqlConfig {
-    /// CQL contact points, comma-separated.
-    #[arg(
-        long = "cql-nodes",
-        env = "TAXIWAY_CQL_NODES",
-        default_value = "127.0.0.1:9042",
-        value_delimiter = ','
-    )]
-    pub nodes: Vec<String>,
-    /// The control keyspace (holds active_generation).
-    #[arg(
-        long = "cql-keyspace",
-        env = "TAXIWAY_CQL_KEYSPACE",
-        default_value = "taxiway"
-    )]
-    pub keyspace: String,
-    /// CQL user name (password authentication), if the cluster needs one.
-    #[arg(long = "cql-user", env = "TAXIWAY_CQL_USER")]
-    pub user: Option<String>,
-    /// CQL password.
-    #[arg(
-        long = "cql-password",
-        env = "TAXIWAY_CQL_PASSWORD",
-        hide_env_values = true
-    )]
-    pub password: Option<Secret>,
-    /// Timeout of one CQL request.
-    #[arg(long = "cql-timeout", env = "TAXIWAY_CQL_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
-    pub timeout: Duration,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 /// What the HTTP side needs; also built directly by tests.
@@ -117,11 +85,11 @@ pub struct ServerConfig {
     pub result_cache_entries: usize,
     /// Memory for whole-collection responses kept compressed (per ETag and encoding; 0 = off):
     /// fetching a collection without `limit` then costs a copy, not a compression.
-    #[arg(long, env = "TAXIWAY_API_COMPRESSED_CACHE_BYTES", default_value_t = 256 << 20)]
+    #[arg(long, env = "TAXIWAY_API_COMPRESSED_CACHE_BYTES", default_value = "256MiB", value_parser = parse_bytes::<usize>)]
     pub compressed_cache_bytes: usize,
     /// Memory bound of collection snapshots: collections whose object JSON does not fit are served
     /// lean, fetching the JSON of each response from CQL (docs/api.md, "Memory bound").
-    #[arg(long, env = "TAXIWAY_API_MAX_SNAPSHOT_BYTES", default_value_t = 4 << 30)]
+    #[arg(long, env = "TAXIWAY_API_MAX_SNAPSHOT_BYTES", default_value = "4GiB", value_parser = parse_bytes::<usize>)]
     pub max_snapshot_bytes: usize,
     /// HMAC key of `next` cursors; replicas behind one load balancer must share it.
     #[arg(

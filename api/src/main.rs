@@ -9,7 +9,7 @@ use taxiway_api::config::Config;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
-    startup::init_tracing(config.log_format, "info,tower_http=info");
+    config.log.init("info,tower_http=info");
     tracing::info!(config = ?config, "starting api");
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,
@@ -19,7 +19,7 @@ async fn main() -> ExitCode {
         }
     };
     let shutdown =
-        startup::shutdown_on_signal("interrupted: finishing open requests, then stopping");
+        service::shutdown_on_signal("interrupted: finishing open requests, then stopping");
     match taxiway_api::run(config, listener, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

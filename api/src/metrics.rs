@@ -159,7 +159,7 @@ impl Metrics {
 
     /// The metrics in Prometheus' text format.
     pub fn render(&self) -> Vec<u8> {
-        startup::render(&self.registry)
+        service::render(&self.registry)
     }
 }
 

@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufReader, Read, Seek};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -17,23 +18,21 @@ const BUNDLE_SUFFIXES: [&str; 3] = [".json", ".json.gz", ".json.zst"];
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
-/// One bundle file read into memory, decompressed.
+/// One bundle read into memory, decompressed, its envelope parsed.
 ///
-/// The text is kept whole because every object is published exactly as received:
-/// the parsed [`Bundle`] borrows each object's raw JSON from it.
+/// The text is kept whole because every object is published exactly as received: `objects`
+/// says where each object's JSON is in it.
 #[derive(Debug)]
-pub struct BundleFile {
+pub struct Bundle {
     pub path: PathBuf,
     pub text: String,
-}
-
-/// A parsed bundle: its envelope and each object's JSON text, unparsed.
-#[derive(Debug)]
-pub struct Bundle<'a> {
-    pub id: Option<Cow<'a, str>>,
+    /// SHA-256 (hex) of the uncompressed JSON, so the same bundle has the same digest whether
+    /// it was shipped plain, gzip- or zstd-compressed.
+    pub sha256: String,
     /// The bundle-level `spec_version` (STIX 2.0 bundles carry one, 2.1 bundles should not).
-    pub spec_version: Option<Cow<'a, str>>,
-    pub objects: Vec<&'a RawValue>,
+    pub spec_version: Option<String>,
+    /// Where each object's JSON text is in `text`, in bundle order.
+    pub objects: Vec<Range<usize>>,
 }
 
 #[derive(Deserialize)]
@@ -41,17 +40,40 @@ struct Envelope<'a> {
     #[serde(rename = "type", borrow)]
     kind: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
     spec_version: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     objects: Option<Vec<&'a RawValue>>,
 }
 
-impl BundleFile {
-    /// Reads and decompresses `path` (compression detected from the content, not the name),
-    /// refusing files whose JSON is larger than `max_bytes`.
-    pub fn read(path: &Path, max_bytes: u64) -> Result<Self, Error> {
+/// Where a bundle comes from.
+#[derive(Debug)]
+pub enum Input {
+    /// A file, plain or compressed.
+    File { path: PathBuf, max_bytes: u64 },
+    /// A bundle received over the network (a Workbench export): `name` is what messages call it.
+    Received {
+        name: String,
+        bytes: Vec<u8>,
+        max_bytes: u64,
+    },
+}
+
+impl Bundle {
+    /// Reads the bundle and parses its envelope, refusing one whose JSON is larger than its
+    /// `max_bytes`.
+    pub fn load(input: Input) -> Result<Self, Error> {
+        match input {
+            Input::File { path, max_bytes } => Self::read(&path, max_bytes),
+            Input::Received {
+                name,
+                bytes,
+                max_bytes,
+            } => Self::from_bytes(&name, bytes, max_bytes),
+        }
+    }
+
+    /// Reads and decompresses `path` (compression detected from the content, not the name).
+    fn read(path: &Path, max_bytes: u64) -> Result<Self, Error> {
         let io_err = |source| Error::BundleIo {
             path: path.to_owned(),
             source,
@@ -129,8 +151,7 @@ impl BundleFile {
         Self::from_decompressed(path.to_owned(), bytes)
     }
 
-    /// A bundle received over the network (a Workbench export): `name` is what messages call it.
-    pub fn from_bytes(name: &str, bytes: Vec<u8>, max_bytes: u64) -> Result<Self, Error> {
+    fn from_bytes(name: &str, bytes: Vec<u8>, max_bytes: u64) -> Result<Self, Error> {
         let path = PathBuf::from(name);
         if bytes.len() as u64 > max_bytes {
             return Err(Error::BundleTooLarge { path, max_bytes });
@@ -140,7 +161,7 @@ impl BundleFile {
 
     fn from_decompressed(path: PathBuf, bytes: Vec<u8>) -> Result<Self, Error> {
         match String::from_utf8(bytes) {
-            Ok(text) => Ok(BundleFile { path, text }),
+            Ok(text) => Self::parse(path, text),
             Err(e) => Err(Error::NotABundle {
                 path,
                 reason: format!("not UTF-8 text ({})", e.utf8_error()),
@@ -148,20 +169,13 @@ impl BundleFile {
         }
     }
 
-    /// SHA-256 (hex) of the uncompressed JSON, so the same bundle has the same digest whether
-    /// it was shipped plain, gzip- or zstd-compressed. Not kept in the file: checking computes
-    /// it on a core of its own while the envelope is parsed.
-    pub fn sha256_hex(&self) -> String {
-        hex::encode(Sha256::digest(self.text.as_bytes()))
-    }
-
-    /// Parses the envelope; objects stay raw JSON text borrowed from `self.text`.
-    pub fn parse(&self) -> Result<Bundle<'_>, Error> {
+    /// Parses the envelope of `text`; objects stay raw JSON text, remembered by their place.
+    fn parse(path: PathBuf, text: String) -> Result<Self, Error> {
         let not_a_bundle = |reason: String| Error::NotABundle {
-            path: self.path.clone(),
+            path: path.clone(),
             reason,
         };
-        let envelope: Envelope<'_> = serde_json::from_str(&self.text)
+        let envelope: Envelope<'_> = serde_json::from_str(&text)
             .map_err(|e| not_a_bundle(format!("not a JSON object: {e}")))?;
         match envelope.kind.as_deref() {
             Some("bundle") => {}
@@ -172,10 +186,25 @@ impl BundleFile {
             }
             None => return Err(not_a_bundle("no \"type\": \"bundle\"".to_owned())),
         }
+        // Each object's text is a slice of the bundle's text: remember where, not a copy.
+        let base = text.as_ptr() as usize;
+        let objects = envelope
+            .objects
+            .unwrap_or_default()
+            .iter()
+            .map(|raw| {
+                let start = raw.get().as_ptr() as usize - base;
+                start..start + raw.get().len()
+            })
+            .collect();
+        let spec_version = envelope.spec_version.map(Cow::into_owned);
+        let sha256 = hex::encode(Sha256::digest(text.as_bytes()));
         Ok(Bundle {
-            id: envelope.id,
-            spec_version: envelope.spec_version,
-            objects: envelope.objects.unwrap_or_default(),
+            path,
+            text,
+            sha256,
+            spec_version,
+            objects,
         })
     }
 }
@@ -277,23 +306,24 @@ mod tests {
         let frames_zst = write(dir, "e.json.zst", &frames);
         let expected = hex::encode(Sha256::digest(BUNDLE.as_bytes()));
         for path in [plain, gz, zst, sized_zst, frames_zst] {
-            let file = BundleFile::read(&path, 1 << 20).unwrap();
-            assert_eq!(file.text, BUNDLE);
-            assert_eq!(file.sha256_hex(), expected);
+            let bundle = Bundle::read(&path, 1 << 20).unwrap();
+            assert_eq!(bundle.text, BUNDLE);
+            assert_eq!(bundle.sha256, expected);
         }
     }
 
     #[test]
     fn objects_are_kept_as_the_exact_source_text() {
-        let file = BundleFile {
-            path: "mem".into(),
-            text: BUNDLE.to_owned(),
-        };
-        let bundle = file.parse().unwrap();
+        let bundle = Bundle::from_bytes("mem", BUNDLE.into(), 1 << 20).unwrap();
         assert_eq!(bundle.spec_version.as_deref(), Some("2.0"));
-        assert_eq!(bundle.objects.len(), 2);
+        let objects: Vec<&str> = bundle
+            .objects
+            .iter()
+            .map(|range| &bundle.text[range.clone()])
+            .collect();
+        assert_eq!(objects.len(), 2);
         assert_eq!(
-            bundle.objects[0].get(),
+            objects[0],
             r#"{"type":"identity","id":"identity--c78cb6e5-0c4b-4611-8297-d1b8b55e40b5", "name":"A \"quoted\" name"}"#
         );
     }
@@ -306,11 +336,9 @@ mod tests {
             "[1,2]",
             r#"{"objects":[]}"#,
         ] {
-            let file = BundleFile {
-                path: "dir/x.json".into(),
-                text: text.to_owned(),
-            };
-            let err = file.parse().unwrap_err().to_string();
+            let err = Bundle::from_bytes("dir/x.json", text.into(), 1 << 20)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("dir/x.json"), "{err}");
         }
     }
@@ -326,9 +354,9 @@ mod tests {
             &zstd::bulk::compress(BUNDLE.as_bytes(), 3).unwrap(),
         );
         for path in [plain, sized] {
-            let err = BundleFile::read(&path, 10).unwrap_err();
+            let err = Bundle::read(&path, 10).unwrap_err();
             assert!(matches!(err, Error::BundleTooLarge { .. }), "{err}");
-            assert!(BundleFile::read(&path, BUNDLE.len() as u64).is_ok());
+            assert!(Bundle::read(&path, BUNDLE.len() as u64).is_ok());
         }
     }
 
@@ -340,7 +368,7 @@ mod tests {
         let end = sized.len();
         sized.truncate(end - 8);
         let path = write(dir, "cut.json.zst", &sized);
-        let err = BundleFile::read(&path, 1 << 20).unwrap_err();
+        let err = Bundle::read(&path, 1 << 20).unwrap_err();
         assert!(matches!(err, Error::BundleIo { .. }), "{err}");
         assert!(err.to_string().contains("cut.json.zst"), "{err}");
     }

@@ -1,40 +1,36 @@
-//! Checking a bundle's objects on all cores, in chunks handed over in bundle order as they are
-//! done, so publishing starts while the rest of the bundle is still being checked.
-//!
-//! [`spawn`] reads the bundle on a blocking thread, parses its envelope, finds the collection
-//! object when the caller needs it to name the collection, then checks chunks of
-//! [`CHUNK`] objects on every core. The caller receives [`Stage::Parsed`] first, then every
-//! chunk once, possibly out of order (each carries its index; [`Chunks`] restores the order).
-//! Nothing is sent for a file that is not a bundle except the error: the caller publishes
-//! nothing from it.
+//! Checking a bundle, whole, on a blocking thread: every object valid STIX with its content
+//! digest, the invalid ones set aside with the reason, and what its ATT&CK collection object says.
 
-use std::collections::BTreeMap;
+use std::collections::HashSet;
 use std::ops::Range;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use serde::Deserialize;
-use tokio::sync::mpsc;
 
-use schemas::StixObjectMeta;
+use schemas::{StixObjectMeta, Timestamp};
 
-use crate::bundle::BundleFile;
+use crate::bundle::{Bundle, Input};
 use crate::error::Error;
-
-/// Objects per chunk: small enough that the first chunk is published within milliseconds,
-/// large enough that handing chunks over costs nothing measurable.
-pub const CHUNK: usize = 1024;
-
-/// Chunks that may wait for the publisher: they hold metadata and positions only (the JSON
-/// stays in the shared bundle text), so even a whole Enterprise bundle's worth is small.
-const QUEUED_CHUNKS: usize = 64;
 
 /// The STIX type of an ATT&CK collection object.
 pub const COLLECTION_TYPE: &str = "x-mitre-collection";
 
+/// A bundle and the outcome of checking each of its objects.
+#[derive(Debug)]
+pub struct CheckedBundle {
+    pub bundle: Bundle,
+    /// The valid objects, in bundle order.
+    pub objects: Vec<CheckedObject>,
+    /// The invalid ones, in bundle order.
+    pub rejected: Vec<Rejected>,
+    /// The first valid `x-mitre-collection` object.
+    pub collection: Option<MitreCollection>,
+    /// How that object's `x_mitre_contents` compares with the bundle's objects.
+    pub contents: Option<ContentsCheck>,
+}
+
 /// One object that passed the checks.
 #[derive(Debug)]
-pub struct PreparedObject {
+pub struct CheckedObject {
     pub meta: StixObjectMeta,
     /// Where the object's JSON text is in the bundle text.
     pub range: Range<usize>,
@@ -69,175 +65,70 @@ pub struct ContentRef {
     pub object_modified: String,
 }
 
+/// How `x_mitre_contents` compares with the bundle's objects.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContentsCheck {
+    /// Listed in `x_mitre_contents`, not in the bundle.
+    pub missing: Vec<String>,
+    /// In the bundle (other than the collection object and marking definitions), not listed.
+    pub unlisted: Vec<String>,
+    /// Listed with another `modified` than the bundle's object has.
+    pub version_mismatch: Vec<String>,
+}
+
+impl ContentsCheck {
+    pub fn is_clean(&self) -> bool {
+        self.missing.is_empty() && self.unlisted.is_empty() && self.version_mismatch.is_empty()
+    }
+}
+
+/// Reads the bundle and checks it, both on a blocking thread: parsing and validating a large
+/// bundle is CPU work of a fraction of a second.
+pub async fn check_bundle(input: Input) -> Result<CheckedBundle, Error> {
+    tokio::task::spawn_blocking(move || Bundle::load(input).map(check_all))
+        .await
+        .map_err(|e| Error::KafkaState(format!("bundle checking task failed: {e}")))?
+}
+
+/// Checks every object of `bundle`.
+fn check_all(bundle: Bundle) -> CheckedBundle {
+    let spec_version = bundle.spec_version.as_deref();
+    let mut objects = Vec::with_capacity(bundle.objects.len());
+    let mut rejected = Vec::new();
+    let mut collection = None;
+    for (position, range) in bundle.objects.iter().enumerate() {
+        let text = &bundle.text[range.clone()];
+        match check(text, range.clone(), position as i64, spec_version) {
+            Checked::Valid(object, mitre) => {
+                if collection.is_none() {
+                    collection = mitre.map(|m| *m);
+                }
+                objects.push(object);
+            }
+            Checked::Rejected(r) => rejected.push(r),
+        }
+    }
+    let contents = collection.as_ref().map(|c| check_contents(c, &objects));
+    CheckedBundle {
+        bundle,
+        objects,
+        rejected,
+        collection,
+        contents,
+    }
+}
+
 /// The outcome of checking one object.
-#[derive(Debug)]
-pub enum Checked {
+enum Checked {
     /// Valid; for an `x-mitre-collection` object, what it says.
-    Valid(PreparedObject, Option<Box<MitreCollection>>),
+    Valid(CheckedObject, Option<Box<MitreCollection>>),
     Rejected(Rejected),
 }
 
-/// What the checking thread hands over.
-#[derive(Debug)]
-pub enum Stage {
-    /// The bundle was read and is a bundle. `collection` is its first valid collection object,
-    /// when the caller asked for it.
-    Parsed {
-        file: Arc<BundleFile>,
-        /// [`BundleFile::sha256_hex`].
-        sha256: String,
-        collection: Option<Box<MitreCollection>>,
-        objects: usize,
-    },
-    /// The outcomes of objects `index * CHUNK ..`, in bundle order within the chunk.
-    Checked {
-        index: usize,
-        outcomes: Vec<Checked>,
-    },
-}
-
-/// Reads (with `read`) and checks a bundle on a blocking thread; the stages arrive on the
-/// returned channel. `find_collection`: look for the collection object before checking, for
-/// callers that take the collection from it. Dropping the receiver stops the checking.
-pub fn spawn<R>(read: R, find_collection: bool) -> mpsc::Receiver<Result<Stage, Error>>
-where
-    R: FnOnce() -> Result<BundleFile, Error> + Send + 'static,
-{
-    let (tx, rx) = mpsc::channel(QUEUED_CHUNKS);
-    tokio::task::spawn_blocking(move || {
-        let send = |stage| tx.blocking_send(Ok(stage)).is_ok();
-        let result = read().and_then(|file| check_bundle(file, find_collection, &send));
-        if let Err(e) = result {
-            // The receiver may be gone already; then nobody needs the error either.
-            let _ = tx.blocking_send(Err(e));
-        }
-    });
-    rx
-}
-
-/// Restores bundle order: feed chunks as they arrive, take them out in order.
-#[derive(Debug, Default)]
-pub struct Chunks {
-    waiting: BTreeMap<usize, Vec<Checked>>,
-    next: usize,
-}
-
-impl Chunks {
-    /// Adds a chunk and returns every chunk that is now next in order.
-    pub fn push(&mut self, index: usize, outcomes: Vec<Checked>) -> Vec<Vec<Checked>> {
-        self.waiting.insert(index, outcomes);
-        let mut ready = Vec::new();
-        while let Some(outcomes) = self.waiting.remove(&self.next) {
-            ready.push(outcomes);
-            self.next += 1;
-        }
-        ready
-    }
-
-    /// Chunks handed out so far.
-    pub fn done(&self) -> usize {
-        self.next
-    }
-}
-
-/// Parses `file` and checks its objects, calling `send` with each stage (from several threads
-/// at once). Stops early when `send` returns false.
-pub fn check_bundle(
-    file: BundleFile,
-    find_collection: bool,
-    send: &(dyn Fn(Stage) -> bool + Sync),
-) -> Result<(), Error> {
-    let file = Arc::new(file);
-    let base = file.text.as_ptr() as usize;
-    // The file's digest takes as long as parsing the envelope: one on each core.
-    let (sha256, parsed) = std::thread::scope(|scope| {
-        let sha256 = scope.spawn(|| file.sha256_hex());
-        let parsed = file.parse().map(|bundle| {
-            let collection = if find_collection {
-                first_collection(&bundle.objects, base, bundle.spec_version.as_deref())
-            } else {
-                None
-            };
-            (bundle, collection)
-        });
-        // Hashing cannot fail; a panic in it is a bug, re-raised like a checking worker's.
-        let sha256 = sha256
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (sha256, parsed)
-    });
-    let (bundle, collection) = parsed?;
-    let spec_version = bundle.spec_version.as_deref();
-    let parsed = Stage::Parsed {
-        file: file.clone(),
-        sha256,
-        collection,
-        objects: bundle.objects.len(),
-    };
-    if !send(parsed) {
-        return Ok(());
-    }
-    let chunks: Vec<&[&serde_json::value::RawValue]> = bundle.objects.chunks(CHUNK).collect();
-    let threads = std::thread::available_parallelism()
-        .map(usize::from)
-        .unwrap_or(1)
-        .clamp(1, 8)
-        .min(chunks.len().max(1));
-    let next = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
-    // A panicking worker is a bug in the checks: the scope re-raises it and the caller sees the
-    // reader task fail, with nothing of the unfinished chunks published.
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                while !stop.load(Ordering::Relaxed) {
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(chunk) = chunks.get(index) else {
-                        break;
-                    };
-                    let outcomes = chunk
-                        .iter()
-                        .enumerate()
-                        .map(|(j, raw)| {
-                            check(raw.get(), base, (index * CHUNK + j) as i64, spec_version)
-                        })
-                        .collect();
-                    if !send(Stage::Checked { index, outcomes }) {
-                        stop.store(true, Ordering::Relaxed);
-                    }
-                }
-            });
-        }
-    });
-    Ok(())
-}
-
-/// The first valid `x-mitre-collection` object, as [`check`] would find it. ATT&CK puts it
-/// first; otherwise a substring filter keeps the scan of the rest cheap.
-fn first_collection(
-    objects: &[&serde_json::value::RawValue],
-    base: usize,
-    spec_version: Option<&str>,
-) -> Option<Box<MitreCollection>> {
-    objects
-        .iter()
-        .enumerate()
-        .filter(|(_, raw)| raw.get().contains(COLLECTION_TYPE))
-        .find_map(
-            |(i, raw)| match check(raw.get(), base, i as i64, spec_version) {
-                Checked::Valid(_, mitre) => mitre,
-                Checked::Rejected(_) => None,
-            },
-        )
-}
-
-/// Checks one object: valid STIX, its canonical digest, and for a collection object what it says.
-pub fn check(text: &str, base: usize, position: i64, spec_version: Option<&str>) -> Checked {
-    // The object's text is a slice of the bundle's text: remember where, not a copy.
-    let start = text.as_ptr() as usize - base;
-    let range = start..start + text.len();
-    let checked = schemas::stix::validate_and_digest(text, spec_version).map_err(|e| e.reason);
-    match checked {
+/// Checks one object of a bundle: valid STIX, its canonical digest, and for a collection object
+/// what it says.
+fn check(text: &str, range: Range<usize>, position: i64, spec_version: Option<&str>) -> Checked {
+    match check_object(text, spec_version) {
         Ok((meta, digest)) => {
             let mitre = if meta.stix_type == COLLECTION_TYPE {
                 match serde_json::from_str::<MitreCollection>(text) {
@@ -255,7 +146,7 @@ pub fn check(text: &str, base: usize, position: i64, spec_version: Option<&str>)
                 None
             };
             Checked::Valid(
-                PreparedObject {
+                CheckedObject {
                     meta,
                     range,
                     digest,
@@ -273,6 +164,20 @@ pub fn check(text: &str, base: usize, position: i64, spec_version: Option<&str>)
     }
 }
 
+/// Checks one object's JSON text: valid STIX (with the bundle's `spec_version`, if any), and its
+/// content digest; else the reason it is not.
+pub fn check_object(
+    text: &str,
+    spec_version: Option<&str>,
+) -> Result<(StixObjectMeta, [u8; 32]), String> {
+    schemas::validate_object(text, spec_version)
+        .map(|meta| {
+            let digest = meta.content_sha256;
+            (meta, digest)
+        })
+        .map_err(|e| e.reason)
+}
+
 /// The `id` of an object that failed validation, when it has a readable one, for messages.
 fn object_id_of(text: &str) -> Option<String> {
     #[derive(Deserialize)]
@@ -288,119 +193,170 @@ fn object_id_of(text: &str) -> Option<String> {
         })
 }
 
+/// Compares `x_mitre_contents` with the objects, leaving out what ATT&CK never lists: the
+/// collection object itself and marking definitions.
+fn check_contents(collection: &MitreCollection, objects: &[CheckedObject]) -> ContentsCheck {
+    let listed: HashSet<(&str, Option<Timestamp>)> = collection
+        .x_mitre_contents
+        .iter()
+        .map(|c| {
+            (
+                c.object_ref.as_str(),
+                Timestamp::parse(&c.object_modified).ok(),
+            )
+        })
+        .collect();
+    let listed_ids: HashSet<&str> = listed.iter().map(|(id, _)| *id).collect();
+    let present: Vec<&CheckedObject> = objects
+        .iter()
+        .filter(|o| o.meta.stix_type != COLLECTION_TYPE && o.meta.stix_type != "marking-definition")
+        .collect();
+    let present_ids: HashSet<&str> = present.iter().map(|o| o.meta.id.as_str()).collect();
+    let mut check = ContentsCheck {
+        missing: listed_ids
+            .iter()
+            .filter(|id| !present_ids.contains(*id))
+            .map(|id| (*id).to_owned())
+            .collect(),
+        ..ContentsCheck::default()
+    };
+    for object in present {
+        if !listed_ids.contains(object.meta.id.as_str()) {
+            check.unlisted.push(object.meta.id.clone());
+        } else if !listed.contains(&(object.meta.id.as_str(), Some(object.meta.version))) {
+            check.version_mismatch.push(object.meta.id.clone());
+        }
+    }
+    check.missing.sort();
+    check.unlisted.sort();
+    check.version_mismatch.sort();
+    check
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
 
-    fn bundle(objects: usize, collection_at: Option<usize>) -> BundleFile {
-        let mut items: Vec<String> = (0..objects)
-            .map(|i| {
-                format!(
-                    r#"{{"type":"tool","spec_version":"2.1","id":"tool--00000000-0000-4000-8000-{i:012}","created":"2020-01-01T00:00:00.000Z","modified":"2021-01-01T00:00:00.000Z"}}"#
-                )
+    fn checked(text: &str) -> CheckedBundle {
+        check_all(
+            Bundle::load(Input::Received {
+                name: "t.json".to_owned(),
+                bytes: text.into(),
+                max_bytes: 1 << 20,
             })
+            .unwrap(),
+        )
+    }
+
+    const BUNDLE: &str = r#"{"type":"bundle","id":"bundle--1","objects":[
+        {"type":"x-mitre-collection","spec_version":"2.1","id":"x-mitre-collection--90c00720-636b-4485-b342-8751d232bf09","created":"2020-10-27T14:49:39.188Z","modified":"2025-11-13T14:00:00.188Z","name":"ICS ATT&CK","x_mitre_version":"18.1",
+         "x_mitre_contents":[{"object_ref":"attack-pattern--008b8f56-6107-48be-aa9f-746f927dbb61","object_modified":"2025-04-15T19:58:01.218Z"},
+                             {"object_ref":"malware--00000000-0000-4000-8000-000000000000","object_modified":"2025-04-15T19:58:01.218Z"}]},
+        {"type":"marking-definition","spec_version":"2.1","id":"marking-definition--fa42a846-8d90-4e51-bc29-71d5b4802168","created":"2017-06-01T00:00:00.000Z"},
+        {"type":"attack-pattern","spec_version":"2.1","id":"attack-pattern--008b8f56-6107-48be-aa9f-746f927dbb61","created":"2020-01-01T00:00:00.000Z","modified":"2025-04-15T19:58:01.218Z"},
+        {"type":"attack-pattern","spec_version":"2.1","id":"attack-pattern--bad","created":"2020-01-01T00:00:00.000Z"},
+        {"type":"tool","spec_version":"2.1","id":"tool--11111111-1111-4111-8111-111111111111","created":"2020-01-01T00:00:00.000Z","modified":"nope"},
+        {"type":"tool","spec_version":"2.1","id":"tool--22222222-2222-4222-8222-222222222222","created":"2020-01-01T00:00:00.000Z","modified":"2021-01-01T00:00:00.000Z"}
+    ]}"#;
+
+    #[test]
+    fn invalid_objects_are_set_aside_with_their_position_and_reason() {
+        let c = checked(BUNDLE);
+        assert_eq!(c.objects.len(), 4);
+        let positions: Vec<_> = c.objects.iter().map(|o| o.position).collect();
+        assert_eq!(positions, [0, 1, 2, 5]);
+        let rejected: Vec<_> = c
+            .rejected
+            .iter()
+            .map(|r| (r.position, r.object_id.clone()))
             .collect();
-        if let Some(at) = collection_at {
-            items[at] = r#"{"type":"x-mitre-collection","spec_version":"2.1","id":"x-mitre-collection--90c00720-636b-4485-b342-8751d232bf09","created":"2020-10-27T14:49:39.188Z","modified":"2025-11-13T14:00:00.188Z","name":"ICS ATT&CK","x_mitre_version":"18.1"}"#.to_owned();
-        }
-        BundleFile {
-            path: "t.json".into(),
-            text: format!(
+        assert_eq!(
+            rejected,
+            [
+                (3, Some("attack-pattern--bad".to_owned())),
+                (
+                    4,
+                    Some("tool--11111111-1111-4111-8111-111111111111".to_owned())
+                )
+            ]
+        );
+        assert!(
+            c.rejected[0].reason.contains("id"),
+            "{}",
+            c.rejected[0].reason
+        );
+        assert!(
+            c.rejected[1].reason.contains("modified"),
+            "{}",
+            c.rejected[1].reason
+        );
+        // The remembered ranges are the objects' exact text.
+        let text = &c.bundle.text[c.rejected[0].range.clone()];
+        assert!(
+            text.starts_with('{') && text.ends_with('}') && text.contains("attack-pattern--bad")
+        );
+    }
+
+    #[test]
+    fn the_collection_object_names_the_collection_and_release() {
+        let c = checked(BUNDLE);
+        let collection = c.collection.as_ref().unwrap();
+        assert_eq!(collection.x_mitre_version.as_deref(), Some("18.1"));
+        assert_eq!(collection.x_mitre_contents.len(), 2);
+    }
+
+    #[test]
+    fn the_collection_object_is_found_wherever_it_is() {
+        let tool = |i: usize| {
+            format!(
+                r#"{{"type":"tool","spec_version":"2.1","id":"tool--00000000-0000-4000-8000-{i:012}","created":"2020-01-01T00:00:00.000Z","modified":"2021-01-01T00:00:00.000Z"}}"#
+            )
+        };
+        let collection = r#"{"type":"x-mitre-collection","spec_version":"2.1","id":"x-mitre-collection--90c00720-636b-4485-b342-8751d232bf09","created":"2020-10-27T14:49:39.188Z","modified":"2025-11-13T14:00:00.188Z","name":"ICS ATT&CK","x_mitre_version":"18.1"}"#;
+        for at in [0, 5, 2000] {
+            let mut items: Vec<String> = (0..2010).map(tool).collect();
+            items[at] = collection.to_owned();
+            let text = format!(
                 r#"{{"type":"bundle","id":"bundle--1","objects":[{}]}}"#,
                 items.join(",\n")
-            ),
-        }
-    }
-
-    fn stages(file: BundleFile, find_collection: bool) -> Vec<Stage> {
-        let out = Mutex::new(Vec::new());
-        check_bundle(file, find_collection, &|s| {
-            out.lock().unwrap().push(s);
-            true
-        })
-        .unwrap();
-        out.into_inner().unwrap()
-    }
-
-    #[test]
-    fn every_object_is_checked_once_and_chunks_reassemble_in_bundle_order() {
-        let n = 3 * CHUNK + 17;
-        let stages = stages(bundle(n, None), false);
-        let Stage::Parsed { objects, .. } = &stages[0] else {
-            panic!("first stage is not Parsed");
-        };
-        assert_eq!(*objects, n);
-        let mut chunks = Chunks::default();
-        let mut positions = Vec::new();
-        // Feed the chunks in reverse to exercise the reordering.
-        for stage in stages.into_iter().skip(1).rev() {
-            let Stage::Checked { index, outcomes } = stage else {
-                panic!("a second Parsed stage");
-            };
-            for ready in chunks.push(index, outcomes) {
-                positions.extend(ready.iter().map(|c| match c {
-                    Checked::Valid(o, _) => o.position,
-                    Checked::Rejected(r) => r.position,
-                }));
-            }
-        }
-        assert_eq!(positions, (0..n as i64).collect::<Vec<_>>());
-        assert_eq!(chunks.done(), n.div_ceil(CHUNK));
-    }
-
-    #[test]
-    fn the_collection_object_is_found_before_checking_wherever_it_is() {
-        for at in [0, 5, 2 * CHUNK + 3] {
-            let stages = stages(bundle(2 * CHUNK + 10, Some(at)), true);
-            let Stage::Parsed { collection, .. } = &stages[0] else {
-                panic!("first stage is not Parsed");
-            };
+            );
+            let c = checked(&text);
+            assert_eq!(c.objects.len(), 2010);
             assert_eq!(
-                collection
+                c.collection
                     .as_ref()
                     .and_then(|c| c.x_mitre_version.as_deref()),
                 Some("18.1"),
                 "collection at {at}"
             );
         }
-        let stages = stages(bundle(10, Some(3)), false);
-        assert!(matches!(
-            &stages[0],
-            Stage::Parsed {
-                collection: None,
-                ..
-            }
-        ));
     }
 
     #[test]
-    fn a_file_that_is_not_a_bundle_sends_nothing() {
-        let file = BundleFile {
-            path: "t.json".into(),
-            text: r#"{"type":"indicator"}"#.to_owned(),
-        };
-        let sent = Mutex::new(0);
-        let result = check_bundle(file, true, &|_| {
-            *sent.lock().unwrap() += 1;
-            true
-        });
+    fn contents_check_leaves_out_the_collection_and_marking_definitions() {
+        let check = checked(BUNDLE).contents.unwrap();
+        assert_eq!(
+            check.missing,
+            ["malware--00000000-0000-4000-8000-000000000000"]
+        );
+        assert_eq!(
+            check.unlisted,
+            ["tool--22222222-2222-4222-8222-222222222222"]
+        );
+        assert!(check.version_mismatch.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_file_that_is_not_a_bundle_is_an_error_and_checks_nothing() {
+        let result = check_bundle(Input::Received {
+            name: "t.json".to_owned(),
+            bytes: br#"{"type":"indicator"}"#.to_vec(),
+            max_bytes: 1 << 20,
+        })
+        .await;
         assert!(
             matches!(result, Err(Error::NotABundle { .. })),
             "{result:?}"
         );
-        assert_eq!(*sent.lock().unwrap(), 0);
-    }
-
-    #[test]
-    fn a_receiver_that_goes_away_stops_the_workers() {
-        let sent = Mutex::new(0);
-        check_bundle(bundle(20 * CHUNK, None), false, &|_| {
-            *sent.lock().unwrap() += 1;
-            false
-        })
-        .unwrap();
-        // Only Parsed was sent: its refusal stops everything before any chunk is checked.
-        assert_eq!(*sent.lock().unwrap(), 1);
     }
 }

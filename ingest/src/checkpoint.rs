@@ -8,6 +8,10 @@ use smallvec::SmallVec;
 
 use schemas::{CollectionUpserted, Event};
 
+mod replay;
+
+pub use replay::watermarks;
+
 /// One published version of one object: enough to tell "already known" from "re-issued".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KnownVersion {
@@ -102,11 +106,6 @@ impl KnownCollection {
     /// [`Checkpoint::next_date_added`] for this collection.
     pub fn next_date_added(&mut self, now_micros: i64) -> i64 {
         next_date_added(&mut self.last_date_added, now_micros)
-    }
-
-    /// Makes room for `additional` more objects.
-    pub fn reserve(&mut self, additional: usize) {
-        self.versions.reserve(additional);
     }
 }
 

@@ -1,11 +1,19 @@
-//! Command-line and environment configuration of `ingest`.
+//! Command-line and environment settings of `ingest`, and the runtime objects they build.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-pub use startup::{LogFormat, Secret, parse_duration};
+pub use service::{LogFormat, Secret, parse_duration};
+
+use schemas::Timestamp;
+
+use crate::error::Error;
+use crate::import::Import;
+use crate::plan::CollectionInfo;
+use crate::workbench::{Auth, Schedule, Workbench, WorkbenchClient};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -13,7 +21,7 @@ pub use startup::{LogFormat, Secret, parse_duration};
     version,
     about = "Publish STIX bundles and ATT&CK Workbench collections as Avro events on Kafka"
 )]
-pub struct Cli {
+pub struct Settings {
     #[command(flatten)]
     pub kafka: KafkaConfig,
     #[command(flatten)]
@@ -154,13 +162,70 @@ pub enum AuthMode {
     Challenge,
 }
 
+impl ImportConfig {
+    /// The import these settings describe; a release timestamp that does not parse is refused
+    /// before anything is read.
+    pub(crate) fn build(&self) -> Result<Import, Error> {
+        let release_timestamp = self
+            .release_timestamp
+            .as_deref()
+            .map(Timestamp::parse)
+            .transpose()
+            .map_err(|e| Error::Config(format!("--release-timestamp: {e}")))?;
+        Ok(Import {
+            paths: self.paths.clone(),
+            collection: self.collection.as_ref().map(|id| CollectionInfo {
+                id: id.clone(),
+                title: self.title.clone().unwrap_or_else(|| id.clone()),
+                description: self.description.clone(),
+            }),
+            release_label: self.release.clone(),
+            release_timestamp,
+            max_bundle_bytes: self.max_bundle_bytes,
+        })
+    }
+}
+
+impl WorkbenchConfig {
+    /// The mirror these settings describe, with its client authenticating as configured.
+    pub(crate) fn build(&self) -> Result<Workbench, Error> {
+        let service_name = self.service_name.clone();
+        let auth = match (self.auth, self.apikey.as_ref().map(|s| s.0.clone())) {
+            (AuthMode::None, _) => Auth::None,
+            (AuthMode::Basic, Some(apikey)) => Auth::Basic {
+                service_name,
+                apikey,
+            },
+            (AuthMode::Challenge, Some(apikey)) => Auth::Challenge {
+                service_name,
+                apikey,
+            },
+            (_, None) => {
+                return Err(Error::Config(
+                    "--apikey (TAXIWAY_WORKBENCH_APIKEY) is required unless --auth none".to_owned(),
+                ));
+            }
+        };
+        Ok(Workbench {
+            client: Arc::new(WorkbenchClient::new(&self.url, auth, self.request_timeout)?),
+            poll_interval: self.poll_interval,
+            full_sync_interval: self.full_sync_interval,
+            unreleased: self.include_unreleased.then_some(Schedule {
+                poll_interval: self.unreleased_poll_interval,
+                full_scan_interval: self.unreleased_full_scan_interval,
+            }),
+            once: self.once,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn secrets_are_redacted_in_the_logged_configuration() {
-        let cli = Cli::try_parse_from([
+        let settings = Settings::try_parse_from([
             "ingest",
             "workbench",
             "--url",
@@ -169,7 +234,7 @@ mod tests {
             "secret-squirrel",
         ])
         .unwrap();
-        let logged = format!("{cli:?}");
+        let logged = format!("{settings:?}");
         assert!(!logged.contains("secret-squirrel"), "{logged}");
         assert!(logged.contains("<redacted>"));
     }
@@ -177,14 +242,14 @@ mod tests {
     #[test]
     fn the_cli_definition_is_consistent() {
         use clap::CommandFactory;
-        Cli::command().debug_assert();
+        Settings::command().debug_assert();
     }
 
     #[test]
     fn unreleased_edits_are_off_by_default_and_scanned_less_often_than_releases() {
         use clap::CommandFactory;
         // The declared defaults, not whatever the environment of the test exports.
-        let command = Cli::command();
+        let command = Settings::command();
         let workbench = command.find_subcommand("workbench").unwrap();
         let arg = |name: &str| {
             workbench
@@ -210,9 +275,9 @@ mod tests {
 
     #[test]
     fn release_flags_need_a_collection() {
-        let err = Cli::try_parse_from(["ingest", "import", "x.json", "--release", "1.0"]);
+        let err = Settings::try_parse_from(["ingest", "import", "x.json", "--release", "1.0"]);
         assert!(err.is_err());
-        let ok = Cli::try_parse_from([
+        let ok = Settings::try_parse_from([
             "ingest",
             "import",
             "x.json",
@@ -227,6 +292,54 @@ mod tests {
         let Command::Import(import) = ok.command else {
             panic!("import expected")
         };
-        assert_eq!(import.release.as_deref(), Some("1.0"));
+        assert_eq!(
+            import.build().unwrap().release_label.as_deref(),
+            Some("1.0")
+        );
+    }
+
+    #[test]
+    fn a_release_timestamp_that_does_not_parse_is_refused_before_anything_is_read() {
+        let settings = Settings::try_parse_from([
+            "ingest",
+            "import",
+            "x.json",
+            "--collection",
+            "c",
+            "--release",
+            "1.0",
+            "--release-timestamp",
+            "yesterday",
+        ])
+        .unwrap();
+        let Command::Import(import) = settings.command else {
+            panic!("import expected")
+        };
+        let error = import.build().unwrap_err().to_string();
+        assert!(error.contains("--release-timestamp"), "{error}");
+    }
+
+    #[test]
+    fn an_authenticating_workbench_client_needs_an_apikey() {
+        let settings = |auth: &str| {
+            let settings = Settings::try_parse_from([
+                "ingest",
+                "workbench",
+                "--url",
+                "http://wb:3000",
+                "--auth",
+                auth,
+            ])
+            .unwrap();
+            let Command::Workbench(workbench) = settings.command else {
+                panic!("workbench expected")
+            };
+            workbench
+        };
+        assert!(settings("none").build().is_ok());
+        for auth in ["basic", "challenge"] {
+            let error = settings(auth).build().err().unwrap().to_string();
+            assert!(error.contains("--apikey"), "{auth}: {error}");
+        }
     }
 }

@@ -1,36 +1,31 @@
-//! The `ingest` binary: parse the configuration, start logging and metrics, run.
+//! The `ingest` binary: parse the settings, start logging, run, print the summary.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use taxiway_ingest::config::Cli;
-use taxiway_ingest::metrics::Metrics;
-use taxiway_ingest::{Outcome, run};
+use taxiway_ingest::{Outcome, Settings, run};
 
-/// mimalloc rather than the system allocator: an import allocates and frees per object, and an
-/// A/B of Enterprise imports measured 0.46 against 0.52 CPU-s with glibc (`docs/benchmarks.md`).
+/// mimalloc rather than the system allocator: an import allocates and frees per object, and
+/// with glibc an Enterprise import took about 13 % more CPU (`docs/benchmarks.md`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    startup::init_tracing(cli.log.log_format, "info");
-    tracing::info!(config = ?cli, "starting ingest");
-    let metrics = match Metrics::new() {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let settings = Settings::parse();
+    service::init_tracing(settings.log.log_format, "info");
+    tracing::info!(config = ?settings, "starting ingest");
     let shutdown =
-        startup::shutdown_on_signal("interrupted: finishing the current bundle, then stopping");
-    startup::spawn_metrics(cli.metrics_addr, metrics.registry.clone(), shutdown.clone());
-    match run(cli, metrics, shutdown).await {
-        Ok(Outcome::Complete) => ExitCode::SUCCESS,
-        Ok(Outcome::InputsFailed) => ExitCode::from(1),
+        service::shutdown_on_signal("interrupted: finishing the current bundle, then stopping");
+    match run(settings, shutdown).await {
+        Ok(summary) => {
+            eprintln!("{summary}");
+            match summary.outcome() {
+                Outcome::Complete => ExitCode::SUCCESS,
+                Outcome::InputsFailed => ExitCode::from(1),
+            }
+        }
         Err(e) => {
             tracing::error!(error = %e, "ingest failed");
             eprintln!("error: {e}");

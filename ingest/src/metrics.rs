@@ -2,8 +2,10 @@
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 
+use crate::checkpoint::Checkpoint;
 use crate::error::Error;
 use crate::plan::Counts;
+use crate::workbench::Fetched;
 
 /// Every counter ingest keeps, labelled by the kind of source (`bundle`, `workbench`, or
 /// `workbench_unreleased` for edits between releases).
@@ -98,8 +100,8 @@ impl Metrics {
     pub fn workbench_request<T>(
         &self,
         request: &str,
-        result: Result<crate::workbench::Fetched<T>, Error>,
-    ) -> Result<crate::workbench::Fetched<T>, Error> {
+        result: Result<Fetched<T>, Error>,
+    ) -> Result<Fetched<T>, Error> {
         match &result {
             Ok(fetched) => {
                 self.workbench_seconds
@@ -132,9 +134,10 @@ impl Metrics {
             .inc_by(counts.releases_known);
     }
 
-    /// The metrics in Prometheus' text format.
-    pub fn render(&self) -> Vec<u8> {
-        startup::render(&self.registry)
+    /// How many object versions the checkpoint holds now.
+    pub fn record_checkpoint(&self, checkpoint: &Checkpoint) {
+        self.checkpoint_versions
+            .set(i64::try_from(checkpoint.size().versions).unwrap_or(i64::MAX));
     }
 }
 
@@ -153,7 +156,7 @@ mod tests {
             releases_known: 0,
         };
         metrics.record_batch("bundle", &counts, 4);
-        let text = String::from_utf8(metrics.render()).unwrap();
+        let text = String::from_utf8(service::render(&metrics.registry)).unwrap();
         assert!(
             text.contains(r#"taxiway_ingest_objects_total{outcome="published",source="bundle"} 3"#),
             "{text}"

@@ -2,12 +2,9 @@
 //! (corrections), collection metadata and the release, against the checkpoint. Pure: no I/O.
 
 use schemas::{
-    CollectionUpserted, Event, ObjectVersionAdded, ReleaseMember, Source, StixObjectMeta,
-    Timestamp, chunk_release,
+    CollectionUpserted, DeadLetter, Event, ObjectVersionAdded, ReleaseMember, Source,
+    StixObjectMeta, Timestamp, chunk_release,
 };
-
-use std::borrow::Cow;
-use std::fmt::Write as _;
 
 use crate::checkpoint::{Checkpoint, Publication, ReleaseId};
 
@@ -30,12 +27,10 @@ pub struct ReleaseInfo {
 }
 
 /// One valid object of the batch.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Candidate<'a> {
-    /// Borrowed from the checked object when it is still held (a bundle's objects are kept
-    /// for its release), owned otherwise: a clone per object was a tenth of the publishing
-    /// stream's time in profiles of an Enterprise import.
-    pub meta: Cow<'a, StixObjectMeta>,
+    pub meta: &'a StixObjectMeta,
+    /// The object's JSON text, published exactly as received.
     pub json: &'a str,
     pub digest: [u8; 32],
     /// Index in the source bundle.
@@ -86,9 +81,7 @@ pub struct Context<'a> {
 ///
 /// Order: the collection's metadata (when new or changed), then every new or corrected
 /// version with strictly increasing `date_added`, then the release chunks, so that a consumer
-/// that sees a release has already seen all its members. A bundle published in pieces calls
-/// the steps itself, in that order: [`plan_collection`], [`decide_objects`] and
-/// [`version_event`] per piece, [`plan_release`].
+/// that sees a release has already seen all its members.
 pub fn plan_batch(
     checkpoint: &mut Checkpoint,
     collection: &CollectionInfo,
@@ -110,7 +103,7 @@ pub fn plan_batch(
 }
 
 /// The collection's metadata event, when it is new or changed.
-pub fn plan_collection(
+fn plan_collection(
     checkpoint: &mut Checkpoint,
     collection: &CollectionInfo,
     context: &Context<'_>,
@@ -149,7 +142,8 @@ pub fn plan_collection(
     }
 }
 
-/// The events of new and corrected versions among `objects`; known ones are counted as skipped.
+/// The events of new and corrected versions among `objects`, with strictly increasing
+/// `date_added`; known ones are counted as skipped.
 fn plan_objects(
     checkpoint: &mut Checkpoint,
     collection: &CollectionInfo,
@@ -157,106 +151,52 @@ fn plan_objects(
     context: &Context<'_>,
     plan: &mut Plan,
 ) {
-    let mut version = String::new();
-    for decision in decide_objects(checkpoint, collection, objects, context, &mut plan.counts) {
-        let event = version_event(
-            collection,
-            &objects[decision.index],
-            &decision,
-            context,
-            &mut version,
-        );
-        plan.events
-            .push(Event::ObjectVersion(event.to_owned_event()));
-    }
-}
-
-/// That an object of a batch is to be published, and when.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decision {
-    /// Index of the object in the batch.
-    pub index: usize,
-    pub date_added: i64,
-    /// On a correction, the `date_added` of the content it replaces.
-    pub supersedes: Option<i64>,
-}
-
-/// Which of `objects` are new or corrected versions, each with its `date_added`, recorded in
-/// the checkpoint as published; known ones are counted as skipped. [`version_event`] makes
-/// the event of a decision; [`plan_batch`] takes both steps with owned events.
-pub fn decide_objects(
-    checkpoint: &mut Checkpoint,
-    collection: &CollectionInfo,
-    objects: &[Candidate<'_>],
-    context: &Context<'_>,
-    counts: &mut Counts,
-) -> Vec<Decision> {
-    let mut decisions = Vec::with_capacity(objects.len());
     let known = checkpoint.collection_mut(&collection.id);
-    for (index, object) in objects.iter().enumerate() {
+    for object in objects {
+        let version_micros = object.meta.version.as_micros();
         let publication = known.publish(
             &object.meta.id,
-            object.meta.version.as_micros(),
+            version_micros,
             object.digest,
             context.now_micros,
         );
-        match publication {
-            Publication::Known => counts.skipped += 1,
-            Publication::Publish {
-                date_added,
-                supersedes,
-            } => {
-                if supersedes.is_some() {
-                    counts.corrections += 1;
-                } else {
-                    counts.published += 1;
-                }
-                decisions.push(Decision {
-                    index,
-                    date_added,
-                    supersedes,
-                });
-            }
+        let Publication::Publish {
+            date_added,
+            supersedes,
+        } = publication
+        else {
+            plan.counts.skipped += 1;
+            continue;
+        };
+        if supersedes.is_some() {
+            plan.counts.corrections += 1;
+        } else {
+            plan.counts.published += 1;
         }
-    }
-    decisions
-}
-
-/// The event of a decision, borrowing from the object and the context. `version` is scratch
-/// space for the version's canonical text, reused from one event to the next.
-pub fn version_event<'a>(
-    collection: &'a CollectionInfo,
-    object: &'a Candidate<'a>,
-    decision: &Decision,
-    context: &'a Context<'a>,
-    version: &'a mut String,
-) -> ObjectVersionAdded<&'a str> {
-    version.clear();
-    // Writing into a String cannot fail.
-    let _ = write!(version, "{}", object.meta.version);
-    ObjectVersionAdded {
-        collection_id: &collection.id,
-        object_id: &object.meta.id,
-        stix_type: &object.meta.stix_type,
-        spec_version: object.meta.spec_version.as_str(),
-        version: version.as_str(),
-        version_micros: object.meta.version.as_micros(),
-        date_added: decision.date_added,
-        content_sha256: object.digest,
-        object_json: object.json,
-        source: Source {
-            position: Some(object.position),
-            ..context.source.view()
-        },
-        ingest_run_id: context.run_id,
-        correction: decision.supersedes.is_some(),
-        supersedes_date_added: decision.supersedes,
+        plan.events.push(Event::ObjectVersion(ObjectVersionAdded {
+            collection_id: collection.id.clone(),
+            object_id: object.meta.id.clone(),
+            stix_type: object.meta.stix_type.clone(),
+            spec_version: object.meta.spec_version.as_str().to_owned(),
+            version: object.meta.version.to_string(),
+            version_micros,
+            date_added,
+            content_sha256: object.digest,
+            object_json: object.json.to_owned(),
+            source: Source {
+                position: Some(object.position),
+                ..context.source.clone()
+            },
+            ingest_run_id: context.run_id.to_owned(),
+            correction: supersedes.is_some(),
+            supersedes_date_added: supersedes,
+        }));
     }
 }
 
 /// The release's chunks, unless the release is already complete on the topic. Call it after
 /// every member's version was planned.
-pub fn plan_release(
+fn plan_release(
     checkpoint: &mut Checkpoint,
     collection: &CollectionInfo,
     members: Vec<ReleaseMember>,
@@ -288,6 +228,34 @@ pub fn plan_release(
     plan.counts.releases += 1;
 }
 
+/// The dead letter of an object that failed its checks: why, where it was in its source, and
+/// its text as received.
+pub fn dead_letter(
+    json: &str,
+    object_id: Option<&str>,
+    position: i64,
+    reason: &str,
+    context: &Context<'_>,
+) -> DeadLetter {
+    DeadLetter {
+        stage: "ingest".to_owned(),
+        reason: match object_id {
+            Some(id) => format!("object {id} at position {position}: {reason}"),
+            None => format!("object at position {position}: {reason}"),
+        },
+        source: Some(Source {
+            position: Some(position),
+            ..context.source.clone()
+        }),
+        original_topic: None,
+        original_partition: None,
+        original_offset: None,
+        original_key: None,
+        payload: Some(json.as_bytes().to_vec()),
+        at: context.now_micros,
+    }
+}
+
 fn push(checkpoint: &mut Checkpoint, plan: &mut Plan, event: Event) {
     checkpoint.observe(&event);
     plan.events.push(event);
@@ -296,22 +264,13 @@ fn push(checkpoint: &mut Checkpoint, plan: &mut Plan, event: Event) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use schemas::{SourceKind, validate_object};
+    use schemas::SourceKind;
 
     const A1: &str = r#"{"type":"attack-pattern","id":"attack-pattern--008b8f56-6107-48be-aa9f-746f927dbb61","created":"2020-01-01T00:00:00.000Z","modified":"2021-01-01T00:00:00.000Z","name":"a"}"#;
     const A1_REISSUED: &str = r#"{"type":"attack-pattern","id":"attack-pattern--008b8f56-6107-48be-aa9f-746f927dbb61","created":"2020-01-01T00:00:00.000Z","modified":"2021-01-01T00:00:00.000Z","name":"a","x_mitre_deprecated":true}"#;
     const A1_REORDERED: &str = r#"{"name":"a","modified":"2021-01-01T00:00:00.000Z","id":"attack-pattern--008b8f56-6107-48be-aa9f-746f927dbb61","created":"2020-01-01T00:00:00.000Z",
         "type":"attack-pattern"}"#;
     const A2: &str = r#"{"type":"attack-pattern","id":"attack-pattern--008b8f56-6107-48be-aa9f-746f927dbb61","created":"2020-01-01T00:00:00.000Z","modified":"2022-01-01T00:00:00.000Z","name":"a2"}"#;
-
-    fn candidate(json: &str, position: i64) -> Candidate<'_> {
-        Candidate {
-            meta: Cow::Owned(validate_object(json, None).unwrap()),
-            json,
-            digest: schemas::stix::content_digest(json).unwrap(),
-            position,
-        }
-    }
 
     fn collection() -> CollectionInfo {
         CollectionInfo {
@@ -331,10 +290,20 @@ mod tests {
     }
 
     fn run(checkpoint: &mut Checkpoint, objects: &[&str], release: Option<&str>, now: i64) -> Plan {
+        let checked: Vec<_> = objects
+            .iter()
+            .map(|json| crate::check::check_object(json, None).unwrap())
+            .collect();
         let candidates: Vec<_> = objects
             .iter()
+            .zip(&checked)
             .enumerate()
-            .map(|(i, json)| candidate(json, i as i64))
+            .map(|(i, (json, (meta, digest)))| Candidate {
+                meta,
+                json,
+                digest: *digest,
+                position: i as i64,
+            })
             .collect();
         let release = release.map(|label| ReleaseInfo {
             label: label.to_owned(),

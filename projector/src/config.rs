@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-pub use startup::{LogFormat, parse_duration};
+use service::{CqlArgs, KafkaArgs, LogArgs, parse_duration};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -12,16 +12,31 @@ pub use startup::{LogFormat, parse_duration};
     version,
     about = "Materialize the Taxiway event log into CQL projections (ScyllaDB / Cassandra)"
 )]
-pub struct Cli {
+pub struct Settings {
     #[command(flatten)]
-    pub kafka: KafkaConfig,
+    pub kafka: KafkaArgs,
+    /// Consumer group prefix: the group used is `<group>-g<N>` for generation N.
+    #[arg(
+        long,
+        env = "TAXIWAY_PROJECTOR_GROUP",
+        default_value = "taxiway-projector",
+        global = true
+    )]
+    pub group: String,
     #[command(flatten)]
-    pub cql: CqlConfig,
+    pub cql: CqlArgs,
     #[command(flatten)]
-    pub pipeline: PipelineConfig,
-    /// Log format on stderr.
-    #[arg(long, env = "TAXIWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
-    pub log_format: LogFormat,
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub batch: BatchArgs,
+    /// How often `run` checks which generation is active.
+    #[arg(long, env = "TAXIWAY_PROJECTOR_GENERATION_POLL", default_value = "3s", value_parser = parse_duration, global = true)]
+    pub generation_poll: Duration,
+    /// How often lag (and, in `rebuild`, progress) is measured and reported.
+    #[arg(long, env = "TAXIWAY_PROJECTOR_PROGRESS_INTERVAL", default_value = "2s", value_parser = parse_duration, global = true)]
+    pub progress_interval: Duration,
+    #[command(flatten)]
+    pub log: LogArgs,
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9102).
     #[arg(long, env = "TAXIWAY_PROJECTOR_METRICS_ADDR", global = true)]
     pub metrics_addr: Option<SocketAddr>,
@@ -46,63 +61,15 @@ pub enum Command {
     Status,
 }
 
+/// What the projector's store needs beyond the connection: how it writes and migrates.
 #[derive(Debug, Clone, Args)]
-pub struct KafkaConfig {
-    /// Kafka bootstrap servers.
-    #[arg(
-        long,
-        env = "TAXIWAY_KAFKA_BROKERS",
-        default_value = "127.0.0.1:9092",
-        global = true
-    )]
-    pub brokers: String,
-    /// The compacted topic of object, collection and release events.
-    #[arg(long, env = "TAXIWAY_OBJECTS_TOPIC", default_value = schemas::OBJECTS_TOPIC, global = true)]
-    pub objects_topic: String,
-    /// Where undecodable and invalid events go, with the reason.
-    #[arg(long, env = "TAXIWAY_DEAD_LETTER_TOPIC", default_value = schemas::DEAD_LETTER_TOPIC, global = true)]
-    pub dead_letter_topic: String,
-    /// Consumer group prefix: the group used is `<group>-g<N>` for generation N.
-    #[arg(
-        long,
-        env = "TAXIWAY_PROJECTOR_GROUP",
-        default_value = "taxiway-projector",
-        global = true
-    )]
-    pub group: String,
-    /// How long to wait for Kafka before giving up on a metadata or delivery request.
-    #[arg(long, env = "TAXIWAY_KAFKA_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
-    pub timeout: Duration,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct CqlConfig {
-    /// CQL contact points, comma-separated.
-    #[arg(
-        long = "cql-nodes",
-        env = "TAXIWAY_CQL_NODES",
-        default_value = "127.0.0.1:9042",
-        value_delimiter = ',',
-        global = true
-    )]
-    pub nodes: Vec<String>,
-    /// The control keyspace; generation N lives in `<keyspace>_g<N>`.
-    #[arg(
-        long,
-        env = "TAXIWAY_CQL_KEYSPACE",
-        default_value = "taxiway",
-        global = true
-    )]
-    pub keyspace: String,
+pub struct StoreArgs {
     /// Replication map of the keyspaces the migrations create.
     #[arg(long, env = "TAXIWAY_CQL_REPLICATION", default_value = schemas::cql::DEFAULT_REPLICATION, global = true)]
     pub replication: String,
     /// Consistency of every read and write (reads check what writes did, so use the same level).
     #[arg(long, env = "TAXIWAY_CQL_CONSISTENCY", value_enum, default_value_t = ConsistencyLevel::LocalQuorum, global = true)]
     pub consistency: ConsistencyLevel,
-    /// Driver-side timeout of one CQL request (portable, unlike `USING TIMEOUT`).
-    #[arg(long, env = "TAXIWAY_CQL_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
-    pub request_timeout: Duration,
     // Separate from the request timeout: a node applies a DROP KEYSPACE or CREATE TABLE
     // before it answers, which took over 10 s on a loaded CI node, and every schema statement
     // here is idempotent (IF [NOT] EXISTS), so a long wait costs nothing but time.
@@ -111,8 +78,9 @@ pub struct CqlConfig {
     pub ddl_timeout: Duration,
 }
 
+/// How events are taken from the topic and written.
 #[derive(Debug, Clone, Args)]
-pub struct PipelineConfig {
+pub struct BatchArgs {
     /// CQL requests in flight while a batch's rows are written.
     #[arg(
         long,
@@ -135,12 +103,6 @@ pub struct PipelineConfig {
     /// lone event sees; the API's changes-visible-within-1-s budget includes it).
     #[arg(long, env = "TAXIWAY_PROJECTOR_BATCH_WAIT", default_value = "200ms", value_parser = parse_duration, global = true)]
     pub batch_wait: Duration,
-    /// How often `run` checks which generation is active.
-    #[arg(long, env = "TAXIWAY_PROJECTOR_GENERATION_POLL", default_value = "3s", value_parser = parse_duration, global = true)]
-    pub generation_poll: Duration,
-    /// How often lag (and, in `rebuild`, progress) is measured and reported.
-    #[arg(long, env = "TAXIWAY_PROJECTOR_PROGRESS_INTERVAL", default_value = "2s", value_parser = parse_duration, global = true)]
-    pub progress_interval: Duration,
 }
 
 /// The consistency levels that make sense for the projector (read-your-writes needs the same
@@ -161,7 +123,7 @@ mod tests {
     #[test]
     fn the_cli_definition_is_consistent() {
         use clap::CommandFactory;
-        Cli::command().debug_assert();
+        Settings::command().debug_assert();
     }
 
     /// A flag's default as declared. Parsing would read the environment too, and `dev/test`
@@ -177,7 +139,7 @@ mod tests {
     #[test]
     fn defaults_work_against_the_dev_services() {
         use clap::CommandFactory;
-        let command = Cli::command();
+        let command = Settings::command();
         for (id, expected) in [
             ("brokers", "127.0.0.1:9092"),
             ("nodes", "127.0.0.1:9042"),
@@ -191,8 +153,9 @@ mod tests {
 
     #[test]
     fn node_lists_are_comma_separated() {
-        let cli =
-            Cli::try_parse_from(["projector", "status", "--cql-nodes", "a:9042,b:9042"]).unwrap();
-        assert_eq!(cli.cql.nodes, ["a:9042", "b:9042"]);
+        let settings =
+            Settings::try_parse_from(["projector", "status", "--cql-nodes", "a:9042,b:9042"])
+                .unwrap();
+        assert_eq!(settings.cql.nodes, ["a:9042", "b:9042"]);
     }
 }

@@ -5,7 +5,7 @@
 //! message of the batch has been written (or dead-lettered); the committed offset of a
 //! partition is the one after the last message of the batch, so everything before it in
 //! partition order is done. Precondition: the writes are idempotent (they are, see
-//! [`apply`](crate::apply)), so a message applied again after a crash changes nothing.
+//! [`rows`](crate::rows)), so a message applied again after a crash changes nothing.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use service::KafkaArgs;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
@@ -35,17 +36,14 @@ pub struct EventConsumer {
 }
 
 impl EventConsumer {
-    /// Joins `group` and subscribes to `topic`. A group without committed offsets starts at
-    /// the beginning of the topic: the topic is the source of truth, and a new generation
-    /// must see all of it.
-    pub fn subscribe(
-        brokers: &str,
-        group: &str,
-        topic: &str,
-        timeout: Duration,
-    ) -> Result<EventConsumer> {
+    /// Joins `group` and subscribes to the objects topic. A group without committed offsets
+    /// starts at the beginning of the topic: the topic is the source of truth, and a new
+    /// generation must see all of it.
+    pub fn subscribe(kafka: &KafkaArgs, group: &str) -> Result<EventConsumer> {
+        let topic = kafka.objects_topic.as_str();
+        let timeout = kafka.timeout;
         let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
+            .set("bootstrap.servers", &kafka.brokers)
             .set("group.id", group)
             .set("client.id", "taxiway-projector")
             .set("enable.auto.commit", "false")
@@ -70,14 +68,6 @@ impl EventConsumer {
             group: group.to_owned(),
             timeout,
         })
-    }
-
-    pub fn group(&self) -> &str {
-        &self.group
-    }
-
-    pub fn topic(&self) -> &str {
-        &self.topic
     }
 
     /// The next batch: waits up to `idle` for a first message, then takes what arrives within

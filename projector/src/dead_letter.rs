@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use schemas::{DeadLetter, Source};
+use service::KafkaArgs;
 use tokio_util::sync::CancellationToken;
 
 use crate::consumer::Record;
@@ -18,9 +19,9 @@ pub struct DeadLetters {
 }
 
 impl DeadLetters {
-    pub fn new(brokers: &str, topic: &str, source_topic: &str) -> Result<DeadLetters> {
+    pub fn new(kafka: &KafkaArgs) -> Result<DeadLetters> {
         let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
+            .set("bootstrap.servers", &kafka.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", "lz4")
@@ -32,8 +33,8 @@ impl DeadLetters {
             .map_err(Error::kafka("creating the dead-letter producer"))?;
         Ok(DeadLetters {
             producer,
-            topic: topic.to_owned(),
-            source_topic: source_topic.to_owned(),
+            topic: kafka.dead_letter_topic.clone(),
+            source_topic: kafka.objects_topic.clone(),
         })
     }
 

@@ -1,92 +1,67 @@
 //! Projector: materializes the event log (`taxiway.objects`) into the CQL projections the API reads.
 //!
-//! [`apply`] decides, without I/O, which rows an event writes; [`store`] executes them with the
-//! scylla driver; [`project`] orders a batch's writes; [`consumer`] and [`dead_letter`] are the
-//! Kafka side; [`pipeline`] ties them into consume → write → commit; [`live`] (`run`) and
-//! [`rebuild`] drive pipelines over generations. See `docs/projections.md`.
+//! A newcomer's path through it: [`run`] dispatches to `commands/` (`run`, `rebuild`, `status`,
+//! `drop_generation`); `run` and `rebuild` drive a `feed` (consume a batch, decode, `check`,
+//! dead-letter, write, commit), which hands each batch to the `batch` writer; [`rows`] decides,
+//! without I/O, which rows an event writes; [`store`] executes them with the scylla driver.
+//! `consumer` and `dead_letter` are the Kafka side. See `docs/projections.md`.
 
-pub mod apply;
+mod batch;
+mod check;
+mod commands;
 pub mod config;
-pub mod consumer;
-pub mod dead_letter;
-pub mod error;
-pub mod live;
+mod consumer;
+mod dead_letter;
+mod error;
+mod feed;
 pub mod metrics;
-pub mod pipeline;
-pub mod project;
-pub mod rebuild;
+pub mod rows;
 pub mod store;
 
+pub use check::check;
 pub use error::{Error, Result};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Cli, Command};
+use crate::config::{Command, Settings};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
-/// Runs `cli.command` until it is done or `shutdown` is cancelled.
-pub async fn run(cli: Cli, metrics: Metrics, shutdown: CancellationToken) -> Result<()> {
-    let store = Store::connect(&cli.cql).await?;
-    match &cli.command {
+/// Runs `settings.command` until it is done or `shutdown` is cancelled, serving metrics on
+/// `settings.metrics_addr` when one is set.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<()> {
+    let metrics = Metrics::new()?;
+    service::spawn_metrics(
+        settings.metrics_addr,
+        metrics.registry.clone(),
+        shutdown.clone(),
+    );
+    run_with_metrics(settings, metrics, shutdown).await
+}
+
+/// [`run`], counting into `metrics` that the caller reads (tests and benches wait on them).
+pub async fn run_with_metrics(
+    settings: Settings,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let store = Store::connect(&settings.cql, &settings.store).await?;
+    match &settings.command {
         Command::Migrate => {
             let active = store.migrate().await?;
             tracing::info!(generation = active.generation, keyspace = %active.keyspace, "migrated");
             Ok(())
         }
-        Command::Run => live::run(&cli, &store, &metrics, &shutdown).await,
-        Command::Rebuild => rebuild::rebuild(&cli, &store, &metrics, &shutdown)
+        Command::Run => commands::run::run(&settings, &store, &metrics, &shutdown).await,
+        Command::Rebuild => commands::rebuild::rebuild(&settings, &store, &metrics, &shutdown)
             .await
             .map(|_| ()),
         Command::DropGeneration { generation } => {
-            rebuild::drop_generation(&store, *generation).await
+            commands::drop_generation::drop_generation(&store, *generation).await
         }
         Command::Status => {
-            print!("{}", status(&store).await?);
+            print!("{}", commands::status::status(&store).await?);
             Ok(())
         }
     }
-}
-
-/// The text `projector status` prints.
-pub async fn status(store: &Store) -> Result<String> {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let active = store.active().await?;
-    // Writing into a String cannot fail.
-    let _ = writeln!(out, "control keyspace: {}", store.control_keyspace());
-    let _ = writeln!(out, "generations:");
-    for g in store.generations().await? {
-        let marker = if active
-            .as_ref()
-            .is_some_and(|a| a.generation == g.generation)
-        {
-            "*"
-        } else {
-            " "
-        };
-        let _ = writeln!(
-            out,
-            " {marker} {:>3}  {:<10}  {}  created_at={:?} caught_up_at={:?}",
-            g.generation, g.state, g.keyspace, g.created_at, g.caught_up_at
-        );
-    }
-    match &active {
-        None => {
-            let _ = writeln!(out, "no active generation (run `projector migrate`)");
-        }
-        Some(a) => {
-            let _ = writeln!(out, "active: generation {} ({})", a.generation, a.keyspace);
-            for c in store.collections(&a.keyspace).await? {
-                let _ = writeln!(
-                    out,
-                    "  {}  revision={}  {}",
-                    c.collection_id,
-                    c.revision.map_or("-".to_owned(), |r| r.to_string()),
-                    c.title.unwrap_or_default()
-                );
-            }
-        }
-    }
-    Ok(out)
 }

@@ -1,28 +1,19 @@
-//! The `projector` binary: parse the configuration, start logging and metrics, run the command.
+//! The `projector` binary: parse the settings, start logging, run the command until interrupted.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use taxiway_projector::config::Cli;
-use taxiway_projector::metrics::Metrics;
+use taxiway_projector::config::Settings;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    startup::init_tracing(cli.log_format, "info");
-    tracing::info!(config = ?cli, "starting projector");
-    let metrics = match Metrics::new() {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let settings = Settings::parse();
+    settings.log.init("info");
+    tracing::info!(config = ?settings, "starting projector");
     let shutdown =
-        startup::shutdown_on_signal("interrupted: finishing the current batch, then stopping");
-    startup::spawn_metrics(cli.metrics_addr, metrics.registry.clone(), shutdown.clone());
-    match taxiway_projector::run(cli, metrics, shutdown).await {
+        service::shutdown_on_signal("interrupted: finishing the current batch, then stopping");
+    match taxiway_projector::run(settings, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "projector failed");

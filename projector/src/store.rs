@@ -14,8 +14,10 @@ use scylla::statement::Consistency;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::unprepared::Statement;
 
-use crate::apply::{Mutation, ReleaseKey};
-use crate::config::{ConsistencyLevel, CqlConfig};
+use crate::rows::{Mutation, ReleaseKey};
+use service::CqlArgs;
+
+use crate::config::{ConsistencyLevel, StoreArgs};
 use crate::error::{Error, Result};
 
 /// A generation as recorded in the control keyspace.
@@ -55,22 +57,26 @@ pub struct Store {
 impl Store {
     /// Connects with one execution profile for everything: the configured consistency (reads
     /// must see the writes before them) and a driver-side request timeout.
-    pub async fn connect(config: &CqlConfig) -> Result<Store> {
+    pub async fn connect(cql: &CqlArgs, options: &StoreArgs) -> Result<Store> {
         let profile = ExecutionProfile::builder()
-            .consistency(consistency(config.consistency))
-            .request_timeout(Some(config.request_timeout))
+            .consistency(consistency(options.consistency))
+            .request_timeout(Some(cql.request_timeout))
             .build();
-        let session = SessionBuilder::new()
-            .known_nodes(&config.nodes)
-            .default_execution_profile_handle(profile.into_handle())
+        let mut builder = SessionBuilder::new()
+            .known_nodes(&cql.nodes)
+            .default_execution_profile_handle(profile.into_handle());
+        if let Some((user, password)) = cql.credentials() {
+            builder = builder.user(user, password);
+        }
+        let session = builder
             .build()
             .await
-            .map_err(Error::cql(format!("connecting to {:?}", config.nodes)))?;
+            .map_err(Error::cql(format!("connecting to {:?}", cql.nodes)))?;
         Ok(Store {
             session: Arc::new(session),
-            control: config.keyspace.clone(),
-            replication: config.replication.clone(),
-            ddl_timeout: config.ddl_timeout,
+            control: cql.keyspace.clone(),
+            replication: options.replication.clone(),
+            ddl_timeout: options.ddl_timeout,
         })
     }
 

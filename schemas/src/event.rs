@@ -9,16 +9,13 @@ use crate::key;
 use crate::stix::Timestamp;
 
 /// Where an event's content came from.
-///
-/// `S` is the type of its text fields: `String` for events read or kept, `&str` for a borrowed
-/// view that encodes to the same bytes ([`crate::codec::encode_object_version_into`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Source<S = String> {
+pub struct Source {
     pub kind: SourceKind,
     /// Bundle file path or Workbench URL.
-    pub uri: S,
+    pub uri: String,
     /// Lower-case hex SHA-256 of the bundle file.
-    pub sha256: Option<S>,
+    pub sha256: Option<String>,
     /// Index of the object in the bundle's `objects` array.
     pub position: Option<i64>,
 }
@@ -46,18 +43,15 @@ pub struct CollectionUpserted {
 }
 
 /// One version of one STIX object in one collection. Key: [`key::object_version_key`].
-///
-/// `S` as in [`Source`]: ingest encodes `ObjectVersionAdded<&str>` views of a bundle's text, so
-/// a 45 MB bundle is not copied into owned events before it is encoded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ObjectVersionAdded<S = String> {
-    pub collection_id: S,
-    pub object_id: S,
-    pub stix_type: S,
+pub struct ObjectVersionAdded {
+    pub collection_id: String,
+    pub object_id: String,
+    pub stix_type: String,
     /// `"2.0"` or `"2.1"`, per [`crate::stix::spec_version`].
-    pub spec_version: S,
+    pub spec_version: String,
     /// Canonical text of the version ([`Timestamp`]'s `Display`), per [`crate::stix::object_version`].
-    pub version: S,
+    pub version: String,
     pub version_micros: i64,
     /// Microseconds since the epoch; assigned once by ingest, strictly increasing per collection.
     pub date_added: i64,
@@ -65,86 +59,15 @@ pub struct ObjectVersionAdded<S = String> {
     #[serde(with = "apache_avro::serde::fixed")]
     pub content_sha256: [u8; 32],
     /// The STIX object's JSON text exactly as received.
-    pub object_json: S,
-    pub source: Source<S>,
-    pub ingest_run_id: S,
+    pub object_json: String,
+    pub source: Source,
+    pub ingest_run_id: String,
     /// True when this re-publishes an already published (object, version) with different content.
     /// Added in schema version 2 with default `false`.
     pub correction: bool,
     /// On a correction: the `date_added` of the content it replaces (microseconds). Added in
     /// schema version 3; `None` in older events and on first publications.
     pub supersedes_date_added: Option<i64>,
-}
-
-impl Source<&str> {
-    /// The owned copy.
-    pub fn to_owned_source(&self) -> Source {
-        Source {
-            kind: self.kind,
-            uri: self.uri.to_owned(),
-            sha256: self.sha256.map(str::to_owned),
-            position: self.position,
-        }
-    }
-}
-
-impl Source {
-    /// A borrowed view of the same source.
-    pub fn view(&self) -> Source<&str> {
-        Source {
-            kind: self.kind,
-            uri: &self.uri,
-            sha256: self.sha256.as_deref(),
-            position: self.position,
-        }
-    }
-}
-
-impl ObjectVersionAdded {
-    /// A borrowed view of the same event.
-    pub fn view(&self) -> ObjectVersionAdded<&str> {
-        ObjectVersionAdded {
-            collection_id: &self.collection_id,
-            object_id: &self.object_id,
-            stix_type: &self.stix_type,
-            spec_version: &self.spec_version,
-            version: &self.version,
-            version_micros: self.version_micros,
-            date_added: self.date_added,
-            content_sha256: self.content_sha256,
-            object_json: &self.object_json,
-            source: self.source.view(),
-            ingest_run_id: &self.ingest_run_id,
-            correction: self.correction,
-            supersedes_date_added: self.supersedes_date_added,
-        }
-    }
-}
-
-impl ObjectVersionAdded<&str> {
-    /// The owned copy, as a consumer decodes it.
-    pub fn to_owned_event(&self) -> ObjectVersionAdded {
-        ObjectVersionAdded {
-            collection_id: self.collection_id.to_owned(),
-            object_id: self.object_id.to_owned(),
-            stix_type: self.stix_type.to_owned(),
-            spec_version: self.spec_version.to_owned(),
-            version: self.version.to_owned(),
-            version_micros: self.version_micros,
-            date_added: self.date_added,
-            content_sha256: self.content_sha256,
-            object_json: self.object_json.to_owned(),
-            source: self.source.to_owned_source(),
-            ingest_run_id: self.ingest_run_id.to_owned(),
-            correction: self.correction,
-            supersedes_date_added: self.supersedes_date_added,
-        }
-    }
-
-    /// The event's Kafka message key, as [`Event::key`] gives it for the owned event.
-    pub fn key(&self) -> String {
-        key::object_version_key(self.collection_id, self.object_id, self.version)
-    }
 }
 
 /// One member of a release: an object version.

@@ -13,7 +13,7 @@ mod version_writer;
 
 pub use codec::{
     SchemaInfo, decode_dead_letter, decode_event, encode_dead_letter, encode_dead_letter_into,
-    encode_event, encode_event_into, encode_object_version_into, known_schemas,
+    encode_event, encode_event_into, known_schemas,
 };
 pub use event::{
     CollectionUpserted, DeadLetter, Event, ObjectVersionAdded, RELEASE_CHUNK_MAX_MEMBERS,

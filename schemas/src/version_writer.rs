@@ -14,23 +14,20 @@
 use crate::event::{ObjectVersionAdded, Source, SourceKind};
 
 /// Appends the Avro binary encoding of `event` (current `ObjectVersionAdded` schema) to `out`.
-pub(crate) fn write_object_version<S: AsRef<str>>(
-    event: &ObjectVersionAdded<S>,
-    out: &mut Vec<u8>,
-) {
-    out.reserve(event.object_json.as_ref().len() + 256);
-    write_str(out, event.collection_id.as_ref());
-    write_str(out, event.object_id.as_ref());
-    write_str(out, event.stix_type.as_ref());
-    write_str(out, event.spec_version.as_ref());
-    write_str(out, event.version.as_ref());
+pub(crate) fn write_object_version(event: &ObjectVersionAdded, out: &mut Vec<u8>) {
+    out.reserve(event.object_json.len() + 256);
+    write_str(out, &event.collection_id);
+    write_str(out, &event.object_id);
+    write_str(out, &event.stix_type);
+    write_str(out, &event.spec_version);
+    write_str(out, &event.version);
     write_long(out, event.version_micros);
     write_long(out, event.date_added);
     // `fixed` Sha256: the 32 bytes, no length.
     out.extend_from_slice(&event.content_sha256);
-    write_str(out, event.object_json.as_ref());
+    write_str(out, &event.object_json);
     write_source(out, &event.source);
-    write_str(out, event.ingest_run_id.as_ref());
+    write_str(out, &event.ingest_run_id);
     out.push(u8::from(event.correction));
     // Union ["null", long]: branch index, then the value.
     match event.supersedes_date_added {
@@ -42,7 +39,7 @@ pub(crate) fn write_object_version<S: AsRef<str>>(
     }
 }
 
-fn write_source<S: AsRef<str>>(out: &mut Vec<u8>, source: &Source<S>) {
+fn write_source(out: &mut Vec<u8>, source: &Source) {
     // Enum SourceKind: the symbol's index, as an int.
     write_long(
         out,
@@ -51,12 +48,12 @@ fn write_source<S: AsRef<str>>(out: &mut Vec<u8>, source: &Source<S>) {
             SourceKind::Workbench => 1,
         },
     );
-    write_str(out, source.uri.as_ref());
+    write_str(out, &source.uri);
     match &source.sha256 {
         None => write_long(out, 0),
         Some(sha256) => {
             write_long(out, 1);
-            write_str(out, sha256.as_ref());
+            write_str(out, sha256);
         }
     }
     match source.position {

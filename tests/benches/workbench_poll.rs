@@ -1,13 +1,13 @@
 //! Benchmark (not a test): what one Workbench poll costs — the collections list with
 //! `versions=latest` (ingest's frequent poll) and `versions=all` (its periodic full pass), both
 //! carrying each version's `x_mitre_contents` — against the Workbench double serving every
-//! STIX 2.1 release in `../shared/attack-data`. Run: `cargo bench -p taxiway-tests --bench workbench_poll`.
+//! STIX 2.1 release of the test data (`taxiway_tests::fixtures`). Run: `cargo bench -p taxiway-tests --bench workbench_poll`.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark that cannot run should stop loudly
 
 use std::time::{Duration, Instant};
 
 use ingest::workbench::{Auth, Versions, WorkbenchClient};
-use taxiway_tests::attack_data;
+use taxiway_tests::fixtures;
 use taxiway_tests::workbench_double::{WorkbenchConfig, WorkbenchDouble};
 
 const ROUNDS: usize = 20;
@@ -26,7 +26,7 @@ async fn main() {
     ];
     for file in files {
         double
-            .add_collection_version_from_bundle(attack_data::path(file))
+            .add_collection_version_from_bundle(fixtures::path(file))
             .unwrap();
     }
     let client = WorkbenchClient::new(

@@ -1,6 +1,6 @@
 """Unmodified Python TAXII clients against a running Taxiway.
 
-Run by tests/tests/clients_python.rs (through dev/test), which ingests the five shipped ATT&CK
+Run by tests/tests/e2e/clients_python.rs (through dev/test), which ingests the five shipped ATT&CK
 bundles, projects them, serves the API and sets:
 
     TAXIWAY_URL          e.g. http://127.0.0.1:PORT (no trailing slash)
@@ -28,7 +28,7 @@ from taxii2client.v21 import ApiRoot, Collection, Server, as_pages
 URL = os.environ.get("TAXIWAY_URL", "").rstrip("/")
 DATA = Path(os.environ.get("TAXIWAY_ATTACK_DATA", ""))
 if not URL or not DATA.is_dir():
-    pytest.exit("set TAXIWAY_URL and TAXIWAY_ATTACK_DATA (tests/tests/clients_python.rs does)", 2)
+    pytest.exit("set TAXIWAY_URL and TAXIWAY_ATTACK_DATA (tests/tests/e2e/clients_python.rs does)", 2)
 
 # Import order = release order, as the Rust test ingests them.
 ICS_FILES = ["ics-attack-17.1.json.zst", "ics-attack-18.0.json.zst", "ics-attack-18.1.json.zst"]

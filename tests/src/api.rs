@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::attack_data::{Release, id_of, version_of};
+use crate::fixtures::{Release, id_of, version_of};
 use crate::pipeline::Topics;
 use crate::projection;
 use crate::{Deadline, cql_nodes};

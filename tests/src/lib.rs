@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 pub mod api;
-pub mod attack_data;
+pub mod fixtures;
 pub mod pipeline;
 pub mod projection;
 pub mod topic;

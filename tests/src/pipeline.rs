@@ -24,7 +24,7 @@ impl Topics {
     }
 
     /// The command line `ingest ARGS…` on these topics and the test broker.
-    pub fn cli(&self, args: &[&str]) -> anyhow::Result<ingest::config::Cli> {
+    pub fn cli(&self, args: &[&str]) -> anyhow::Result<ingest::Settings> {
         let brokers = kafka_brokers();
         let mut argv = vec![
             "ingest",
@@ -36,13 +36,13 @@ impl Topics {
             &self.dead_letter,
         ];
         argv.extend_from_slice(args);
-        Ok(ingest::config::Cli::try_parse_from(argv)?)
+        Ok(ingest::Settings::try_parse_from(argv)?)
     }
 
     /// Runs `ingest ARGS…` in-process on these topics, as the binary would.
     pub async fn ingest(&self, args: &[&str]) -> anyhow::Result<ingest::Outcome> {
-        let metrics = ingest::metrics::Metrics::new()?;
-        Ok(ingest::run(self.cli(args)?, metrics, CancellationToken::new()).await?)
+        let summary = ingest::run(self.cli(args)?, CancellationToken::new()).await?;
+        Ok(summary.outcome())
     }
 
     /// Every record of the objects topic.

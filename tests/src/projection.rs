@@ -88,10 +88,15 @@ pub fn projector_args(topics: &Topics, keyspace: &str, command: &[&str]) -> Vec<
 
 /// Starts `projector COMMAND…` in-process.
 pub fn start(topics: &Topics, keyspace: &str, command: &[&str]) -> anyhow::Result<Running> {
-    let cli = projector::config::Cli::try_parse_from(projector_args(topics, keyspace, command))?;
+    let cli =
+        projector::config::Settings::try_parse_from(projector_args(topics, keyspace, command))?;
     let metrics = projector::metrics::Metrics::new()?;
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(projector::run(cli, metrics.clone(), shutdown.clone()));
+    let task = tokio::spawn(projector::run_with_metrics(
+        cli,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
     Ok(Running {
         shutdown,
         metrics,

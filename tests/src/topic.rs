@@ -65,7 +65,7 @@ fn read_all_blocking(brokers: &str, topic: &str) -> anyhow::Result<Vec<Record>> 
         for p in t.partitions() {
             // A topic the run created a moment ago can answer "not leader" until its leader
             // is elected: ingest's own reader retries that, and so does this one.
-            let (low, high) = ingest::consumer::watermarks(&consumer, topic, p.id(), timeout)?;
+            let (low, high) = ingest::watermarks(&consumer, topic, p.id(), timeout)?;
             if high > low {
                 assignment.add_partition_offset(topic, p.id(), Offset::Beginning)?;
                 open.insert(p.id());

@@ -1,13 +1,14 @@
-//! An in-process test double of the ATT&CK Workbench REST API (the read side an ingest uses, as specified in
-//! `shared/design/workbench-api.md`): real ATT&CK bundles served as collection versions and bundles, Workbench's
-//! authentication, query validation and error bodies, a mutable store, faults on demand and a request log.
+//! An in-process test double of the ATT&CK Workbench REST API, limited to what ingest calls (as specified in
+//! `shared/design/workbench-api.md`): the collections list, collection bundles, attack objects, recent activity
+//! and the apikey challenge, over real ATT&CK bundles, with Workbench's authentication, query validation and
+//! error bodies, a mutable store, faults on demand and a request log.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), taxiway_tests::workbench_double::DoubleError> {
-//! use taxiway_tests::attack_data;
+//! use taxiway_tests::fixtures;
 //! use taxiway_tests::workbench_double::{WorkbenchConfig, WorkbenchDouble};
 //! let workbench = WorkbenchDouble::start(WorkbenchConfig::default()).await?;
-//! workbench.add_collection_version_from_bundle(attack_data::path("ics-attack-18.1.json.zst"))?;
+//! workbench.add_collection_version_from_bundle(fixtures::path("ics-attack-18.1.json.zst"))?;
 //! // point the client at workbench.base_url() with Basic taxii-server:secret-squirrel
 //! # Ok(()) }
 //! ```
@@ -21,7 +22,6 @@ mod timestamp;
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -34,37 +34,24 @@ use tower::Layer;
 pub use auth::challenge_hash;
 pub use store::{BundleSource, CollectionVersionKey, ExportRecord, LoadReport, ObjectVersionKey};
 
-/// A service account's `serviceRole`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServiceRole {
-    /// Allowed on every read endpoint of the double.
-    ReadOnly,
-    /// Allowed only on `/api/stix-bundles`.
-    StixExport,
-    /// Allowed only on `/api/collections/{stixId}`.
-    CollectionManager,
-}
-
 /// One entry of `serviceAuthn.*.serviceAccounts`.
 #[derive(Debug, Clone)]
 pub struct ServiceAccount {
     pub name: String,
     pub apikey: String,
-    pub role: ServiceRole,
 }
 
 impl ServiceAccount {
-    pub fn new(name: impl Into<String>, apikey: impl Into<String>, role: ServiceRole) -> Self {
+    pub fn new(name: impl Into<String>, apikey: impl Into<String>) -> Self {
         ServiceAccount {
             name: name.into(),
             apikey: apikey.into(),
-            role,
         }
     }
 
     /// `taxii-server` / `secret-squirrel`, read-only: the account MITRE's TAXII server ships with.
     pub fn taxii_server() -> Self {
-        ServiceAccount::new("taxii-server", "secret-squirrel", ServiceRole::ReadOnly)
+        ServiceAccount::new("taxii-server", "secret-squirrel")
     }
 }
 
@@ -131,7 +118,7 @@ pub enum Fault {
     BundleServerError { collection_id: String },
     /// `GET /api/collections` answers `[]`.
     EmptyCollectionList,
-    /// Every response except `/api/health/*` is delayed this long. Setting it again replaces the delay.
+    /// Every response is delayed this long. Setting it again replaces the delay.
     SlowResponses(Duration),
     /// Bundle responses declare their full length, send half the body, then abort the connection.
     TruncatedBundle,
@@ -143,7 +130,7 @@ pub enum Fault {
         collection_id: String,
         modified: String,
     },
-    /// Every response except `/api/health/*` is 503 `Service Unavailable` (an upstream proxy fault).
+    /// Every response is 503 `Service Unavailable` (an upstream proxy fault).
     ServiceUnavailable,
 }
 
@@ -222,7 +209,6 @@ pub(crate) struct State {
 pub(crate) struct Shared {
     pub config: WorkbenchConfig,
     pub jwt_secret: Vec<u8>,
-    pub started: Instant,
     state: Mutex<State>,
 }
 
@@ -236,7 +222,6 @@ impl Shared {
 /// A running double on `127.0.0.1:<random port>`. Dropping it stops the server.
 pub struct WorkbenchDouble {
     base_url: String,
-    address: SocketAddr,
     shared: Arc<Shared>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<io::Result<()>>>,
@@ -248,7 +233,6 @@ impl WorkbenchDouble {
         let shared = Arc::new(Shared {
             config,
             jwt_secret: auth::new_secret(),
-            started: Instant::now(),
             state: Mutex::new(State {
                 store: store::Store::default(),
                 faults: Vec::new(),
@@ -274,7 +258,6 @@ impl WorkbenchDouble {
         });
         Ok(WorkbenchDouble {
             base_url: format!("http://{address}"),
-            address,
             shared,
             stop: Some(stop),
             server: Some(server),
@@ -284,24 +267,6 @@ impl WorkbenchDouble {
     /// `http://127.0.0.1:PORT`, without a trailing slash; routes are under `/api`.
     pub fn base_url(&self) -> &str {
         &self.base_url
-    }
-
-    pub fn address(&self) -> SocketAddr {
-        self.address
-    }
-
-    /// Stops accepting, lets requests in flight finish (up to 5 s), then stops.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(mut server) = self.server.take()
-            && tokio::time::timeout(Duration::from_secs(5), &mut server)
-                .await
-                .is_err()
-        {
-            server.abort();
-        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -319,18 +284,6 @@ impl WorkbenchDouble {
         self.lock().store.load_bundle(&text)
     }
 
-    /// Stores a synthetic collection version (e.g. `x_mitre_version: "11.0-beta"`, or none). Needs `id` and
-    /// `modified`; timestamps are cut to milliseconds; `x_mitre_contents` may name objects not stored (they are
-    /// dropped when served).
-    pub fn add_collection_version(&self, stix: Value) -> Result<CollectionVersionKey, DoubleError> {
-        self.lock().store.add_collection(stix)
-    }
-
-    /// Stores one synthetic attack-object version (needs `type`, `id`, `modified`).
-    pub fn add_object(&self, stix: Value) -> Result<ObjectVersionKey, DoubleError> {
-        self.lock().store.add_object(stix, "reviewed")
-    }
-
     /// Stores a new version of object `id`: its latest version changed by `mutate`, with a `modified` at least
     /// 1 ms later (and not before now). Collections are not touched. Returns the new version's key.
     pub fn edit_object(
@@ -341,64 +294,11 @@ impl WorkbenchDouble {
         self.lock().store.edit_object(id, mutate)
     }
 
-    /// Deletes one collection version (its objects stay). Returns whether it existed.
-    pub fn remove_collection_version(&self, id: &str, modified: &str) -> bool {
-        self.lock().store.remove_collection(id, modified)
-    }
-
-    /// Sets `workspace.workflow` of a collection version (informational in Workbench: nothing filters on it
-    /// except the `state` query parameter).
-    pub fn set_collection_workflow(
-        &self,
-        id: &str,
-        modified: &str,
-        state: &str,
-        release: bool,
-    ) -> Result<(), DoubleError> {
-        let unknown = || DoubleError::UnknownCollectionVersion {
-            id: id.to_owned(),
-            modified: modified.to_owned(),
-        };
-        let modified = timestamp::normalize(modified).ok_or_else(unknown)?;
-        let mut state_guard = self.lock();
-        let collection = state_guard
-            .store
-            .collection_mut(id, &modified)
-            .ok_or_else(unknown)?;
-        collection.workspace.workflow.state = state.to_owned();
-        collection.workspace.workflow.release = release;
-        Ok(())
-    }
-
-    /// Every stored collection version, sorted by id ascending then modified descending (the list order).
-    pub fn collection_versions(&self) -> Vec<CollectionVersionKey> {
-        self.lock()
-            .store
-            .all_collection_versions()
-            .into_iter()
-            .map(|c| c.key.clone())
-            .collect()
-    }
-
-    /// The collection object of a version, as served (with defaults applied).
-    pub fn collection_stix(&self, id: &str, modified: &str) -> Option<Value> {
-        let modified = timestamp::normalize(modified)?;
-        let state = self.lock();
-        let collection = state.store.collection(id, &modified)?;
-        serde_json::from_str(collection.raw.get()).ok()
-    }
-
     /// One stored object version, as served.
     pub fn object_version(&self, id: &str, modified: &str) -> Option<Value> {
         let modified = timestamp::normalize(modified)?;
         let state = self.lock();
         serde_json::from_str(state.store.object(id, &modified)?.raw.get()).ok()
-    }
-
-    /// The newest stored version of object `id`, as served.
-    pub fn latest_object(&self, id: &str) -> Option<Value> {
-        let state = self.lock();
-        serde_json::from_str(state.store.latest_object(id)?.raw.get()).ok()
     }
 
     /// `workspace.exported` of a collection version: grows on each export without `previewOnly=true`.
@@ -425,21 +325,8 @@ impl WorkbenchDouble {
         state.faults.push(fault);
     }
 
-    /// Turns off every fault of the same kind as `fault` (its fields are ignored).
-    pub fn clear_fault(&self, fault: &Fault) {
-        let kind = std::mem::discriminant(fault);
-        self.lock()
-            .faults
-            .retain(|f| std::mem::discriminant(f) != kind);
-    }
-
     pub fn clear_faults(&self) {
         self.lock().faults.clear();
-    }
-
-    /// Every token issued so far answers 401 from now on.
-    pub fn expire_tokens_now(&self) {
-        self.set_fault(Fault::ExpireTokensNow);
     }
 
     /// Every request received so far, in order.
@@ -455,10 +342,6 @@ impl WorkbenchDouble {
             .iter()
             .filter(|r| r.route() == route)
             .count()
-    }
-
-    pub fn clear_requests(&self) {
-        self.lock().requests.clear();
     }
 }
 

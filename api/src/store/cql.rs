@@ -27,7 +27,7 @@ use super::{
     CollectionData, CollectionMeta, CollectionRevision, Generation, ReleaseRow, Store, StoreError,
     VersionRow,
 };
-use crate::config::CqlConfig;
+use service::CqlArgs;
 
 /// Object reads one fetch keeps in flight.
 const OBJECT_READS_IN_FLIGHT: usize = 64;
@@ -67,16 +67,16 @@ fn err(context: &'static str) -> impl Fn(&dyn std::fmt::Display) -> StoreError {
 impl CqlStore {
     /// Connects and prepares the control statement. Reads use LOCAL_QUORUM so that a replica
     /// sees what the projector wrote before bumping a revision.
-    pub async fn connect(config: &CqlConfig) -> Result<CqlStore, StoreError> {
+    pub async fn connect(config: &CqlArgs) -> Result<CqlStore, StoreError> {
         let profile = ExecutionProfile::builder()
             .consistency(Consistency::LocalQuorum)
-            .request_timeout(Some(config.timeout))
+            .request_timeout(Some(config.request_timeout))
             .build();
         let mut builder = SessionBuilder::new()
             .known_nodes(&config.nodes)
             .default_execution_profile_handle(profile.into_handle());
-        if let (Some(user), Some(password)) = (&config.user, &config.password) {
-            builder = builder.user(user, &password.0);
+        if let Some((user, password)) = config.credentials() {
+            builder = builder.user(user, password);
         }
         let session = builder
             .build()

@@ -9,8 +9,6 @@ pub(crate) enum Kind {
     Bool,
     Number,
     Str,
-    /// `string | string[]`: may be repeated.
-    StrList,
     /// A string restricted to these values.
     OneOf(&'static [&'static str]),
 }
@@ -39,10 +37,6 @@ impl Query {
 
     pub(crate) fn string(&self, name: &str) -> Option<&str> {
         self.first(name)
-    }
-
-    pub(crate) fn list(&self, name: &str) -> Option<&[String]> {
-        self.values.get(name).map(Vec::as_slice)
     }
 
     fn first(&self, name: &str) -> Option<&str> {
@@ -80,7 +74,6 @@ pub(crate) fn parse(raw: Option<&str>, spec: Spec) -> Result<Query, String> {
         };
         let repeated = given.len() > 1;
         let ok = match kind {
-            Kind::StrList => true,
             _ if repeated => false,
             Kind::Str => true,
             Kind::Bool => given.iter().all(|v| v == "true" || v == "false"),
@@ -139,21 +132,19 @@ mod tests {
         ("versions", Kind::OneOf(&["all", "latest"])),
         ("limit", Kind::Number),
         ("previewOnly", Kind::Bool),
-        ("state", Kind::StrList),
         ("search", Kind::Str),
     ];
 
     #[test]
     fn documented_parameters_are_coerced() {
         let q = parse(
-            Some("versions=all&limit=10&previewOnly=true&state=a&state=b&search=a%20b+c"),
+            Some("versions=all&limit=10&previewOnly=true&search=a%20b+c"),
             SPEC,
         )
         .unwrap();
         assert_eq!(q.string("versions"), Some("all"));
         assert_eq!(q.number("limit"), Some(10.0));
         assert_eq!(q.flag("previewOnly"), Some(true));
-        assert_eq!(q.list("state").unwrap(), ["a", "b"]);
         assert_eq!(q.string("search"), Some("a b c"));
         assert_eq!(q.flag("absent"), None);
     }

@@ -37,12 +37,6 @@ pub(crate) fn passport_failure(status: StatusCode, www_authenticate: Option<Stri
     response
 }
 
-pub(crate) fn empty(status: StatusCode) -> Response {
-    let mut response = Response::new(Body::empty());
-    *response.status_mut() = status;
-    response
-}
-
 fn with_type(status: StatusCode, content_type: &'static str, body: String) -> Response {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;

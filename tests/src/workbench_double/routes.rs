@@ -7,109 +7,51 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::{RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use serde::Serialize;
-use serde_json::value::RawValue;
-use serde_json::{Map, Value, json};
+use serde_json::json;
 
 use super::auth::{self, PendingChallenge};
 use super::query::{self, Kind, Query, Spec};
-use super::reply::{Rejection, empty, json, json_text, text};
-use super::store::{
-    CollectionFilter, CollectionVersion, ExportRecord, RenderOptions, StoredObject,
-};
-use super::{Fault, RequestRecord, ServiceRole, Shared, timestamp};
+use super::reply::{Rejection, json, json_text, text};
+use super::store::{ExportRecord, StoredObject};
+use super::{Fault, RequestRecord, Shared, timestamp};
 
 const VERSIONS: Kind = Kind::OneOf(&["all", "latest"]);
 
-const COLLECTIONS: Spec = &[
-    ("limit", Kind::Number),
-    ("offset", Kind::Number),
-    ("versions", VERSIONS),
-    ("state", Kind::StrList),
-    ("includeRevoked", Kind::Bool),
-    ("includeDeprecated", Kind::Bool),
-    ("search", Kind::Str),
-    ("lastUpdatedBy", Kind::StrList),
-];
-const COLLECTION_BY_ID: Spec = &[
-    ("versions", VERSIONS),
-    ("retrieveContents", Kind::Bool),
-    ("stream", Kind::Bool),
-];
-const COLLECTION_VERSION: Spec = &[("retrieveContents", Kind::Bool), ("stream", Kind::Bool)];
+// Only the parameters ingest sends; any other is rejected as undocumented, as Workbench's
+// OpenAPI validator rejects any it does not document.
+const COLLECTIONS: Spec = &[("versions", VERSIONS)];
 const COLLECTION_BUNDLES: Spec = &[
     ("previewOnly", Kind::Bool),
     ("collectionId", Kind::Str),
     ("collectionModified", Kind::Str),
-    ("includeNotes", Kind::Bool),
-];
-const STIX_BUNDLES: Spec = &[
-    (
-        "domain",
-        Kind::OneOf(&["enterprise-attack", "mobile-attack", "ics-attack"]),
-    ),
-    ("stixVersion", Kind::Str),
-    ("includeRevoked", Kind::Bool),
-    ("includeDeprecated", Kind::Bool),
-    ("includeDataSources", Kind::Bool),
-    ("includeNotes", Kind::Bool),
-    ("includeMissingAttackId", Kind::Bool),
-    ("useLegacyMethod", Kind::Bool),
-    ("state", Kind::StrList),
-    ("includeCollectionObject", Kind::Bool),
-    ("collectionObjectVersion", Kind::Str),
-    ("collectionObjectModified", Kind::Str),
-    ("collectionAttackSpecVersion", Kind::Str),
 ];
 const ATTACK_OBJECTS: Spec = &[
     ("versions", VERSIONS),
-    ("attackId", Kind::StrList),
-    ("state", Kind::StrList),
     ("includeRevoked", Kind::Bool),
     ("includeDeprecated", Kind::Bool),
-    ("search", Kind::Str),
-    ("lastUpdatedBy", Kind::StrList),
-    ("limit", Kind::Number),
-    ("offset", Kind::Number),
-    ("includePagination", Kind::Bool),
 ];
 const RECENT_ACTIVITY: Spec = &[
     ("limit", Kind::Number),
-    ("offset", Kind::Number),
     ("includeRevoked", Kind::Bool),
     ("includeDeprecated", Kind::Bool),
-    ("lastUpdatedBy", Kind::StrList),
-    ("includePagination", Kind::Bool),
 ];
 const AUTHN_SERVICE: Spec = &[("serviceName", Kind::Str)];
-const NO_PARAMETERS: Spec = &[];
-
-const READ_ONLY: &[ServiceRole] = &[ServiceRole::ReadOnly];
-const COLLECTION_READERS: &[ServiceRole] = &[ServiceRole::ReadOnly, ServiceRole::CollectionManager];
-const STIX_EXPORTERS: &[ServiceRole] = &[ServiceRole::ReadOnly, ServiceRole::StixExport];
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/api/collections", get(list_collections))
-        .route("/api/collections/{stix_id}", get(collection_by_id))
-        .route(
-            "/api/collections/{stix_id}/modified/{modified}",
-            get(collection_version),
-        )
         .route("/api/collection-bundles", get(collection_bundle))
-        .route("/api/stix-bundles", get(stix_bundle))
         .route("/api/attack-objects", get(attack_objects))
         .route("/api/recent-activity", get(recent_activity))
         .route("/api/authn/service/apikey-challenge", get(apikey_challenge))
         .route("/api/authn/service/apikey-token", get(apikey_token))
-        .route("/api/health/ping", get(ping))
-        .route("/api/health/status", get(status))
         .fallback(|| async { text(StatusCode::NOT_FOUND, "not found") })
         .method_not_allowed_fallback(|method: Method| async move {
             text(
@@ -136,7 +78,6 @@ pub(crate) async fn outer(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(' ').next())
         .map(str::to_owned);
-    let exempt = path.starts_with("/api/health/");
     let (delay, unavailable) = {
         let state = shared.lock();
         let delay = state.faults.iter().find_map(|f| match f {
@@ -146,10 +87,10 @@ pub(crate) async fn outer(
         let unavailable = state.faults.contains(&Fault::ServiceUnavailable);
         (delay, unavailable)
     };
-    if let Some(delay) = delay.filter(|_| !exempt) {
+    if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
     }
-    let response = if unavailable && !exempt {
+    let response = if unavailable {
         text(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
     } else {
         if path.len() > 1 && path.ends_with('/') {
@@ -174,31 +115,22 @@ pub(crate) async fn outer(
     response
 }
 
-/// Query validation, then authentication and the role check.
+/// Query validation, then authentication.
 fn admit(
     shared: &Shared,
     headers: &HeaderMap,
     raw_query: Option<&str>,
     spec: Spec,
-    roles: &[ServiceRole],
 ) -> Result<Query, Rejection> {
     let query =
         query::parse(raw_query, spec).map_err(|m| Rejection::Text(StatusCode::BAD_REQUEST, m))?;
-    auth::authorize(shared, headers, roles)?;
+    auth::authorize(shared, headers)?;
     Ok(query)
 }
 
 fn limit_of(query: &Query) -> usize {
     query
         .number("limit")
-        .filter(|n| *n > 0.0)
-        .map(|n| n as usize)
-        .unwrap_or(0)
-}
-
-fn offset_of(query: &Query) -> usize {
-    query
-        .number("offset")
         .filter(|n| *n > 0.0)
         .map(|n| n as usize)
         .unwrap_or(0)
@@ -216,33 +148,20 @@ async fn list_collections(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let query = match admit(&shared, &headers, raw.as_deref(), COLLECTIONS, READ_ONLY) {
+    let query = match admit(&shared, &headers, raw.as_deref(), COLLECTIONS) {
         Ok(q) => q,
         Err(rejection) => return rejection.into_response(),
     };
-    let filter = CollectionFilter {
-        latest_only: query.string("versions") != Some("all"),
-        states: query.list("state").map(<[String]>::to_vec),
-        include_revoked: query.flag_or_false("includeRevoked"),
-        include_deprecated: query.flag_or_false("includeDeprecated"),
-        search: query.string("search").map(str::to_owned),
-        last_updated_by: query.list("lastUpdatedBy").map(<[String]>::to_vec),
-        limit: limit_of(&query),
-    };
+    let latest_only = query.string("versions") != Some("all");
     let mut state = shared.lock();
     let response = if state.faults.contains(&Fault::EmptyCollectionList) {
         json_text(StatusCode::OK, "[]".to_owned())
     } else {
         let store = &state.store;
-        let options = RenderOptions {
-            mongo_fields: true,
-            identities: true,
-            contents: false,
-        };
         let docs: Vec<_> = store
-            .list_collections(&filter)
+            .list_collections(latest_only)
             .into_iter()
-            .map(|c| store.render_collection(c, options))
+            .map(|c| store.render_collection(c))
             .collect();
         serialize(&docs)
     };
@@ -261,151 +180,12 @@ async fn list_collections(
     response
 }
 
-async fn collection_by_id(
-    State(shared): State<Arc<Shared>>,
-    Path(stix_id): Path<String>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> Response {
-    let query = match admit(
-        &shared,
-        &headers,
-        raw.as_deref(),
-        COLLECTION_BY_ID,
-        COLLECTION_READERS,
-    ) {
-        Ok(q) => q,
-        Err(rejection) => return rejection.into_response(),
-    };
-    let all = query.string("versions") == Some("all");
-    let state = shared.lock();
-    let store = &state.store;
-    let versions: Vec<&CollectionVersion> = if all {
-        store.collection_versions_of(&stix_id)
-    } else {
-        store.latest_collection(&stix_id).into_iter().collect()
-    };
-    if versions.is_empty() {
-        return text(StatusCode::NOT_FOUND, "Collection not found.");
-    }
-    let options = RenderOptions {
-        mongo_fields: all,
-        identities: false,
-        contents: query.flag_or_false("retrieveContents"),
-    };
-    let docs: Vec<_> = versions
-        .into_iter()
-        .map(|c| store.render_collection(c, options))
-        .collect();
-    serialize(&docs)
-}
-
-async fn collection_version(
-    State(shared): State<Arc<Shared>>,
-    Path((stix_id, modified)): Path<(String, String)>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> Response {
-    let query = match admit(
-        &shared,
-        &headers,
-        raw.as_deref(),
-        COLLECTION_VERSION,
-        READ_ONLY,
-    ) {
-        Ok(q) => q,
-        Err(rejection) => return rejection.into_response(),
-    };
-    let Some(modified) = timestamp::normalize(&modified) else {
-        // Mongoose cannot cast the value to a date.
-        return text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Unable to get collection. Server error.",
-        );
-    };
-    let state = shared.lock();
-    let store = &state.store;
-    let Some(collection) = store.collection(&stix_id, &modified) else {
-        return json(
-            StatusCode::NOT_FOUND,
-            &json!({"error": "Collection version not found"}),
-        );
-    };
-    let contents = query.flag_or_false("retrieveContents");
-    if contents && query.flag_or_false("stream") {
-        return event_stream(store, collection);
-    }
-    let options = RenderOptions {
-        mongo_fields: true,
-        identities: true,
-        contents,
-    };
-    serialize(&store.render_collection(collection, options))
-}
-
-/// `retrieveContents=true&stream=true`: the Server-Sent Events form, sent in one body.
-fn event_stream(store: &super::store::Store, collection: &CollectionVersion) -> Response {
-    fn event(out: &mut String, data: &impl Serialize) {
-        out.push_str("data: ");
-        out.push_str(&serde_json::to_string(data).unwrap_or_else(|_| "{}".to_owned()));
-        out.push_str("\n\n");
-    }
-    #[derive(Serialize)]
-    struct Content<'a> {
-        #[serde(rename = "type")]
-        kind: &'static str,
-        position: usize,
-        object: super::store::ObjectDoc<'a>,
-    }
-    let mut out = String::new();
-    let options = RenderOptions {
-        mongo_fields: true,
-        identities: true,
-        contents: false,
-    };
-    event(
-        &mut out,
-        &json!({"type": "collection", "data": serde_json::to_value(store.render_collection(collection, options)).unwrap_or_default()}),
-    );
-    event(
-        &mut out,
-        &json!({"type": "contentCount", "count": collection.contents.len()}),
-    );
-    for (position, key) in collection.contents.iter().enumerate() {
-        if let Some(object) = store.object(&key.id, &key.modified) {
-            event(
-                &mut out,
-                &Content {
-                    kind: "content",
-                    position,
-                    object: store.object_doc(object),
-                },
-            );
-        }
-    }
-    out.push_str("event: complete\ndata: {}\n\n");
-    let mut response = Response::new(Body::from(out));
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
-}
-
 async fn collection_bundle(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let query = match admit(
-        &shared,
-        &headers,
-        raw.as_deref(),
-        COLLECTION_BUNDLES,
-        READ_ONLY,
-    ) {
+    let query = match admit(&shared, &headers, raw.as_deref(), COLLECTION_BUNDLES) {
         Ok(q) => q,
         Err(rejection) => return rejection.into_response(),
     };
@@ -479,47 +259,12 @@ fn truncated(body: String) -> Response {
     response
 }
 
-fn attack_object_filter<'a>(query: &'a Query) -> impl Fn(&&StoredObject) -> bool + 'a {
-    let search = query.string("search").map(str::to_lowercase);
+fn attack_object_filter(query: &Query) -> impl Fn(&&StoredObject) -> bool {
+    let include_revoked = query.flag_or_false("includeRevoked");
+    let include_deprecated = query.flag_or_false("includeDeprecated");
     move |object: &&StoredObject| {
-        let head = &object.head;
-        (query.flag_or_false("includeRevoked") || !head.revoked())
-            && (query.flag_or_false("includeDeprecated") || !head.deprecated())
-            && query
-                .list("state")
-                .is_none_or(|states| states.contains(&object.workflow_state))
-            && query.list("lastUpdatedBy").is_none()
-            && query
-                .list("attackId")
-                .is_none_or(|ids| object.attack_id.as_ref().is_some_and(|id| ids.contains(id)))
-            && search.as_deref().is_none_or(|needle| {
-                head.matches_search(needle)
-                    || object
-                        .attack_id
-                        .as_deref()
-                        .is_some_and(|id| id.to_lowercase().contains(needle))
-            })
-    }
-}
-
-fn paginated(query: &Query, docs: Vec<super::store::ObjectDoc<'_>>, total: usize) -> Response {
-    if query.flag_or_false("includePagination") {
-        serialize(&json!({
-            "pagination": {"total": total, "offset": offset_of(query), "limit": limit_of(query)},
-            "data": docs,
-        }))
-    } else {
-        serialize(&docs)
-    }
-}
-
-fn page<T>(items: Vec<T>, query: &Query) -> Vec<T> {
-    let limit = limit_of(query);
-    let taken = items.into_iter().skip(offset_of(query));
-    if limit > 0 {
-        taken.take(limit).collect()
-    } else {
-        taken.collect()
+        (include_revoked || !object.head.revoked())
+            && (include_deprecated || !object.head.deprecated())
     }
 }
 
@@ -528,7 +273,7 @@ async fn attack_objects(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let query = match admit(&shared, &headers, raw.as_deref(), ATTACK_OBJECTS, READ_ONLY) {
+    let query = match admit(&shared, &headers, raw.as_deref(), ATTACK_OBJECTS) {
         Ok(q) => q,
         Err(rejection) => return rejection.into_response(),
     };
@@ -540,18 +285,16 @@ async fn attack_objects(
     } else {
         store.latest_objects().filter(&keep).collect()
     };
+    // Workbench lists relationships after every other object.
     let (relationships, objects): (Vec<&StoredObject>, Vec<&StoredObject>) = candidates
         .into_iter()
         .partition(|o| o.head.kind == "relationship");
-    let total = objects.len();
-    let mut docs: Vec<_> = page(objects, &query)
+    let docs: Vec<_> = objects
         .into_iter()
+        .chain(relationships)
         .map(|o| store.object_doc(o))
         .collect();
-    if query.list("attackId").is_none() && query.string("search").is_none() {
-        docs.extend(relationships.into_iter().map(|o| store.object_doc(o)));
-    }
-    paginated(&query, docs, total)
+    serialize(&docs)
 }
 
 async fn recent_activity(
@@ -559,13 +302,7 @@ async fn recent_activity(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let query = match admit(
-        &shared,
-        &headers,
-        raw.as_deref(),
-        RECENT_ACTIVITY,
-        READ_ONLY,
-    ) {
+    let query = match admit(&shared, &headers, raw.as_deref(), RECENT_ACTIVITY) {
         Ok(q) => q,
         Err(rejection) => return rejection.into_response(),
     };
@@ -576,129 +313,12 @@ async fn recent_activity(
     // the stored documents without grouping them by id.
     let mut objects: Vec<&StoredObject> = store.all_object_versions().filter(&keep).collect();
     objects.sort_by(|a, b| b.modified.cmp(&a.modified));
-    let total = objects.len();
-    let docs: Vec<_> = page(objects, &query)
-        .into_iter()
-        .map(|o| store.object_doc(o))
-        .collect();
-    paginated(&query, docs, total)
-}
-
-/// `GET /api/stix-bundles`, simplified: the latest version of every object of the domain, the relationships
-/// between them, and the identities and marking definitions they reference.
-async fn stix_bundle(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> Response {
-    let query = match admit(
-        &shared,
-        &headers,
-        raw.as_deref(),
-        STIX_BUNDLES,
-        STIX_EXPORTERS,
-    ) {
-        Ok(q) => q,
-        Err(rejection) => return rejection.into_response(),
-    };
-    let Some(domain) = query.string("domain") else {
-        return text(StatusCode::BAD_REQUEST, "domain is required");
-    };
-    let stix_version = query.string("stixVersion").unwrap_or("2.0");
-    if stix_version != "2.0" && stix_version != "2.1" {
-        return text(StatusCode::BAD_REQUEST, "invalid STIX version");
+    let limit = limit_of(&query);
+    if limit > 0 {
+        objects.truncate(limit);
     }
-    let state = shared.lock();
-    let store = &state.store;
-    let keep = |o: &&StoredObject| {
-        (query.flag_or_false("includeRevoked") || !o.head.revoked())
-            && (query.flag_or_false("includeDeprecated") || !o.head.deprecated())
-            && query
-                .list("state")
-                .is_none_or(|states| states.contains(&o.workflow_state))
-    };
-    let in_domain: Vec<&StoredObject> = store
-        .latest_objects()
-        .filter(|o| {
-            o.head
-                .x_mitre_domains
-                .as_ref()
-                .is_some_and(|d| d.iter().any(|x| x == domain))
-        })
-        .filter(keep)
-        .collect();
-    let ids: std::collections::HashSet<&str> =
-        in_domain.iter().map(|o| o.head.id.as_str()).collect();
-    let mut values: Vec<Value> = Vec::new();
-    let mut referenced: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-    let mut push = |raw: &RawValue, values: &mut Vec<Value>| {
-        if let Ok(value) = serde_json::from_str::<Value>(raw.get()) {
-            if let Some(r) = value.get("created_by_ref").and_then(Value::as_str) {
-                referenced.insert(r.to_owned());
-            }
-            if let Some(refs) = value.get("object_marking_refs").and_then(Value::as_array) {
-                referenced.extend(refs.iter().filter_map(Value::as_str).map(str::to_owned));
-            }
-            values.push(value);
-        }
-    };
-    for object in &in_domain {
-        push(&object.raw, &mut values);
-    }
-    for relationship in store
-        .latest_objects()
-        .filter(|o| o.head.kind == "relationship")
-        .filter(keep)
-    {
-        if let Ok(value) = serde_json::from_str::<Value>(relationship.raw.get()) {
-            let source = value
-                .get("source_ref")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let target = value
-                .get("target_ref")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if ids.contains(source) && ids.contains(target) {
-                push(&relationship.raw, &mut values);
-            }
-        }
-    }
-    for id in referenced {
-        if ids.contains(id.as_str()) {
-            continue;
-        }
-        if let Some(object) = store.latest_object(&id) {
-            if let Ok(value) = serde_json::from_str::<Value>(object.raw.get()) {
-                values.push(value);
-            }
-        } else if let Some(marking) = store.marking(&id)
-            && let Ok(value) = serde_json::from_str::<Value>(marking.get())
-        {
-            values.push(value);
-        }
-    }
-    let mut bundle = Map::new();
-    bundle.insert("type".into(), json!("bundle"));
-    bundle.insert(
-        "id".into(),
-        json!(format!("bundle--{}", uuid::Uuid::new_v4())),
-    );
-    if stix_version == "2.1" {
-        for value in &mut values {
-            if let Some(map) = value.as_object_mut() {
-                map.insert("spec_version".into(), json!("2.1"));
-                if map.get("type").and_then(Value::as_str) != Some("course-of-action") {
-                    map.remove("labels");
-                }
-                map.retain(|_, v| v.as_array().is_none_or(|a| !a.is_empty()));
-            }
-        }
-    } else {
-        bundle.insert("spec_version".into(), json!("2.0"));
-    }
-    bundle.insert("objects".into(), Value::Array(values));
-    serialize(&bundle)
+    let docs: Vec<_> = objects.into_iter().map(|o| store.object_doc(o)).collect();
+    serialize(&docs)
 }
 
 async fn apikey_challenge(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Response {
@@ -789,21 +409,4 @@ async fn apikey_token(
         StatusCode::OK,
         &json!({"access_token": token, "expires_in": timeout}),
     )
-}
-
-async fn ping(RawQuery(raw): RawQuery) -> Response {
-    match query::parse(raw.as_deref(), NO_PARAMETERS) {
-        Ok(_) => empty(StatusCode::NO_CONTENT),
-        Err(message) => text(StatusCode::BAD_REQUEST, message),
-    }
-}
-
-async fn status(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Response {
-    match query::parse(raw.as_deref(), NO_PARAMETERS) {
-        Ok(_) => json(
-            StatusCode::OK,
-            &json!({"uptime": shared.started.elapsed().as_secs_f64()}),
-        ),
-        Err(message) => text(StatusCode::BAD_REQUEST, message),
-    }
 }

@@ -122,12 +122,6 @@ pub(crate) struct ObjectHead {
     #[serde(default)]
     pub x_mitre_version: Option<String>,
     #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub description: Option<String>,
-    #[serde(default)]
-    pub x_mitre_domains: Option<Vec<String>>,
-    #[serde(default)]
     pub external_references: Option<Vec<ExternalReference>>,
 }
 
@@ -163,13 +157,6 @@ impl ObjectHead {
 
     pub(crate) fn deprecated(&self) -> bool {
         self.x_mitre_deprecated.unwrap_or(false)
-    }
-
-    pub(crate) fn matches_search(&self, needle_lowercase: &str) -> bool {
-        [self.name.as_deref(), self.description.as_deref()]
-            .into_iter()
-            .flatten()
-            .any(|text| text.to_lowercase().contains(needle_lowercase))
     }
 }
 
@@ -248,53 +235,26 @@ pub(crate) struct CollectionVersion {
 }
 
 impl CollectionVersion {
-    fn flag(&self, name: &str) -> bool {
-        self.stix
-            .get(name)
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-    }
-
-    pub(crate) fn revoked(&self) -> bool {
-        self.flag("revoked")
-    }
-
-    pub(crate) fn deprecated(&self) -> bool {
-        self.flag("x_mitre_deprecated")
-    }
-
     pub(crate) fn text(&self, name: &str) -> Option<&str> {
         self.stix.get(name).and_then(Value::as_str)
     }
 }
 
-/// How a collection document is rendered.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct RenderOptions {
-    /// `_id`, `__t`, `__v`.
-    pub mongo_fields: bool,
-    /// `created_by_identity` / `modified_by_identity`.
-    pub identities: bool,
-    /// `contents`.
-    pub contents: bool,
-}
-
+/// A collection document as `GET /api/collections` lists it.
 #[derive(Serialize)]
 pub(crate) struct CollectionDoc<'a> {
-    #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
-    mongo_id: Option<&'a str>,
-    #[serde(rename = "__t", skip_serializing_if = "Option::is_none")]
-    kind: Option<&'static str>,
-    #[serde(rename = "__v", skip_serializing_if = "Option::is_none")]
-    version: Option<u32>,
+    #[serde(rename = "_id")]
+    mongo_id: &'a str,
+    #[serde(rename = "__t")]
+    kind: &'static str,
+    #[serde(rename = "__v")]
+    version: u32,
     workspace: &'a CollectionWorkspace,
     stix: &'a RawValue,
     #[serde(skip_serializing_if = "Option::is_none")]
     created_by_identity: Option<ObjectDoc<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     modified_by_identity: Option<ObjectDoc<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    contents: Option<Vec<ObjectDoc<'a>>>,
 }
 
 #[derive(Serialize)]
@@ -320,19 +280,6 @@ struct ObjectWorkspace<'a> {
 #[derive(Serialize)]
 struct WorkflowState<'a> {
     state: &'a str,
-}
-
-/// Filters of `GET /api/collections`.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct CollectionFilter {
-    pub latest_only: bool,
-    pub states: Option<Vec<String>>,
-    pub include_revoked: bool,
-    pub include_deprecated: bool,
-    pub search: Option<String>,
-    pub last_updated_by: Option<Vec<String>>,
-    /// 0 = all.
-    pub limit: usize,
 }
 
 #[derive(Default)]
@@ -457,38 +404,6 @@ impl Store {
         Ok(report)
     }
 
-    /// Stores a collection version built by a test; referenced objects that exist get it in
-    /// `workspace.collections`, as Workbench's create with `addObjectsToCollection` does.
-    pub(crate) fn add_collection(
-        &mut self,
-        stix: Value,
-    ) -> Result<CollectionVersionKey, DoubleError> {
-        let collection = prepare_collection_value(stix)?;
-        let key = collection.key.clone();
-        if self.collection(&key.id, &key.modified).is_some() {
-            return Err(DoubleError::DuplicateCollectionVersion {
-                id: key.id,
-                modified: key.modified,
-            });
-        }
-        let reference = CollectionRef {
-            collection_ref: key.id.clone(),
-            collection_modified: key.modified.clone(),
-        };
-        for content in &collection.contents {
-            if let Some(object) = self
-                .objects
-                .get_mut(&content.id)
-                .and_then(|v| v.get_mut(&content.modified))
-                && !object.collections.contains(&reference)
-            {
-                object.collections.push(reference.clone());
-            }
-        }
-        self.insert_collection(collection);
-        Ok(key)
-    }
-
     fn insert_collection(&mut self, collection: CollectionVersion) {
         self.collections
             .entry(collection.key.id.clone())
@@ -571,55 +486,13 @@ impl Store {
         self.collections.get(id)?.values().next_back()
     }
 
-    /// Every version of collection `id`, newest first.
-    pub(crate) fn collection_versions_of(&self, id: &str) -> Vec<&CollectionVersion> {
-        self.collections
-            .get(id)
-            .map(|v| v.values().rev().collect())
-            .unwrap_or_default()
-    }
-
-    /// Every collection version, sorted by id ascending then modified descending.
-    pub(crate) fn all_collection_versions(&self) -> Vec<&CollectionVersion> {
+    /// `GET /api/collections`: every version, or the latest of each collection.
+    pub(crate) fn list_collections(&self, latest_only: bool) -> Vec<&CollectionVersion> {
+        let take = if latest_only { 1 } else { usize::MAX };
         self.collections
             .values()
-            .flat_map(|v| v.values().rev())
+            .flat_map(|versions| versions.values().rev().take(take))
             .collect()
-    }
-
-    /// `GET /api/collections`: filters apply after `latest` is taken, as Workbench documents.
-    pub(crate) fn list_collections(&self, filter: &CollectionFilter) -> Vec<&CollectionVersion> {
-        let search = filter.search.as_deref().map(str::to_lowercase);
-        let mut out: Vec<&CollectionVersion> = self
-            .collections
-            .values()
-            .flat_map(|versions| {
-                let take = if filter.latest_only { 1 } else { usize::MAX };
-                versions.values().rev().take(take)
-            })
-            .filter(|c| {
-                filter
-                    .states
-                    .as_ref()
-                    .is_none_or(|states| states.contains(&c.workspace.workflow.state))
-            })
-            .filter(|c| filter.include_revoked || !c.revoked())
-            .filter(|c| filter.include_deprecated || !c.deprecated())
-            .filter(|c| {
-                search.as_deref().is_none_or(|needle| {
-                    [c.text("name"), c.text("description")]
-                        .into_iter()
-                        .flatten()
-                        .any(|t| t.to_lowercase().contains(needle))
-                })
-            })
-            // No collection records a user account, so any `lastUpdatedBy` matches nothing.
-            .filter(|_| filter.last_updated_by.is_none())
-            .collect();
-        if filter.limit > 0 {
-            out.truncate(filter.limit);
-        }
-        out
     }
 
     pub(crate) fn object(&self, id: &str, modified: &str) -> Option<&StoredObject> {
@@ -640,10 +513,6 @@ impl Store {
         self.objects.values().filter_map(|v| v.values().next_back())
     }
 
-    pub(crate) fn marking(&self, id: &str) -> Option<&RawValue> {
-        self.markings.get(id).map(AsRef::as_ref)
-    }
-
     /// The collection's `x_mitre_contents` resolved to stored versions, in order; unresolved references dropped.
     pub(crate) fn resolve_contents(&self, collection: &CollectionVersion) -> Vec<&StoredObject> {
         collection
@@ -656,30 +525,20 @@ impl Store {
     pub(crate) fn render_collection<'a>(
         &'a self,
         collection: &'a CollectionVersion,
-        options: RenderOptions,
     ) -> CollectionDoc<'a> {
         let identity = |field: &str| {
-            if !options.identities {
-                return None;
-            }
             let id = collection.text(field)?;
             let identity = self.latest_object(id)?;
             Some(self.object_doc(identity))
         };
         CollectionDoc {
-            mongo_id: options.mongo_fields.then_some(collection.mongo_id.as_str()),
-            kind: options.mongo_fields.then_some("Collection"),
-            version: options.mongo_fields.then_some(0),
+            mongo_id: &collection.mongo_id,
+            kind: "Collection",
+            version: 0,
             workspace: &collection.workspace,
             stix: &collection.raw,
             created_by_identity: identity("created_by_ref"),
             modified_by_identity: identity("x_mitre_modified_by_ref"),
-            contents: options.contents.then(|| {
-                self.resolve_contents(collection)
-                    .into_iter()
-                    .map(|o| self.object_doc(o))
-                    .collect()
-            }),
         }
     }
 
@@ -1021,20 +880,14 @@ mod tests {
         assert_eq!(
             store
                 .latest_object("attack-pattern--1")
-                .unwrap()
-                .head
-                .name
-                .as_deref(),
-            Some("B")
+                .map(|o| serde_json::from_str::<Value>(o.raw.get()).unwrap()["name"].clone()),
+            Some(json!("B"))
         );
         assert_eq!(
             store
                 .object("attack-pattern--1", &first.modified)
-                .unwrap()
-                .head
-                .name
-                .as_deref(),
-            Some("A")
+                .map(|o| serde_json::from_str::<Value>(o.raw.get()).unwrap()["name"].clone()),
+            Some(json!("A"))
         );
         assert!(
             store

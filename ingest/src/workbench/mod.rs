@@ -1,0 +1,11 @@
+//! The ATT&CK Workbench side of ingest: its REST client, collection versions mirrored as
+//! releases, and object edits between releases.
+
+mod client;
+mod edits;
+mod releases;
+
+pub(crate) use client::Fetched;
+pub use client::{Auth, Versions, WorkbenchClient};
+pub(crate) use edits::Schedule;
+pub(crate) use releases::{SyncSummary, Workbench};

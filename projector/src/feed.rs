@@ -1,0 +1,206 @@
+//! Feeding one generation from the topic, a batch at a time: fetch → decode → check → write → commit; `run` and `rebuild` both drive it.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use schemas::Event;
+use tokio_util::sync::CancellationToken;
+
+use crate::batch::BatchWriter;
+use crate::check::check;
+use crate::config::Settings;
+use crate::consumer::{EventConsumer, Mode, Record};
+use crate::dead_letter::DeadLetters;
+use crate::error::Result;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// How long a poll waits for a first message before giving the caller a turn (generation
+/// checks, progress reports).
+const IDLE: Duration = Duration::from_millis(500);
+
+/// The consumer group generation `n` is projected with.
+fn group_for(prefix: &str, generation: i32) -> String {
+    format!("{prefix}-g{generation}")
+}
+
+/// A consumer of the objects topic writing into one generation.
+pub(crate) struct Feed {
+    consumer: EventConsumer,
+    writer: BatchWriter,
+    dead_letters: DeadLetters,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+    batch_size: usize,
+    batch_wait: Duration,
+    mode: &'static str,
+    /// Next offset to process per partition, for what this feed applied.
+    applied: BTreeMap<i32, i64>,
+}
+
+/// What one [`Feed::step`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Step {
+    pub(crate) messages: usize,
+    pub(crate) dead_lettered: usize,
+}
+
+impl Feed {
+    /// Prepares the writes of the generation in `keyspace` and joins its group.
+    pub(crate) async fn start(
+        settings: &Settings,
+        store: &Store,
+        generation: i32,
+        keyspace: &str,
+        metrics: &Metrics,
+        shutdown: &CancellationToken,
+        mode: &'static str,
+    ) -> Result<Feed> {
+        let generation_store = store.generation(keyspace).await?;
+        let writer = BatchWriter::new(
+            generation_store,
+            settings.batch.concurrency,
+            metrics.clone(),
+            shutdown.clone(),
+        );
+        let group = group_for(&settings.group, generation);
+        let consumer = EventConsumer::subscribe(&settings.kafka, &group)?;
+        let dead_letters = DeadLetters::new(&settings.kafka)?;
+        tracing::info!(generation, keyspace, group, topic = %settings.kafka.objects_topic, mode, "consuming");
+        Ok(Feed {
+            consumer,
+            writer,
+            dead_letters,
+            metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
+            batch_size: settings.batch.batch_size,
+            batch_wait: settings.batch.batch_wait,
+            mode,
+            applied: BTreeMap::new(),
+        })
+    }
+
+    /// Takes one batch, writes it, dead-letters what cannot be used, then commits. Returns
+    /// [`crate::Error::Shutdown`] if stopped before the batch was written (nothing committed).
+    pub(crate) async fn step(&mut self) -> Result<Step> {
+        let started = Instant::now();
+        let batch = self
+            .consumer
+            .next_batch(self.batch_size, self.batch_wait, IDLE, &self.shutdown)
+            .await;
+        if batch.is_empty() {
+            return Ok(Step::default());
+        }
+        self.phase_done("fetch", started);
+        let started = Instant::now();
+        self.metrics
+            .batch_size
+            .with_label_values(&[self.mode])
+            .observe(batch.len() as f64);
+        let mut events = Vec::with_capacity(batch.len());
+        let mut letters = Vec::new();
+        for record in &batch {
+            match schemas::decode_event(&record.payload) {
+                Err(e) => letters.push((
+                    "undecodable",
+                    self.dead_letters
+                        .letter(record, format!("undecodable: {e}"), None),
+                )),
+                Ok(event) => match check(&event) {
+                    Ok(()) => events.push(event),
+                    Err(reason) => {
+                        let source = match &event {
+                            Event::ObjectVersion(v) => Some(v.source.clone()),
+                            Event::Collection(c) => Some(c.source.clone()),
+                            Event::Release(r) => Some(r.source.clone()),
+                        };
+                        letters.push(("invalid", self.dead_letters.letter(record, reason, source)));
+                    }
+                },
+            }
+        }
+        for (kind, letter) in &letters {
+            tracing::warn!(
+                partition = letter.original_partition,
+                offset = letter.original_offset,
+                reason = %letter.reason,
+                "dead-lettering a message"
+            );
+            self.dead_letters.send(letter, &self.shutdown).await?;
+            self.metrics.dead_letters.with_label_values(&[kind]).inc();
+        }
+        self.phase_done("decode", started);
+        let applying = Instant::now();
+        self.writer.write_batch(&events).await?;
+        tracing::debug!(
+            messages = batch.len(),
+            dead_lettered = letters.len(),
+            apply_ms = applying.elapsed().as_millis() as u64,
+            "batch applied"
+        );
+        let started = Instant::now();
+        self.consumer.commit(&batch, Mode::Async)?;
+        self.phase_done("commit", started);
+        for r in &batch {
+            let slot = self.applied.entry(r.partition).or_insert(r.offset + 1);
+            *slot = (*slot).max(r.offset + 1);
+        }
+        Ok(Step {
+            messages: batch.len(),
+            dead_lettered: letters.len(),
+        })
+    }
+
+    fn phase_done(&self, phase: &str, started: Instant) {
+        self.metrics
+            .phase_seconds
+            .with_label_values(&[phase])
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Measures lag per partition (high watermark − next offset to process) as of the offsets
+    /// applied so far, and publishes it as the `consumer_lag` gauge. The future owns what it
+    /// needs, so callers spawn it and keep consuming: measuring takes a broker round trip per
+    /// partition, and awaiting it between batches stalled replays by seconds.
+    pub(crate) fn lag_probe(
+        &self,
+    ) -> impl std::future::Future<Output = Result<BTreeMap<i32, i64>>> + Send + 'static {
+        let positions = self.consumer.positions(self.applied.clone());
+        let metrics = self.metrics.clone();
+        async move {
+            let lag: BTreeMap<i32, i64> = positions
+                .await?
+                .into_iter()
+                .map(|(p, (position, high))| (p, (high - position).max(0)))
+                .collect();
+            for (p, l) in &lag {
+                metrics
+                    .consumer_lag
+                    .with_label_values(&[&p.to_string()])
+                    .set(*l);
+            }
+            Ok(lag)
+        }
+    }
+
+    /// Commits what was applied, synchronously, and leaves the group: the next member (a
+    /// `run` after a rebuild) starts exactly after it.
+    pub(crate) fn finish(self, last: &[Record]) -> Result<()> {
+        self.consumer.commit(last, Mode::Sync)?;
+        self.consumer.close();
+        Ok(())
+    }
+
+    /// The next offsets applied, as records for a final synchronous commit.
+    pub(crate) fn applied_marks(&self) -> Vec<Record> {
+        self.applied
+            .iter()
+            .map(|(&partition, &next)| Record {
+                partition,
+                offset: next - 1,
+                key: None,
+                payload: Vec::new(),
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,15 @@
+//! What the three services share: logging, shutdown, the metrics endpoint, and the settings every binary flattens.
+
+mod connections;
+mod logging;
+mod metrics;
+mod secret;
+mod shutdown;
+mod units;
+
+pub use connections::{CqlArgs, KafkaArgs};
+pub use logging::{LogArgs, LogFormat, init_tracing};
+pub use metrics::{render, serve_metrics, spawn_metrics};
+pub use secret::Secret;
+pub use shutdown::shutdown_on_signal;
+pub use units::{parse_bytes, parse_duration};

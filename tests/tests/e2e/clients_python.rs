@@ -1,0 +1,145 @@
+//! Unmodified Python TAXII clients (taxii2-client, stix2, mitreattack-python, attackcti) against
+//! the real pipeline serving the shipped ATT&CK releases: bundles → ingest → Kafka → projector →
+//! Cassandra → api → HTTP → `tests/python/test_clients.py` (pytest, in the venv `dev/python-env`
+//! makes; `dev/test` runs it first). The Python side computes its expectations from the same
+//! bundle files.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use taxiway_tests::api::serve_projected;
+use taxiway_tests::pipeline::Topics;
+use taxiway_tests::projection;
+
+/// The shipped releases, in release order (the Python side assumes this order).
+const FILES: [&str; 5] = [
+    "ics-attack-17.1.json.zst",
+    "ics-attack-18.0.json.zst",
+    "ics-attack-18.1.json.zst",
+    "mobile-attack-17.0.json.zst",
+    "mobile-attack-17.1.json.zst",
+];
+/// How many Python tests must pass (tests/python/test_clients.py has this many, parametrised
+/// cases included); fewer means a test was lost or skipped.
+const MIN_PASSED: usize = 21;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// `${TAXIWAY_CACHE_DIR:-<repo>/.cache}/venv/bin/python`, as dev/python-env makes it.
+fn venv_python(repo: &Path) -> PathBuf {
+    let cache = std::env::var_os("TAXIWAY_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    repo.join(cache).join("venv/bin/python")
+}
+
+/// `N` of pytest's closing line (`21 passed in 9.8s`, `1 failed, 20 passed in …`).
+fn passed(output: &str) -> usize {
+    output
+        .lines()
+        .rev()
+        .find_map(|line| {
+            let words: Vec<&str> = line
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|w| !w.is_empty())
+                .collect();
+            words
+                .windows(2)
+                .find(|w| w[1] == "passed")
+                .and_then(|w| w[0].parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_clients_read_the_shipped_releases_exactly() {
+    let repo = repo();
+    let python = venv_python(&repo);
+    assert!(
+        python.exists(),
+        "{}: no Python venv — run dev/python-env (dev/test does it)",
+        python.display()
+    );
+    let data = taxiway_tests::fixtures::data_dir();
+
+    // The pipeline: five releases on fresh topics, projected into a fresh keyspace, served.
+    let topics = Topics::new("clients_py");
+    for f in FILES {
+        let path = data.join(f);
+        topics
+            .ingest(&["import", path.to_str().unwrap()])
+            .await
+            .unwrap();
+    }
+    let events = topics.events().await.unwrap();
+    let expected = projection::final_revisions(events.iter().map(|(_, e)| e));
+    assert_eq!(expected.len(), 2, "ICS and Mobile: {expected:?}");
+    let (_control, projector, api) = serve_projected(&topics, "clients_py", &expected)
+        .await
+        .unwrap();
+
+    // The clients.
+    let no_proxy = match std::env::var("NO_PROXY") {
+        Ok(v) if !v.is_empty() => format!("{v},127.0.0.1,localhost"),
+        _ => "127.0.0.1,localhost".to_owned(),
+    };
+    let started = Instant::now();
+    let child = tokio::process::Command::new(&python)
+        .args([
+            "-m",
+            "pytest",
+            "tests/python",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ])
+        .current_dir(&repo)
+        .env("TAXIWAY_URL", &api.base)
+        .env("TAXIWAY_ATTACK_DATA", &data)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("NO_PROXY", &no_proxy)
+        .env("no_proxy", &no_proxy)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let output = tokio::time::timeout(Duration::from_secs(180), child.wait_with_output())
+        .await
+        .expect("pytest did not finish within 180 s (killed)")
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let n = passed(&text);
+    assert!(
+        output.status.success() && n >= MIN_PASSED,
+        "pytest {} ({n} passed, at least {MIN_PASSED} expected) against {}:\n{text}",
+        output.status,
+        api.base
+    );
+    println!(
+        "python clients: {n} passed in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    api.stop().await.unwrap();
+    projector.stop().await.unwrap();
+}
+
+#[test]
+fn pytest_closing_line_is_read() {
+    assert_eq!(passed("....\n21 passed in 9.81s\n"), 21);
+    assert_eq!(passed("F.\n1 failed, 20 passed in 3.00s"), 20);
+    assert_eq!(passed("= 2 failed, 19 passed, 1 warning in 3s ="), 19);
+    assert_eq!(passed("1 error in 0.1s"), 0);
+}

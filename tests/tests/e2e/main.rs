@@ -1,0 +1,20 @@
+//! The end-to-end suites in one test binary, a module per area; most run against the real Kafka
+//! and Cassandra that `dev/test` starts, the `api_*` suites against an in-memory store.
+// A failed expectation is the test failing; clippy.toml only exempts #[test] fns themselves.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod api_auth_and_openapi;
+mod api_handlers;
+mod api_lean;
+mod api_pipeline;
+mod clients_python;
+mod deployment;
+mod ingest_bundles;
+mod ingest_workbench;
+mod memory_server;
+mod projector_generations;
+mod projector_releases;
+mod projector_replay;
+mod smoke_cql;
+mod smoke_kafka;
+mod workbench_double;
