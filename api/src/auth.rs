@@ -30,7 +30,7 @@ use base64::Engine;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Error};
 
 /// What a caller may read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,24 +85,12 @@ pub struct Auth {
     anonymous: Option<Rights>,
 }
 
-/// Why an auth file was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum AuthError {
-    #[error("reading {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("auth file: {0}")]
-    Invalid(String),
-}
-
-fn digest(hex_text: &str, who: &str) -> Result<[u8; 32], AuthError> {
+fn digest(hex_text: &str, who: &str) -> Result<[u8; 32], Error> {
     let bytes = hex::decode(hex_text.trim())
-        .map_err(|e| AuthError::Invalid(format!("{who}: not hex: {e}")))?;
+        .map_err(|e| Error::AuthInvalid(format!("{who}: not hex: {e}")))?;
     bytes
         .try_into()
-        .map_err(|_| AuthError::Invalid(format!("{who}: a SHA-256 digest has 32 bytes")))
+        .map_err(|_| Error::AuthInvalid(format!("{who}: a SHA-256 digest has 32 bytes")))
 }
 
 fn sha256(text: &[u8]) -> [u8; 32] {
@@ -110,9 +98,9 @@ fn sha256(text: &[u8]) -> [u8; 32] {
 }
 
 impl Auth {
-    pub fn from_json(text: &str) -> Result<Auth, AuthError> {
+    pub fn from_json(text: &str) -> Result<Auth, Error> {
         let file: AuthFile =
-            serde_json::from_str(text).map_err(|e| AuthError::Invalid(e.to_string()))?;
+            serde_json::from_str(text).map_err(|e| Error::AuthInvalid(e.to_string()))?;
         let mut auth = Auth {
             tokens: HashMap::new(),
             users: HashMap::new(),
@@ -128,7 +116,7 @@ impl Auth {
                     auth.users.insert(u.clone(), (digest(pw, &p.name)?, rights));
                 }
                 _ => {
-                    return Err(AuthError::Invalid(format!(
+                    return Err(Error::AuthInvalid(format!(
                         "principal {}: give either token_sha256, or username and password_sha256",
                         p.name
                     )));
@@ -138,8 +126,8 @@ impl Auth {
         Ok(auth)
     }
 
-    pub fn from_file(path: &Path) -> Result<Auth, AuthError> {
-        let text = std::fs::read_to_string(path).map_err(|source| AuthError::Read {
+    pub fn from_file(path: &Path) -> Result<Auth, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::AuthRead {
             path: path.display().to_string(),
             source,
         })?;

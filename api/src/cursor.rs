@@ -23,7 +23,7 @@ pub struct Position {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
     pub position: Position,
-    /// Hash of the query the cursor was issued for; see [`crate::filters::Query::fingerprint`].
+    /// Hash of the query the cursor was issued for; bound by the listing handler.
     pub query_hash: u64,
 }
 

@@ -149,6 +149,31 @@ fn render(status: StatusCode, body: &ErrorBody<'_>) -> Response {
         .into_response()
 }
 
+/// Failures of the service itself (start-up, serving), as opposed to one request's `ApiError`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The auth file could not be read.
+    #[error("reading {path}: {source}")]
+    AuthRead {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The auth file is not a valid list of principals.
+    #[error("auth file: {0}")]
+    AuthInvalid(String),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,21 +195,4 @@ mod tests {
         assert_eq!(json["details"]["parameter"], "limit");
         assert!(json["description"].as_str().unwrap().contains("limit"));
     }
-}
-
-/// Failures of the service itself (start-up, serving), as opposed to one request's [`ApiError`].
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-    #[error(transparent)]
-    Auth(#[from] crate::auth::AuthError),
-    #[error("metrics: {0}")]
-    Metrics(#[from] prometheus::Error),
 }

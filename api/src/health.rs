@@ -8,7 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::AppState;
+use crate::state::AppState;
 
 /// `GET /health/ping`: 204, as attack-taxii.mitre.org answers.
 pub async fn ping() -> StatusCode {

@@ -1,12 +1,5 @@
 //! TAXII media types: what every response carries and which `Accept` headers we serve.
 
-use axum::extract::Request;
-use axum::http::header;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-
-use crate::error::ApiError;
-
 /// The Content-Type of every TAXII response; taxii2-client rejects responses without `version=2.1`.
 pub const TAXII_CONTENT_TYPE: &str = "application/taxii+json;version=2.1";
 
@@ -45,25 +38,6 @@ pub fn accepts_taxii(accept: &str) -> bool {
             _ => false,
         }
     })
-}
-
-/// Middleware on the TAXII routes: refuse, with a TAXII error body, requests whose `Accept`
-/// header admits no media type we produce. No header means "anything".
-pub async fn require_taxii_accept(request: Request, next: Next) -> Response {
-    let values: Vec<&str> = request
-        .headers()
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    if !values.is_empty() && !values.iter().any(|v| accepts_taxii(v)) {
-        let asked = values.join(", ");
-        return ApiError::NotAcceptable(format!(
-            "this server produces {TAXII_CONTENT_TYPE}; Accept was {asked:?}"
-        ))
-        .into_response();
-    }
-    next.run(request).await
 }
 
 #[cfg(test)]

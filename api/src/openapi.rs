@@ -4,9 +4,9 @@ use axum::Json;
 use axum::extract::State;
 use serde_json::{Map, Value, json};
 
-use crate::AppState;
 use crate::media::TAXII_CONTENT_TYPE;
-use crate::routes::{Endpoint, route_table};
+use crate::route_table::{Endpoint, route_table};
+use crate::state::AppState;
 
 const FILTERS: &[(&str, &str)] = &[
     (

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
-use crate::AppState;
 use crate::snapshot::{Catalog, Content, Snapshot};
+use crate::state::AppState;
 use crate::store::{Generation, Store, StoreError};
 
 /// Versions whose JSON one fill request asks for: memory above the bound while filling is at

@@ -1,100 +1,28 @@
-//! The route table and [`app`]: the whole HTTP surface, its layers, and nothing else.
-//!
-//! The table is data so that the router and the OpenAPI document are built from the same list
-//! (a test checks both ways). Every TAXII path is served with and without its trailing slash.
+//! [`app`]: the router built from the route table, with its layers (TAXII media negotiation,
+//! authentication, metrics, compression, tracing). Every TAXII path is served with and without its
+//! trailing slash.
 
-use axum::Router;
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::extract::Request;
+use axum::http::header;
+use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
+use axum::{Extension, Router};
 use tower_http::CompressionLevel;
 use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::AppState;
-use crate::handlers::{self, collections, discovery, manifest, objects};
-use crate::{auth, health, media, metrics, openapi};
+use crate::error::ApiError;
+use crate::filters::Listing;
+use crate::handlers::{self, collections, discovery, listing::listing};
+use crate::media::{TAXII_CONTENT_TYPE, accepts_taxii};
+use crate::route_table::{Endpoint, route_table};
+use crate::state::AppState;
+use crate::{auth, health, metrics, openapi};
 
-/// What a route serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    Discovery,
-    ApiRoot,
-    Collections,
-    Collection,
-    Objects,
-    Object,
-    Versions,
-    Manifest,
-    Status,
-    HealthPing,
-    Healthz,
-    Readyz,
-    Metrics,
-    OpenApi,
-}
-
-impl Endpoint {
-    /// TAXII endpoints get media-type negotiation and authentication; operational ones don't.
-    pub fn is_taxii(self) -> bool {
-        !matches!(
-            self,
-            Endpoint::HealthPing
-                | Endpoint::Healthz
-                | Endpoint::Readyz
-                | Endpoint::Metrics
-                | Endpoint::OpenApi
-        )
-    }
-}
-
-/// One route template (axum syntax, canonical trailing-slash form).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteSpec {
-    pub template: String,
-    pub endpoint: Endpoint,
-}
-
-/// Every route the server has, for a given root prefix (`/api/v21`).
-pub fn route_table(prefix: &str) -> Vec<RouteSpec> {
-    let mut table = vec![RouteSpec {
-        template: "/taxii2/".to_owned(),
-        endpoint: Endpoint::Discovery,
-    }];
-    // The default root lives at the prefix itself; every other root is one segment below it.
-    for root in [prefix.to_owned(), format!("{prefix}/{{root}}")] {
-        let collection = format!("{root}/collections/{{id}}");
-        for (template, endpoint) in [
-            (format!("{root}/"), Endpoint::ApiRoot),
-            (format!("{root}/collections/"), Endpoint::Collections),
-            (format!("{collection}/"), Endpoint::Collection),
-            (format!("{collection}/objects/"), Endpoint::Objects),
-            (
-                format!("{collection}/objects/{{object_id}}/"),
-                Endpoint::Object,
-            ),
-            (
-                format!("{collection}/objects/{{object_id}}/versions/"),
-                Endpoint::Versions,
-            ),
-            (format!("{collection}/manifest/"), Endpoint::Manifest),
-            (format!("{root}/status/{{status_id}}/"), Endpoint::Status),
-        ] {
-            table.push(RouteSpec { template, endpoint });
-        }
-    }
-    for (template, endpoint) in [
-        ("/health/ping", Endpoint::HealthPing),
-        ("/healthz", Endpoint::Healthz),
-        ("/readyz", Endpoint::Readyz),
-        ("/metrics", Endpoint::Metrics),
-        ("/openapi.json", Endpoint::OpenApi),
-    ] {
-        table.push(RouteSpec {
-            template: template.to_owned(),
-            endpoint,
-        });
-    }
-    table
+/// `GET` of one kind of listing, all served by the one listing handler.
+fn listed(kind: Listing) -> MethodRouter<AppState> {
+    get(listing).layer(Extension(kind))
 }
 
 fn method_router(endpoint: Endpoint) -> MethodRouter<AppState> {
@@ -105,10 +33,10 @@ fn method_router(endpoint: Endpoint) -> MethodRouter<AppState> {
         Endpoint::Collections => get(collections::list),
         Endpoint::Collection => get(collections::one),
         // The spec's own answer to writing into a collection with can_write = false is 403.
-        Endpoint::Objects => get(objects::list).post(handlers::write_refused),
-        Endpoint::Object => get(objects::one).delete(handlers::write_refused),
-        Endpoint::Versions => get(objects::versions),
-        Endpoint::Manifest => get(manifest::list),
+        Endpoint::Objects => listed(Listing::Objects).post(handlers::write_refused),
+        Endpoint::Object => listed(Listing::Object).delete(handlers::write_refused),
+        Endpoint::Versions => listed(Listing::Versions),
+        Endpoint::Manifest => listed(Listing::Manifest),
         Endpoint::HealthPing => get(health::ping),
         Endpoint::Healthz => get(health::healthz),
         Endpoint::Readyz => get(health::readyz),
@@ -140,7 +68,7 @@ pub fn app(state: AppState) -> Router {
     // route_layer: only matched routes are negotiated and authenticated; unknown paths get the
     // TAXII 404 from the fallback. The last layer added runs first: authenticate, then Accept.
     let taxii = taxii
-        .route_layer(from_fn(media::require_taxii_accept))
+        .route_layer(from_fn(require_taxii_accept))
         .route_layer(from_fn_with_state(state.auth.clone(), auth::authenticate));
     Router::new()
         .merge(taxii)
@@ -153,4 +81,23 @@ pub fn app(state: AppState) -> Router {
         .layer(from_fn_with_state(state.metrics.clone(), metrics::track))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Middleware on the TAXII routes: refuse, with a TAXII error body, requests whose `Accept`
+/// header admits no media type we produce. No header means "anything".
+async fn require_taxii_accept(request: Request, next: Next) -> Response {
+    let values: Vec<&str> = request
+        .headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if !values.is_empty() && !values.iter().any(|v| accepts_taxii(v)) {
+        let asked = values.join(", ");
+        return ApiError::NotAcceptable(format!(
+            "this server produces {TAXII_CONTENT_TYPE}; Accept was {asked:?}"
+        ))
+        .into_response();
+    }
+    next.run(request).await
 }

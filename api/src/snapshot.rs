@@ -63,10 +63,6 @@ pub struct Release {
     pub timestamp: i64,
     pub label: String,
     pub members: BitSet,
-    pub member_count: usize,
-    /// Members naming a version the collection does not hold (should be 0: a release is
-    /// complete only after its members were written).
-    pub missing_members: usize,
 }
 
 /// A collection at one revision.
@@ -213,9 +209,7 @@ impl Snapshot {
                 Release {
                     timestamp: r.release_timestamp,
                     label: r.label,
-                    member_count: r.members.len(),
                     members,
-                    missing_members: missing,
                 }
             })
             .collect();
@@ -263,11 +257,6 @@ impl Snapshot {
         self.releases.iter().find(|r| r.label == label)
     }
 
-    /// The latest complete release by release timestamp (never by label text).
-    pub fn latest_release(&self) -> Option<&Release> {
-        self.releases.first()
-    }
-
     /// Every version, as the history root sees it.
     pub fn history_view(&self) -> View<'_> {
         View {
@@ -286,14 +275,6 @@ impl Snapshot {
                 timestamp: release.timestamp,
                 label: &release.label,
             },
-        }
-    }
-
-    /// The default root's view: the latest complete release, or every version without releases.
-    pub fn default_view(&self) -> View<'_> {
-        match self.latest_release() {
-            Some(r) => self.release_view(r),
-            None => self.history_view(),
         }
     }
 
@@ -353,7 +334,8 @@ impl Snapshot {
         }
     }
 
-    /// The default root's view selector.
+    /// The default root's view selector: the latest complete release by release timestamp
+    /// (never by label text), or every version of a collection without releases.
     pub fn default_sel(&self) -> ViewSel {
         if self.releases.is_empty() {
             ViewSel::All
@@ -483,7 +465,8 @@ mod tests {
             releases: vec![rel(10, "9.0"), rel(20, "19.1"), incomplete],
             ..Default::default()
         });
-        assert_eq!(s.latest_release().unwrap().label, "19.1");
+        assert_eq!(s.default_sel(), ViewSel::Release(0));
+        assert_eq!(s.releases[0].label, "19.1");
         assert!(
             s.release("99.0").is_none(),
             "incomplete releases are never served"

@@ -2,7 +2,7 @@
 //!
 //! Handlers never see a driver type: the refresher asks a `Store` for collection revisions and,
 //! when one moved, for the collection's index (every version without its JSON), builds an
-//! in-memory [`crate::snapshot::Snapshot`] from it, and fills in the object JSON with
+//! in-memory snapshot from it, and fills in the object JSON with
 //! [`Store::fetch_objects`] if the memory bound allows; otherwise the snapshot stays lean and
 //! listings fetch the JSON of the versions they send, page by page. [`cql::CqlStore`] reads the
 //! projector's tables (the only module importing `scylla`); [`memory::MemoryStore`] serves tests.

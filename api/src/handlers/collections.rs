@@ -6,12 +6,12 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::{TaxiiPath, collection_in_root, loaded_catalog, resolve_root, taxii_json};
-use crate::AppState;
+use super::{ServedRoot, collection_in_root, taxii_json};
 use crate::auth::Rights;
 use crate::error::ApiError;
 use crate::media::STIX_21;
 use crate::snapshot::Snapshot;
+use crate::state::AppState;
 
 fn resource(snapshot: &Snapshot, rights: &Rights) -> Value {
     let meta = &snapshot.meta;
@@ -34,12 +34,10 @@ fn resource(snapshot: &Snapshot, rights: &Rights) -> Value {
 /// `GET /{root}/collections/`; in a pinned root, only collections that have that release.
 pub async fn list(
     State(state): State<AppState>,
-    TaxiiPath(path): TaxiiPath,
+    ServedRoot { catalog, root, .. }: ServedRoot,
     Extension(rights): Extension<Rights>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let catalog = loaded_catalog(&state)?;
-    let root = resolve_root(&state, &catalog, path.root.as_deref())?;
     let collections: Vec<Value> = catalog
         .collections
         .values()
@@ -52,12 +50,14 @@ pub async fn list(
 /// `GET /{root}/collections/{id}/`.
 pub async fn one(
     State(state): State<AppState>,
-    TaxiiPath(path): TaxiiPath,
+    ServedRoot {
+        catalog,
+        root,
+        path,
+    }: ServedRoot,
     Extension(rights): Extension<Rights>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let catalog = loaded_catalog(&state)?;
-    let root = resolve_root(&state, &catalog, path.root.as_deref())?;
     let id = path.id.unwrap_or_default();
     let (snapshot, _) = collection_in_root(&catalog, &root, &id)?;
     taxii_json(&state, &headers, &resource(&snapshot, &rights))

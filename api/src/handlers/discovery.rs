@@ -1,16 +1,14 @@
 //! Discovery (`/taxii2/`), API root information and status resources.
 
-use axum::Extension;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::json;
 
-use super::{Root, TaxiiPath, loaded_catalog, resolve_root, taxii_json};
-use crate::AppState;
-use crate::auth::Rights;
+use super::{Root, ServedRoot, loaded_catalog, taxii_json};
 use crate::error::ApiError;
 use crate::media::TAXII_CONTENT_TYPE;
+use crate::state::AppState;
 
 /// `GET /taxii2/`: every root, default first, pinned roots newest release first, history last.
 pub async fn discovery(
@@ -40,11 +38,9 @@ pub async fn discovery(
 /// `GET /{root}/`: the API root resource.
 pub async fn api_root(
     State(state): State<AppState>,
-    TaxiiPath(path): TaxiiPath,
+    ServedRoot { root, .. }: ServedRoot,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let catalog = loaded_catalog(&state)?;
-    let root = resolve_root(&state, &catalog, path.root.as_deref())?;
     let s = &state.server;
     let title = match &root {
         Root::Default => s.title.clone(),
@@ -65,13 +61,7 @@ pub async fn api_root(
 }
 
 /// `GET /{root}/status/{status_id}/`: nothing is ever posted here, so no status exists.
-pub async fn status(
-    State(state): State<AppState>,
-    TaxiiPath(path): TaxiiPath,
-    Extension(_rights): Extension<Rights>,
-) -> Result<Response, ApiError> {
-    let catalog = loaded_catalog(&state)?;
-    resolve_root(&state, &catalog, path.root.as_deref())?;
+pub async fn status(ServedRoot { path, .. }: ServedRoot) -> Result<Response, ApiError> {
     Err(ApiError::NotFound(format!(
         "no status {:?}: this server accepts no writes",
         path.status_id.unwrap_or_default()

@@ -1,24 +1,23 @@
 //! Request handlers, and what they share: path extraction, root resolution, TAXII responses.
 
-pub mod collections;
-pub mod discovery;
-pub mod manifest;
-pub mod objects;
+pub(crate) mod collections;
+pub(crate) mod discovery;
+pub(crate) mod listing;
 
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::AppState;
-use crate::cache::{etag, not_modified};
+use crate::auth::Rights;
 use crate::error::ApiError;
-use crate::filters::fingerprint;
+use crate::etag::{etag, fingerprint, not_modified, not_modified_response};
 use crate::media::TAXII_CONTENT_TYPE;
 use crate::snapshot::{Catalog, Snapshot, ViewSel};
+use crate::state::AppState;
 
 /// Every path parameter any route has; routes fill the ones they declare.
 #[derive(Debug, Default, Deserialize)]
@@ -30,7 +29,7 @@ pub struct PathParams {
 }
 
 /// `Path<PathParams>` whose rejection is a TAXII error body, not axum's plain text.
-pub struct TaxiiPath(pub PathParams);
+struct TaxiiPath(PathParams);
 
 impl<S: Send + Sync> FromRequestParts<S> for TaxiiPath {
     type Rejection = ApiError;
@@ -75,7 +74,8 @@ impl Root {
         }
     }
 
-    fn key(&self) -> String {
+    /// The root's name for hashing (ETags, cursors).
+    pub fn key(&self) -> String {
         match self {
             Root::Default => "default".to_owned(),
             Root::Pinned(label) => format!("pinned:{label}"),
@@ -85,7 +85,7 @@ impl Root {
 }
 
 /// Resolves the `{root}` path segment (absent for the default root); 404 if no such root.
-pub fn resolve_root(
+fn resolve_root(
     state: &AppState,
     catalog: &Catalog,
     segment: Option<&str>,
@@ -120,8 +120,81 @@ pub fn collection_in_root(
         .ok_or_else(|| ApiError::NotFound(format!("no collection {id:?} in this API root")))
 }
 
+/// The API root the path names, in the catalog as of this request. Rejected with 503 (nothing
+/// loaded yet) or 404 (no such root).
+pub struct ServedRoot {
+    pub catalog: Arc<Catalog>,
+    pub root: Root,
+    pub path: PathParams,
+}
+
+impl FromRequestParts<AppState> for ServedRoot {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let TaxiiPath(path) = TaxiiPath::from_request_parts(parts, state).await?;
+        let catalog = loaded_catalog(state)?;
+        let root = resolve_root(state, &catalog, path.root.as_deref())?;
+        Ok(ServedRoot {
+            catalog,
+            root,
+            path,
+        })
+    }
+}
+
+/// The collection a listing reads: the path's root and collection, served by that root and
+/// readable by the caller. Rejected, in this order, with 503 (nothing loaded yet), 404 (no such
+/// root, or no such collection in it) or 403 (no read access).
+pub struct ReadableCollection {
+    pub catalog: Arc<Catalog>,
+    pub root: Root,
+    pub id: String,
+    pub snapshot: Arc<Snapshot>,
+    pub sel: ViewSel,
+    /// The object the path names, if any.
+    pub object_id: Option<String>,
+}
+
+impl FromRequestParts<AppState> for ReadableCollection {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let ServedRoot {
+            catalog,
+            root,
+            path,
+        } = ServedRoot::from_request_parts(parts, state).await?;
+        let id = path.id.unwrap_or_default();
+        let (snapshot, sel) = collection_in_root(&catalog, &root, &id)?;
+        let rights = parts
+            .extensions
+            .get::<Rights>()
+            .ok_or_else(|| ApiError::Internal("a TAXII route without authentication".to_owned()))?;
+        if !rights.can_read(&id) {
+            return Err(ApiError::Forbidden(format!(
+                "no read access to collection {id:?}"
+            )));
+        }
+        Ok(ReadableCollection {
+            catalog,
+            root,
+            id,
+            snapshot,
+            sel,
+            object_id: path.object_id,
+        })
+    }
+}
+
 /// Fails with 503 until the first load from the store succeeded.
-pub fn loaded_catalog(state: &AppState) -> Result<Arc<Catalog>, ApiError> {
+pub(crate) fn loaded_catalog(state: &AppState) -> Result<Arc<Catalog>, ApiError> {
     let catalog = state.catalog();
     if catalog.loaded {
         Ok(catalog)
@@ -157,10 +230,6 @@ pub fn taxii_json(
         .into_response())
 }
 
-pub fn not_modified_response(tag: HeaderValue) -> Response {
-    (StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response()
-}
-
 /// Any write: this server has no writable collection (`can_write` is false everywhere).
 pub async fn write_refused() -> ApiError {
     ApiError::Forbidden("this collection is read-only (can_write is false)".to_owned())
@@ -174,9 +243,4 @@ pub async fn method_not_allowed() -> ApiError {
 /// No route matched.
 pub async fn not_found() -> ApiError {
     ApiError::NotFound("no such endpoint".to_owned())
-}
-
-/// The root key for hashing (ETags, cursors).
-pub fn root_key(root: &Root) -> String {
-    root.key()
 }

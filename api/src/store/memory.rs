@@ -7,9 +7,7 @@ use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::{
-    CollectionData, CollectionRevision, Generation, ReleaseRow, Store, StoreError, VersionRow,
-};
+use super::{CollectionData, CollectionRevision, Generation, Store, StoreError, VersionRow};
 
 /// Collections held in a map; every change bumps the collection's revision.
 #[derive(Debug, Default, Clone)]
@@ -23,7 +21,6 @@ struct Inner {
     /// Per collection, (object id, version) → the JSON of its row with the latest date_added,
     /// as the projector keeps it; built on first fetch, dropped on every change.
     contents: HashMap<String, HashMap<(String, i64), Bytes>>,
-    unreachable: bool,
     /// Fetches that may still succeed before every fetch fails (`None`: no limit).
     fetches_left: Option<usize>,
     fetch_calls: usize,
@@ -60,21 +57,6 @@ impl MemoryStore {
         });
     }
 
-    /// Adds a release to a collection and bumps its revision.
-    pub fn add_release(&self, collection_id: &str, release: ReleaseRow) {
-        self.with(|inner| {
-            if let Some(c) = inner.collections.get_mut(collection_id) {
-                c.releases.push(release);
-                c.revision += 1;
-            }
-        });
-    }
-
-    /// Makes every call fail, as an unreachable database would.
-    pub fn set_unreachable(&self, unreachable: bool) {
-        self.with(|inner| inner.unreachable = unreachable);
-    }
-
     /// Lets `calls` more [`Store::fetch_objects`] calls succeed, then fails every fetch (a
     /// database lost in the middle of a response); `None` lifts the limit.
     pub fn fail_fetches_after(&self, calls: Option<usize>) {
@@ -86,20 +68,11 @@ impl MemoryStore {
         self.with(|inner| (inner.fetch_calls, inner.fetched_versions))
     }
 
-    fn check(&self) -> Result<(), StoreError> {
-        if self.with(|inner| inner.unreachable) {
-            Err(StoreError::new("memory store", "unreachable"))
-        } else {
-            Ok(())
-        }
-    }
-
     fn fetch(
         &self,
         collection_id: &str,
         versions: &[(&str, i64)],
     ) -> Result<Vec<Bytes>, StoreError> {
-        self.check()?;
         self.with(|inner| {
             match &mut inner.fetches_left {
                 Some(0) => return Err(StoreError::new("memory store", "fetch failed")),
@@ -145,30 +118,28 @@ impl MemoryStore {
 
 impl Store for MemoryStore {
     fn active_generation(&self) -> BoxFuture<'_, Result<Generation, StoreError>> {
-        let result = self.check().map(|()| Generation {
+        let generation = Generation {
             number: 1,
             keyspace: "memory".to_owned(),
-        });
-        async move { result }.boxed()
+        };
+        async move { Ok(generation) }.boxed()
     }
 
     fn list_collections<'a>(
         &'a self,
         _generation: &'a Generation,
     ) -> BoxFuture<'a, Result<Vec<CollectionRevision>, StoreError>> {
-        let result = self.check().map(|()| {
-            self.with(|inner| {
-                inner
-                    .collections
-                    .values()
-                    .map(|c| CollectionRevision {
-                        collection_id: c.meta.id.clone(),
-                        revision: c.revision,
-                    })
-                    .collect()
-            })
+        let revisions = self.with(|inner| {
+            inner
+                .collections
+                .values()
+                .map(|c| CollectionRevision {
+                    collection_id: c.meta.id.clone(),
+                    revision: c.revision,
+                })
+                .collect()
         });
-        async move { result }.boxed()
+        async move { Ok(revisions) }.boxed()
     }
 
     fn load_index<'a>(
@@ -176,18 +147,16 @@ impl Store for MemoryStore {
         _generation: &'a Generation,
         collection_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<CollectionData>, StoreError>> {
-        let result = self.check().map(|()| {
-            self.with(|inner| {
-                inner.collections.get(collection_id).map(|c| {
-                    let mut index = c.clone();
-                    for v in &mut index.versions {
-                        v.object_json = Bytes::new();
-                    }
-                    index
-                })
+        let index = self.with(|inner| {
+            inner.collections.get(collection_id).map(|c| {
+                let mut index = c.clone();
+                for v in &mut index.versions {
+                    v.object_json = Bytes::new();
+                }
+                index
             })
         });
-        async move { result }.boxed()
+        async move { Ok(index) }.boxed()
     }
 
     fn fetch_objects<'a>(

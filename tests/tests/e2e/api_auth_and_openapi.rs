@@ -11,7 +11,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use crate::memory_server::*;
-use api::auth::Auth;
+use api::Auth;
 use api::config::ServerConfig;
 
 fn auth() -> Auth {
@@ -128,7 +128,7 @@ async fn openapi_document_matches_the_router() {
     let doc = get(&app, "/openapi.json").await.json();
     assert_eq!(doc["openapi"], "3.0.3");
     let documented: BTreeSet<String> = doc["paths"].as_object().unwrap().keys().cloned().collect();
-    let table: BTreeSet<String> = api::routes::route_table("/api/v21")
+    let table: BTreeSet<String> = api::route_table("/api/v21")
         .into_iter()
         .map(|r| r.template)
         .collect();

@@ -155,7 +155,7 @@ pub fn collections() -> Vec<CollectionData> {
 /// A loaded server over the five files.
 pub async fn server_with(
     config: ServerConfig,
-    auth: Option<api::auth::Auth>,
+    auth: Option<api::Auth>,
 ) -> (Router, AppState, MemoryStore) {
     let store = MemoryStore::new();
     for c in collections() {

@@ -1,14 +1,12 @@
-//! Caching: filter results kept for paging, and the ETag / If-None-Match conversation.
+//! Selections kept for paging: a page request re-selects nothing when the same (collection
+//! revision, view, filter) was asked before.
 //!
-//! A page request re-selects nothing when the same (collection revision, view, filter) was
-//! asked before: the selection is an `Arc<[u32]>` of version indices and a page is a binary
-//! search in it, so walking 5,000 pages costs one filter pass. Keys include the revision, so a
-//! reload never serves stale results; old entries just age out.
+//! The selection is an `Arc<[u32]>` of version indices and a page is a binary search in it, so
+//! walking the 5,000 pages of Enterprise at `limit=5` costs one filter pass instead of 5,000.
+//! Keys include the revision, so a reload never serves stale results; old entries just age out.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-
-use axum::http::{HeaderMap, HeaderValue, header};
 
 /// A small FIFO-evicting map from query fingerprint to selection.
 #[derive(Debug)]
@@ -63,28 +61,6 @@ impl ResultCache {
     }
 }
 
-/// A weak ETag (weak because compression changes the bytes, not the meaning) from a digest.
-pub fn etag(digest: u64) -> HeaderValue {
-    // Hex digits and quotes are always a valid header value.
-    HeaderValue::from_str(&format!("W/\"{digest:016x}\""))
-        .unwrap_or(HeaderValue::from_static("W/\"0\""))
-}
-
-/// Whether `If-None-Match` names this ETag (weak comparison, `*` matches anything).
-pub fn not_modified(headers: &HeaderMap, etag: &HeaderValue) -> bool {
-    let Ok(ours) = etag.to_str() else {
-        return false;
-    };
-    let ours = ours.trim_start_matches("W/");
-    headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag.trim_start_matches("W/") == ours)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,21 +75,5 @@ mod tests {
         let (value, hit) = cache.get_or_compute(1, || vec![7]);
         assert!(!hit);
         assert_eq!(&*value, &[7]);
-    }
-
-    #[test]
-    fn if_none_match_compares_weakly() {
-        let tag = etag(0xabc);
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::IF_NONE_MATCH,
-            HeaderValue::from_static("\"x\", \"0000000000000abc\""),
-        );
-        assert!(not_modified(&headers, &tag));
-        headers.insert(
-            header::IF_NONE_MATCH,
-            HeaderValue::from_static("W/\"0000000000000abd\""),
-        );
-        assert!(!not_modified(&headers, &tag));
     }
 }

@@ -1,0 +1,96 @@
+//! What every request handler can reach: configuration, the current catalog, caches, metrics.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use crate::auth::Auth;
+use crate::compressed::CompressedCache;
+use crate::config::ServerConfig;
+use crate::cursor::CursorKey;
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::result_cache::ResultCache;
+use crate::snapshot::Catalog;
+
+/// Everything a request handler can reach; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Shared>,
+}
+
+pub struct Shared {
+    pub(crate) server: ServerConfig,
+    /// `server.prefix` normalised (`/api/v21`).
+    pub(crate) prefix: String,
+    catalog: RwLock<Arc<Catalog>>,
+    pub(crate) cache: ResultCache,
+    pub(crate) compressed: CompressedCache,
+    pub metrics: Metrics,
+    pub(crate) cursor_key: CursorKey,
+    pub(crate) auth: Option<Arc<Auth>>,
+    health: Mutex<Health>,
+}
+
+/// What `/readyz` reports on.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Health {
+    pub(crate) last_ok: Option<Instant>,
+    pub(crate) last_error: Option<String>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.inner
+    }
+}
+
+impl AppState {
+    pub fn new(server: ServerConfig, auth: Option<Auth>) -> Result<Self, Error> {
+        Ok(AppState {
+            inner: Arc::new(Shared {
+                prefix: server.normalized_prefix(),
+                cache: ResultCache::new(server.result_cache_entries),
+                compressed: CompressedCache::new(server.compressed_cache_bytes),
+                cursor_key: CursorKey::new(server.cursor_key.0.as_bytes()),
+                metrics: Metrics::new()?,
+                auth: auth.map(Arc::new),
+                catalog: RwLock::new(Arc::new(Catalog::default())),
+                health: Mutex::new(Health::default()),
+                server,
+            }),
+        })
+    }
+
+    /// The catalog as of the last refresh. Requests hold the `Arc` they got for their whole
+    /// life, so a reload never changes data under a streaming response.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        // A poisoned lock only means a panic while swapping an Arc: the value is still whole.
+        self.catalog
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_catalog(&self, catalog: Catalog) {
+        *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(catalog);
+    }
+
+    pub(crate) fn health(&self) -> Health {
+        self.health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn record_poll(&self, result: Result<(), String>) {
+        let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok(()) => {
+                h.last_ok = Some(Instant::now());
+                h.last_error = None;
+            }
+            Err(e) => h.last_error = Some(e),
+        }
+    }
+}
