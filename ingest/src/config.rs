@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 pub use service::{LogFormat, Secret, parse_duration};
 
 use schemas::Timestamp;
 
+use crate::attack_domain::DomainChoice;
 use crate::error::Error;
 use crate::import::Import;
 use crate::plan::CollectionInfo;
@@ -86,6 +87,8 @@ pub struct LogConfig {
 }
 
 #[derive(Debug, Clone, Args)]
+// What names bundles without an x-mitre-collection object: one or the other, not both.
+#[command(group(ArgGroup::new("naming").args(["collection", "attack_domain"])))]
 pub struct ImportConfig {
     /// Bundle files or directories.
     #[arg(required = true)]
@@ -99,8 +102,14 @@ pub struct ImportConfig {
     /// Description of that collection.
     #[arg(long, env = "TAXIWAY_IMPORT_DESCRIPTION", requires = "collection")]
     pub description: Option<String>,
+    /// Name bundles without an x-mitre-collection object after the one ATT&CK domain their
+    /// objects carry (x_mitre_domains): MITRE's collection id, title and description, and the
+    /// release from --release or the file name (enterprise-attack-18.1.json → 18.1). `auto`
+    /// takes whichever domain that is; enterprise-attack, mobile-attack or ics-attack insists.
+    #[arg(long, env = "TAXIWAY_IMPORT_ATTACK_DOMAIN")]
+    pub attack_domain: Option<DomainChoice>,
     /// Declare each bundle a release with this label (served at /api/v21/attack-<label>).
-    #[arg(long, env = "TAXIWAY_IMPORT_RELEASE", requires = "collection")]
+    #[arg(long, env = "TAXIWAY_IMPORT_RELEASE", requires = "naming")]
     pub release: Option<String>,
     /// Timestamp of that release (RFC 3339); default: the newest version in the bundle.
     #[arg(long, env = "TAXIWAY_IMPORT_RELEASE_TIMESTAMP", requires = "release")]
@@ -182,6 +191,7 @@ impl ImportConfig {
             release_label: self.release.clone(),
             release_timestamp,
             max_bundle_bytes: self.max_bundle_bytes,
+            attack_domain: self.attack_domain,
         })
     }
 }

@@ -5,6 +5,7 @@
 //! new, `producer` publishes it, and `import` reports. The checkpoint is rebuilt from the
 //! objects topic at start, so ingest keeps no state of its own.
 
+pub mod attack_domain;
 mod bundle;
 mod check;
 mod checkpoint;

@@ -9,6 +9,7 @@ mod api_lean;
 mod api_pipeline;
 mod clients_python;
 mod deployment;
+mod ingest_attack_domain;
 mod ingest_bundles;
 mod ingest_workbench;
 mod memory_server;
