@@ -11,6 +11,7 @@ pub use service::{LogFormat, Secret, parse_duration};
 use schemas::Timestamp;
 
 use crate::attack_domain::DomainChoice;
+use crate::attack_index::{AttackIndex, IndexClient};
 use crate::error::Error;
 use crate::import::Import;
 use crate::plan::CollectionInfo;
@@ -40,6 +41,9 @@ pub enum Command {
     Import(ImportConfig),
     /// Mirror an ATT&CK Workbench REST API: every collection version becomes a release.
     Workbench(WorkbenchConfig),
+    /// Mirror MITRE's published ATT&CK data from its collection index (index.json): every
+    /// release of every collection, in release order.
+    AttackIndex(AttackIndexConfig),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -164,6 +168,26 @@ pub struct WorkbenchConfig {
     pub once: bool,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct AttackIndexConfig {
+    /// URL of the index, e.g.
+    /// https://raw.githubusercontent.com/mitre-attack/attack-stix-data/master/index.json
+    #[arg(env = "TAXIWAY_ATTACK_INDEX_URL")]
+    pub url: String,
+    /// How often to read the index again (MITRE publishes a few releases a year).
+    #[arg(long, env = "TAXIWAY_ATTACK_INDEX_POLL", default_value = "1h", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+    /// Timeout of one HTTP request (an Enterprise release is about 45 MB).
+    #[arg(long, env = "TAXIWAY_ATTACK_INDEX_TIMEOUT", default_value = "300s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Refuse release files whose JSON is larger than this many bytes.
+    #[arg(long, env = "TAXIWAY_MAX_BUNDLE_BYTES", default_value_t = 1 << 30)]
+    pub max_bundle_bytes: u64,
+    /// Import what the index lists once and exit.
+    #[arg(long)]
+    pub once: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AuthMode {
     None,
@@ -224,6 +248,21 @@ impl WorkbenchConfig {
                 poll_interval: self.unreleased_poll_interval,
                 full_scan_interval: self.unreleased_full_scan_interval,
             }),
+            once: self.once,
+        })
+    }
+}
+
+impl AttackIndexConfig {
+    /// The mirror these settings describe; a URL that does not parse is refused at start.
+    pub(crate) fn build(&self) -> Result<AttackIndex, Error> {
+        let url = reqwest::Url::parse(&self.url)
+            .map_err(|e| Error::Config(format!("attack-index URL {:?}: {e}", self.url)))?;
+        Ok(AttackIndex {
+            client: IndexClient::new(self.request_timeout)?,
+            url,
+            poll_interval: self.poll_interval,
+            max_bundle_bytes: self.max_bundle_bytes,
             once: self.once,
         })
     }
