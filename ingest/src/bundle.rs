@@ -153,6 +153,7 @@ impl Bundle {
 
     fn from_bytes(name: &str, bytes: Vec<u8>, max_bytes: u64) -> Result<Self, Error> {
         let path = PathBuf::from(name);
+        let bytes = decompress_received(&path, bytes, max_bytes)?;
         if bytes.len() as u64 > max_bytes {
             return Err(Error::BundleTooLarge { path, max_bytes });
         }
@@ -207,6 +208,29 @@ impl Bundle {
             objects,
         })
     }
+}
+
+/// Received bytes decompressed when they are zstd or gzip (files served over HTTP as they are
+/// stored, `.json.zst` or `.json.gz`, read like the same files on disk), at most one byte over
+/// `max_bytes` so the caller can tell "too large"; plain JSON as it is.
+fn decompress_received(path: &Path, bytes: Vec<u8>, max_bytes: u64) -> Result<Vec<u8>, Error> {
+    let io_err = |source| Error::BundleIo {
+        path: path.to_owned(),
+        source,
+    };
+    let reader: Box<dyn Read + '_> = if bytes.starts_with(&ZSTD_MAGIC) {
+        Box::new(zstd::stream::read::Decoder::new(bytes.as_slice()).map_err(io_err)?)
+    } else if bytes.starts_with(&GZIP_MAGIC) {
+        Box::new(flate2::read::MultiGzDecoder::new(bytes.as_slice()))
+    } else {
+        return Ok(bytes);
+    };
+    let mut plain = Vec::new();
+    reader
+        .take(max_bytes.saturating_add(1))
+        .read_to_end(&mut plain)
+        .map_err(io_err)?;
+    Ok(plain)
 }
 
 /// Expands the command line's paths: files as given, directories walked recursively for
@@ -309,6 +333,19 @@ mod tests {
             let bundle = Bundle::read(&path, 1 << 20).unwrap();
             assert_eq!(bundle.text, BUNDLE);
             assert_eq!(bundle.sha256, expected);
+        }
+    }
+
+    #[test]
+    fn received_bytes_are_decompressed_like_files() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(BUNDLE.as_bytes()).unwrap();
+        let zst = zstd::encode_all(BUNDLE.as_bytes(), 3).unwrap();
+        for bytes in [BUNDLE.as_bytes().to_vec(), gz.finish().unwrap(), zst] {
+            let bundle = Bundle::from_bytes("http://x/b.json", bytes.clone(), 1 << 20).unwrap();
+            assert_eq!(bundle.text, BUNDLE);
+            let err = Bundle::from_bytes("http://x/b.json", bytes, 10).unwrap_err();
+            assert!(matches!(err, Error::BundleTooLarge { .. }), "{err}");
         }
     }
 

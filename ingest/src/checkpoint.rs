@@ -229,6 +229,14 @@ impl Checkpoint {
         })
     }
 
+    /// Whether any complete release of the collection has this label (whatever its timestamp):
+    /// how a release listed without a timestamp is recognised.
+    pub fn release_labelled(&self, collection_id: &str, label: &str) -> bool {
+        self.releases.keys().any(|id| {
+            id.collection_id == collection_id && id.label == label && self.release_complete(id)
+        })
+    }
+
     /// Reserves the `date_added` of the next version of a collection: now, or just after the
     /// last one if the clock has not moved on (or went back), so that `date_added` is strictly
     /// increasing per collection and a client paging by `added_after` can never split a tie.
@@ -382,6 +390,17 @@ mod tests {
         assert!(checkpoint.release_complete(&id));
         assert!(checkpoint.release_at("c", 7));
         assert_eq!(checkpoint.size().releases, 1);
+    }
+
+    #[test]
+    fn a_release_is_known_by_label_only_once_complete_and_only_in_its_collection() {
+        let mut checkpoint = Checkpoint::default();
+        checkpoint.observe(&chunk(0, 2));
+        assert!(!checkpoint.release_labelled("c", "1.0"));
+        checkpoint.observe(&chunk(1, 2));
+        assert!(checkpoint.release_labelled("c", "1.0"));
+        assert!(!checkpoint.release_labelled("c", "1.1"));
+        assert!(!checkpoint.release_labelled("d", "1.0"));
     }
 
     #[test]

@@ -5,12 +5,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use service::parse_duration;
 pub use service::{KafkaArgs, LogArgs, Secret};
 
 use schemas::Timestamp;
 
+use crate::attack_domain::DomainChoice;
+use crate::attack_index::{AttackIndex, IndexClient};
 use crate::error::Error;
 use crate::import::Import;
 use crate::plan::CollectionInfo;
@@ -45,6 +47,9 @@ pub enum Command {
     Import(ImportConfig),
     /// Mirror an ATT&CK Workbench REST API: every collection version becomes a release.
     Workbench(WorkbenchConfig),
+    /// Mirror MITRE's published ATT&CK data from its collection index (index.json): every
+    /// release of every collection, in release order.
+    AttackIndex(AttackIndexConfig),
 }
 
 /// How ingest creates the topics when they do not exist yet: it is the one stage that does.
@@ -69,6 +74,8 @@ pub struct TopicArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+// What names bundles without an x-mitre-collection object: one or the other, not both.
+#[command(group(ArgGroup::new("naming").args(["collection", "attack_domain"])))]
 pub struct ImportConfig {
     /// Bundle files or directories.
     #[arg(required = true)]
@@ -82,8 +89,14 @@ pub struct ImportConfig {
     /// Description of that collection.
     #[arg(long, env = "TAXIWAY_IMPORT_DESCRIPTION", requires = "collection")]
     pub description: Option<String>,
+    /// Name bundles without an x-mitre-collection object after the one ATT&CK domain their
+    /// objects carry (x_mitre_domains): MITRE's collection id, title and description, and the
+    /// release from --release or the file name (enterprise-attack-18.1.json → 18.1). `auto`
+    /// takes whichever domain that is; enterprise-attack, mobile-attack or ics-attack insists.
+    #[arg(long, env = "TAXIWAY_IMPORT_ATTACK_DOMAIN")]
+    pub attack_domain: Option<DomainChoice>,
     /// Declare each bundle a release with this label (served at /api/v21/attack-<label>).
-    #[arg(long, env = "TAXIWAY_IMPORT_RELEASE", requires = "collection")]
+    #[arg(long, env = "TAXIWAY_IMPORT_RELEASE", requires = "naming")]
     pub release: Option<String>,
     /// Timestamp of that release (RFC 3339); default: the newest version in the bundle.
     #[arg(long, env = "TAXIWAY_IMPORT_RELEASE_TIMESTAMP", requires = "release")]
@@ -138,6 +151,26 @@ pub struct WorkbenchConfig {
     pub once: bool,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct AttackIndexConfig {
+    /// URL of the index, e.g.
+    /// https://raw.githubusercontent.com/mitre-attack/attack-stix-data/master/index.json
+    #[arg(env = "TAXIWAY_ATTACK_INDEX_URL")]
+    pub url: String,
+    /// How often to read the index again (MITRE publishes a few releases a year).
+    #[arg(long, env = "TAXIWAY_ATTACK_INDEX_POLL", default_value = "1h", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+    /// Timeout of one HTTP request (an Enterprise release is about 45 MB).
+    #[arg(long, env = "TAXIWAY_ATTACK_INDEX_TIMEOUT", default_value = "300s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Refuse release files whose JSON is larger than this many bytes.
+    #[arg(long, env = "TAXIWAY_MAX_BUNDLE_BYTES", default_value_t = 1 << 30)]
+    pub max_bundle_bytes: u64,
+    /// Import what the index lists once and exit.
+    #[arg(long)]
+    pub once: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AuthMode {
     None,
@@ -156,6 +189,25 @@ impl Settings {
             metrics_addr: None,
             command: command.into(),
         }
+    }
+}
+
+impl AttackIndexConfig {
+    /// A mirror of the index at `url` with the flags' defaults; `once` as `--once`.
+    pub fn new(url: &str, once: bool) -> Self {
+        AttackIndexConfig {
+            url: url.to_owned(),
+            poll_interval: Duration::from_secs(3600),
+            request_timeout: Duration::from_secs(300),
+            max_bundle_bytes: 1 << 30,
+            once,
+        }
+    }
+}
+
+impl From<AttackIndexConfig> for Command {
+    fn from(config: AttackIndexConfig) -> Self {
+        Command::AttackIndex(config)
     }
 }
 
@@ -191,6 +243,7 @@ impl ImportConfig {
             description: None,
             release: None,
             release_timestamp: None,
+            attack_domain: None,
             max_bundle_bytes: DEFAULT_MAX_BUNDLE_BYTES,
         }
     }
@@ -199,6 +252,13 @@ impl ImportConfig {
     pub fn collection(mut self, id: &str, title: &str) -> Self {
         self.collection = Some(id.to_owned());
         self.title = Some(title.to_owned());
+        self
+    }
+
+    /// As `--attack-domain CHOICE`: bundles without an `x-mitre-collection` are named after
+    /// their ATT&CK domain.
+    pub fn attack_domain(mut self, choice: DomainChoice) -> Self {
+        self.attack_domain = Some(choice);
         self
     }
 
@@ -227,6 +287,7 @@ impl ImportConfig {
             release_label: self.release.clone(),
             release_timestamp,
             max_bundle_bytes: self.max_bundle_bytes,
+            attack_domain: self.attack_domain,
         })
     }
 }
@@ -277,6 +338,21 @@ impl WorkbenchConfig {
                 poll_interval: self.unreleased_poll_interval,
                 full_scan_interval: self.unreleased_full_scan_interval,
             }),
+            once: self.once,
+        })
+    }
+}
+
+impl AttackIndexConfig {
+    /// The mirror these settings describe; a URL that does not parse is refused at start.
+    pub(crate) fn build(&self) -> Result<AttackIndex, Error> {
+        let url = reqwest::Url::parse(&self.url)
+            .map_err(|e| Error::Config(format!("attack-index URL {:?}: {e}", self.url)))?;
+        Ok(AttackIndex {
+            client: IndexClient::new(self.request_timeout)?,
+            url,
+            poll_interval: self.poll_interval,
+            max_bundle_bytes: self.max_bundle_bytes,
             once: self.once,
         })
     }
@@ -335,6 +411,26 @@ mod tests {
             format!(
                 "{:?}",
                 declared(&["ingest", "workbench", "--url", "http://wb:3000"])
+            )
+        );
+        assert_eq!(
+            format!(
+                "{:?}",
+                Settings::new(AttackIndexConfig::new("http://x/index.json", true))
+            ),
+            format!(
+                "{:?}",
+                declared(&["ingest", "attack-index", "http://x/index.json", "--once"])
+            )
+        );
+        assert_eq!(
+            format!(
+                "{:?}",
+                Settings::new(ImportConfig::new(["x.json"]).attack_domain(DomainChoice::Auto))
+            ),
+            format!(
+                "{:?}",
+                declared(&["ingest", "import", "x.json", "--attack-domain", "auto"])
             )
         );
         let import = ImportConfig::new(["x.json"])

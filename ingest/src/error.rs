@@ -17,6 +17,8 @@ pub enum Error {
     BundleContent { path: PathBuf, reason: String },
     #[error("workbench {url}: {reason}")]
     Workbench { url: String, reason: String },
+    #[error("attack index {url}: {reason}")]
+    AttackIndex { url: String, reason: String },
     #[error("kafka: {context}: {source}")]
     Kafka {
         context: String,
@@ -47,6 +49,7 @@ impl Error {
                 | Error::NotABundle { .. }
                 | Error::BundleContent { .. }
                 | Error::Workbench { .. }
+                | Error::AttackIndex { .. }
         )
     }
 

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use schemas::{DeadLetter, Source, SourceKind, Timestamp};
 
 use crate::Connection;
+use crate::attack_domain::{self, DomainChoice};
 use crate::bundle::{Input, expand_paths};
 use crate::check::{CheckedBundle, MitreCollection, check_bundle};
 use crate::checkpoint::Checkpoint;
@@ -31,6 +32,9 @@ pub struct Import {
     /// With `release_label`: its timestamp; default the newest version in the bundle.
     pub release_timestamp: Option<Timestamp>,
     pub max_bundle_bytes: u64,
+    /// Names bundles without an `x-mitre-collection` object after their ATT&CK domain
+    /// (`--attack-domain`).
+    pub attack_domain: Option<DomainChoice>,
 }
 
 /// What an import did, over all files.
@@ -96,7 +100,17 @@ impl Import {
             let published = match checked {
                 Ok(checked) => {
                     let elapsed = started.elapsed();
-                    publish_bundle(checked, elapsed, &origin, connection, metrics, run_id).await
+                    let origin = match self.attack_domain {
+                        Some(choice) => attack_domain::name_origin(choice, &checked, origin),
+                        None => Ok(origin),
+                    };
+                    match origin {
+                        Ok(origin) => {
+                            publish_bundle(checked, elapsed, &origin, connection, metrics, run_id)
+                                .await
+                        }
+                        Err(e) => Err(e),
+                    }
                 }
                 Err(e) => Err(e),
             };

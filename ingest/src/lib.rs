@@ -1,10 +1,14 @@
-//! Ingest: turns STIX bundle files and ATT&CK Workbench collections into events on Kafka.
+//! Ingest: turns STIX bundle files, ATT&CK Workbench collections and the releases of MITRE's
+//! collection index into events on Kafka.
 //!
-//! One bundle's path, for a file (`ingest import`) and a Workbench collection version alike:
+//! One bundle's path, for a file (`ingest import`), a Workbench collection version and a file
+//! the index lists alike:
 //! `bundle` reads it, `check` checks it whole, `plan` decides against the `checkpoint` what is
 //! new, `producer` publishes it, and `import` reports. The checkpoint is rebuilt from the
 //! objects topic at start, so ingest keeps no state of its own.
 
+pub mod attack_domain;
+pub mod attack_index;
 mod bundle;
 mod check;
 mod checkpoint;
@@ -29,6 +33,7 @@ pub use error::Error;
 /// Creates ingest's topics as an import would (benchmarks create them outside their timing).
 pub use producer::ensure_topics;
 
+use crate::attack_index::IndexSummary;
 use crate::checkpoint::Checkpoint;
 use crate::config::{Command, KafkaArgs, TopicArgs};
 use crate::import::ImportSummary;
@@ -51,6 +56,7 @@ pub enum Outcome {
 pub enum Summary {
     Import(ImportSummary),
     Workbench(SyncSummary),
+    AttackIndex(IndexSummary),
 }
 
 impl Summary {
@@ -58,6 +64,7 @@ impl Summary {
         let failed = match self {
             Summary::Import(import) => import.failed.len(),
             Summary::Workbench(sync) => sync.failed(),
+            Summary::AttackIndex(index) => index.failed(),
         };
         if failed == 0 {
             Outcome::Complete
@@ -72,6 +79,7 @@ impl fmt::Display for Summary {
         match self {
             Summary::Import(import) => import.fmt(f),
             Summary::Workbench(sync) => sync.fmt(f),
+            Summary::AttackIndex(index) => index.fmt(f),
         }
     }
 }
@@ -122,6 +130,14 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<Summ
                 .run(&mut connection, &metrics, &run_id, &shutdown)
                 .await?;
             Ok(Summary::Workbench(summary))
+        }
+        Command::AttackIndex(config) => {
+            let index = config.build()?;
+            let mut connection = connect(&settings.kafka, &settings.topics, &metrics).await?;
+            let summary = index
+                .run(&mut connection, &metrics, &run_id, &shutdown)
+                .await?;
+            Ok(Summary::AttackIndex(summary))
         }
     }
 }

@@ -390,7 +390,7 @@ pub fn challenge_hash(apikey: &str, challenge: &str) -> Result<String, Error> {
 }
 
 /// The start of an error body, for messages: Workbench errors are short plain strings.
-fn snippet(body: &[u8]) -> String {
+pub(crate) fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
     match text.char_indices().nth(200) {

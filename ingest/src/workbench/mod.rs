@@ -5,7 +5,7 @@ mod client;
 mod edits;
 mod releases;
 
-pub(crate) use client::Fetched;
 pub use client::{Auth, Versions, WorkbenchClient};
+pub(crate) use client::{Fetched, snippet};
 pub(crate) use edits::Schedule;
 pub(crate) use releases::{SyncSummary, Workbench};

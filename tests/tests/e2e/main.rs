@@ -10,6 +10,8 @@ mod api_lean;
 mod api_pipeline;
 mod clients_python;
 mod deployment;
+mod ingest_attack_domain;
+mod ingest_attack_index;
 mod ingest_bundles;
 mod ingest_workbench;
 mod memory_server;
