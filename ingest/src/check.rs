@@ -34,7 +34,6 @@ pub struct CheckedObject {
     pub meta: StixObjectMeta,
     /// Where the object's JSON text is in the bundle text.
     pub range: Range<usize>,
-    pub digest: [u8; 32],
     pub position: i64,
 }
 
@@ -125,11 +124,11 @@ enum Checked {
     Rejected(Rejected),
 }
 
-/// Checks one object of a bundle: valid STIX, its canonical digest, and for a collection object
-/// what it says.
+/// Checks one object of a bundle: valid STIX (with its content digest), and for a collection
+/// object what it says.
 fn check(text: &str, range: Range<usize>, position: i64, spec_version: Option<&str>) -> Checked {
     match check_object(text, spec_version) {
-        Ok((meta, digest)) => {
+        Ok(meta) => {
             let mitre = if meta.stix_type == COLLECTION_TYPE {
                 match serde_json::from_str::<MitreCollection>(text) {
                     Ok(c) => Some(Box::new(c)),
@@ -149,7 +148,6 @@ fn check(text: &str, range: Range<usize>, position: i64, spec_version: Option<&s
                 CheckedObject {
                     meta,
                     range,
-                    digest,
                     position,
                 },
                 mitre,
@@ -164,18 +162,10 @@ fn check(text: &str, range: Range<usize>, position: i64, spec_version: Option<&s
     }
 }
 
-/// Checks one object's JSON text: valid STIX (with the bundle's `spec_version`, if any), and its
-/// content digest; else the reason it is not.
-pub fn check_object(
-    text: &str,
-    spec_version: Option<&str>,
-) -> Result<(StixObjectMeta, [u8; 32]), String> {
-    schemas::validate_object(text, spec_version)
-        .map(|meta| {
-            let digest = meta.content_sha256;
-            (meta, digest)
-        })
-        .map_err(|e| e.reason)
+/// Checks one object's JSON text: valid STIX (with the bundle's `spec_version`, if any), or the
+/// reason it is not.
+pub fn check_object(text: &str, spec_version: Option<&str>) -> Result<StixObjectMeta, String> {
+    schemas::validate_object(text, spec_version).map_err(|e| e.reason)
 }
 
 /// The `id` of an object that failed validation, when it has a readable one, for messages.

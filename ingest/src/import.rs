@@ -280,7 +280,6 @@ pub async fn publish_bundle(
         .map(|o| Candidate {
             meta: &o.meta,
             json: &bundle.text[o.range.clone()],
-            digest: o.digest,
             position: o.position,
         })
         .collect();

@@ -32,7 +32,6 @@ pub struct Candidate<'a> {
     pub meta: &'a StixObjectMeta,
     /// The object's JSON text, published exactly as received.
     pub json: &'a str,
-    pub digest: [u8; 32],
     /// Index in the source bundle.
     pub position: i64,
 }
@@ -157,7 +156,7 @@ fn plan_objects(
         let publication = known.publish(
             &object.meta.id,
             version_micros,
-            object.digest,
+            object.meta.content_sha256,
             context.now_micros,
         );
         let Publication::Publish {
@@ -181,7 +180,7 @@ fn plan_objects(
             version: object.meta.version.to_string(),
             version_micros,
             date_added,
-            content_sha256: object.digest,
+            content_sha256: object.meta.content_sha256,
             object_json: object.json.to_owned(),
             source: Source {
                 position: Some(object.position),
@@ -298,10 +297,9 @@ mod tests {
             .iter()
             .zip(&checked)
             .enumerate()
-            .map(|(i, (json, (meta, digest)))| Candidate {
+            .map(|(i, (json, meta))| Candidate {
                 meta,
                 json,
-                digest: *digest,
                 position: i as i64,
             })
             .collect();

@@ -348,7 +348,7 @@ fn plan_scan(
             modified: None,
         });
         let id = text_of(head.id);
-        let digest = checked.as_ref().ok().map(|(_, d)| *d);
+        let digest = checked.as_ref().ok().map(|meta| meta.content_sha256);
         let previous = seen.insert((id.clone(), text_of(head.modified)), digest);
         plan.reached_known |= previous.is_some();
 
@@ -365,8 +365,8 @@ fn plan_scan(
             plan.no_collection += 1;
             continue;
         }
-        let (meta, digest) = match checked {
-            Ok((meta, digest)) => (meta, *digest),
+        let meta = match checked {
+            Ok(meta) => meta,
             Err(reason) => {
                 // Once per run and content: every later scan reads the same object again.
                 if previous != Some(None) {
@@ -382,7 +382,7 @@ fn plan_scan(
                 continue;
             }
         };
-        let version = meta.version.as_micros();
+        let (version, digest) = (meta.version.as_micros(), meta.content_sha256);
         for collection in collections {
             if checkpoint
                 .collection(collection)
@@ -407,7 +407,6 @@ fn plan_scan(
                     .push(Candidate {
                         meta,
                         json,
-                        digest,
                         position,
                     });
             } else {
@@ -492,10 +491,9 @@ mod tests {
             .iter()
             .zip(&checked)
             .enumerate()
-            .map(|(i, (json, (meta, digest)))| Candidate {
+            .map(|(i, (json, meta))| Candidate {
                 meta,
                 json,
-                digest: *digest,
                 position: i as i64,
             })
             .collect();

@@ -10,7 +10,7 @@ use crate::Result;
 /// Two texts of the same JSON value — pretty-printed or compact, keys in any order — have the
 /// same digest; ingest compares digests to tell a re-sent version from a corrected one.
 pub fn content_digest(raw: &str) -> Result<[u8; 32]> {
-    Ok(digest(&serde_json::from_str(raw)?)?)
+    Ok(Sha256::digest(canonical_json(raw)?).into())
 }
 
 /// The canonical form hashed by [`content_digest`]: object keys sorted by their (unescaped)
@@ -24,9 +24,4 @@ pub fn content_digest(raw: &str) -> Result<[u8; 32]> {
 /// cannot happen unnoticed.
 pub fn canonical_json(raw: &str) -> Result<Vec<u8>> {
     Ok(serde_json::to_vec(&serde_json::from_str::<Value>(raw)?)?)
-}
-
-/// SHA-256 of the canonical form of a parsed value.
-pub(super) fn digest(value: &Value) -> serde_json::Result<[u8; 32]> {
-    Ok(Sha256::digest(serde_json::to_vec(value)?).into())
 }

@@ -1,11 +1,9 @@
 //! The check of one STIX object's JSON text, shared by ingest and the projector: one parse yields the checked fields and the content digest.
 
-use std::fmt;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
 
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Value};
-
-use super::canonical::digest;
+use super::digest_writer::{self, Top};
 use super::id::{check_id, check_type};
 use super::invalid::{Invalid, InvalidKind, quoted};
 use super::timestamp::{self, Timestamp};
@@ -38,9 +36,10 @@ pub fn validate_object(
     raw: &str,
     bundle_spec_version: Option<&str>,
 ) -> Result<StixObjectMeta, Invalid> {
-    let fields = match serde_json::from_str::<TopLevel>(raw) {
-        Ok(TopLevel::Object(fields)) => fields,
-        Ok(TopLevel::NotObject(what)) => {
+    let mut hasher = Sha256::new();
+    let fields = match digest_writer::read(raw, &CHECKED, &mut hasher) {
+        Ok(Top::Object(fields)) => fields,
+        Ok(Top::NotObject(what)) => {
             return Err(Invalid::new(
                 InvalidKind::NotAnObject,
                 format!("not a JSON object but {what}"),
@@ -54,21 +53,20 @@ pub fn validate_object(
             format!("{name}: appears more than once"),
         ));
     }
-    // The last of duplicate (unchecked) keys is kept, as in the canonical form.
-    let object: Map<String, Value> = fields.into_iter().collect();
-    let stix_type = required_str(object.get("type"), "type", InvalidKind::Type)?;
+    let field = |name: &str| fields.iter().find(|(n, _)| *n == name).map(|(_, v)| v);
+    let stix_type = required_str(field("type"), "type", InvalidKind::Type)?;
     check_type(stix_type).map_err(|why| {
         Invalid::new(
             InvalidKind::Type,
             format!("type {}: {why}", quoted(stix_type)),
         )
     })?;
-    let id = required_str(object.get("id"), "id", InvalidKind::Id)?;
+    let id = required_str(field("id"), "id", InvalidKind::Id)?;
     check_id(id, stix_type)
         .map_err(|why| Invalid::new(InvalidKind::Id, format!("id {}: {why}", quoted(id))))?;
-    let created = optional_timestamp(object.get("created"), "created", InvalidKind::Created)?;
-    let modified = optional_timestamp(object.get("modified"), "modified", InvalidKind::Modified)?;
-    let object_spec_version = match object.get("spec_version") {
+    let created = optional_timestamp(field("created"), "created", InvalidKind::Created)?;
+    let modified = optional_timestamp(field("modified"), "modified", InvalidKind::Modified)?;
+    let object_spec_version = match field("spec_version") {
         None => None,
         Some(Value::String(s)) => Some(s.as_str()),
         Some(other) => {
@@ -79,16 +77,14 @@ pub fn validate_object(
         }
     };
     let spec_version = spec_version(object_spec_version, bundle_spec_version)?;
-    let (id, stix_type) = (id.to_owned(), stix_type.to_owned());
-    let content_sha256 = digest(&Value::Object(object)).map_err(|e| not_json(&e))?;
     Ok(StixObjectMeta {
-        id,
-        stix_type,
+        id: id.to_owned(),
+        stix_type: stix_type.to_owned(),
         spec_version,
         version: object_version(created, modified),
         created,
         modified,
-        content_sha256,
+        content_sha256: hasher.finalize().into(),
     })
 }
 
@@ -97,7 +93,7 @@ fn not_json(e: &serde_json::Error) -> Invalid {
 }
 
 /// The checked field whose second occurrence comes first, if any.
-fn first_duplicate(fields: &[(String, Value)]) -> Option<&'static str> {
+fn first_duplicate(fields: &[(&'static str, Value)]) -> Option<&'static str> {
     let mut seen = [false; CHECKED.len()];
     fields.iter().find_map(|(key, _)| {
         let i = CHECKED.iter().position(|name| name == key)?;
@@ -149,66 +145,5 @@ fn kind(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
-    }
-}
-
-/// An object's top level as written, fields in order and duplicates kept (a `Map` would merge
-/// them unseen), or what the JSON was instead of an object.
-enum TopLevel {
-    Object(Vec<(String, Value)>),
-    NotObject(&'static str),
-}
-
-impl<'de> Deserialize<'de> for TopLevel {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(TopLevelVisitor)
-    }
-}
-
-struct TopLevelVisitor;
-
-impl<'de> Visitor<'de> for TopLevelVisitor {
-    type Value = TopLevel;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TopLevel, A::Error> {
-        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(16));
-        while let Some(field) = map.next_entry()? {
-            fields.push(field);
-        }
-        Ok(TopLevel::Object(fields))
-    }
-
-    /// Read through, so that invalid JSON inside is still reported as such.
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<TopLevel, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(TopLevel::NotObject("an array"))
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<TopLevel, E> {
-        Ok(TopLevel::NotObject("a string"))
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<TopLevel, E> {
-        Ok(TopLevel::NotObject("a boolean"))
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<TopLevel, E> {
-        Ok(TopLevel::NotObject("a number"))
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<TopLevel, E> {
-        Ok(TopLevel::NotObject("a number"))
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<TopLevel, E> {
-        Ok(TopLevel::NotObject("a number"))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<TopLevel, E> {
-        Ok(TopLevel::NotObject("null"))
     }
 }

@@ -3,6 +3,7 @@
 mod canonical;
 mod check;
 mod compact;
+mod digest_writer;
 mod id;
 mod invalid;
 mod timestamp;
