@@ -4,7 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +20,7 @@ use crate::metrics::Metrics;
 use crate::plan::{
     Candidate, CollectionInfo, Context, Counts, ReleaseInfo, dead_letter, plan_batch,
 };
+use service::now_micros;
 
 /// `ingest import`, ready to run: the files and what to declare them.
 #[derive(Debug, Clone)]
@@ -409,11 +410,4 @@ fn record(
     metrics.record_batch(kind, counts, rejected as u64);
     metrics.bundles.with_label_values(&[kind, "ok"]).inc();
     metrics.record_checkpoint(checkpoint);
-}
-
-pub fn now_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

@@ -261,7 +261,7 @@ fn push(checkpoint: &mut Checkpoint, plan: &mut Plan, event: Event) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use schemas::SourceKind;
 
@@ -288,7 +288,9 @@ mod tests {
         }
     }
 
-    fn run(checkpoint: &mut Checkpoint, objects: &[&str], release: Option<&str>, now: i64) -> Plan {
+    /// Checks `objects` and hands them to `f` as candidates in file order (tests of the
+    /// planner and of the Workbench edits plan from them).
+    pub(crate) fn with_candidates<R>(objects: &[&str], f: impl FnOnce(&[Candidate]) -> R) -> R {
         let checked: Vec<_> = objects
             .iter()
             .map(|json| crate::check::check_object(json, None).unwrap())
@@ -303,22 +305,28 @@ mod tests {
                 position: i as i64,
             })
             .collect();
+        f(&candidates)
+    }
+
+    fn run(checkpoint: &mut Checkpoint, objects: &[&str], release: Option<&str>, now: i64) -> Plan {
         let release = release.map(|label| ReleaseInfo {
             label: label.to_owned(),
             timestamp: Timestamp::parse("2025-01-01T00:00:00.000Z").unwrap(),
         });
         let source = source();
-        plan_batch(
-            checkpoint,
-            &collection(),
-            &candidates,
-            release.as_ref(),
-            &Context {
-                run_id: "run",
-                now_micros: now,
-                source: &source,
-            },
-        )
+        with_candidates(objects, |candidates| {
+            plan_batch(
+                checkpoint,
+                &collection(),
+                candidates,
+                release.as_ref(),
+                &Context {
+                    run_id: "run",
+                    now_micros: now,
+                    source: &source,
+                },
+            )
+        })
     }
 
     fn versions(plan: &Plan) -> Vec<&ObjectVersionAdded> {

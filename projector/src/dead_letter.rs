@@ -1,6 +1,6 @@
 //! Publishing what the projector cannot use to the dead-letter topic, so the pipeline never stalls on a poison message.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::consumer::Record;
 use crate::error::{Error, Result};
+use service::now_micros;
 
 /// The producer of dead letters.
 pub struct DeadLetters {
@@ -75,12 +76,4 @@ impl DeadLetters {
             }
         }
     }
-}
-
-fn now_micros() -> i64 {
-    let micros = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_micros();
-    i64::try_from(micros).unwrap_or(i64::MAX)
 }

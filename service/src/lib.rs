@@ -1,5 +1,6 @@
 //! What the three services share: logging, shutdown, the metrics endpoint, and the settings every binary flattens.
 
+mod clock;
 mod connections;
 mod logging;
 mod metrics;
@@ -7,6 +8,7 @@ mod secret;
 mod shutdown;
 mod units;
 
+pub use clock::now_micros;
 pub use connections::{CqlArgs, KafkaArgs};
 pub use logging::{LogArgs, LogFormat, init_tracing};
 pub use metrics::{render, serve_metrics, spawn_metrics};

@@ -38,9 +38,9 @@ use crate::Connection;
 use crate::check::check_object;
 use crate::checkpoint::Checkpoint;
 use crate::error::Error;
-use crate::import::now_micros;
 use crate::metrics::Metrics;
 use crate::plan::{Candidate, CollectionInfo, Context, Counts, dead_letter, plan_batch};
+use service::now_micros;
 
 /// Versions read per `recent-activity` poll: far more than people edit between two polls, and
 /// about 300 KB (the newest ATT&CK objects are large ones, ~6 KB with their Workbench document). A
@@ -483,38 +483,26 @@ mod tests {
 
     /// The checkpoint after a release of `collection` holding `objects`.
     fn released(checkpoint: &mut Checkpoint, collection: &str, objects: &[&str]) {
-        let checked: Vec<_> = objects
-            .iter()
-            .map(|json| check_object(json, None).unwrap())
-            .collect();
-        let candidates: Vec<_> = objects
-            .iter()
-            .zip(&checked)
-            .enumerate()
-            .map(|(i, (json, meta))| Candidate {
-                meta,
-                json,
-                position: i as i64,
-            })
-            .collect();
-        plan_batch(
-            checkpoint,
-            &CollectionInfo {
-                id: collection.into(),
-                title: collection.into(),
-                description: None,
-            },
-            &candidates,
-            Some(&ReleaseInfo {
-                label: "1.0".into(),
-                timestamp: Timestamp::parse("2021-06-01T00:00:00.000Z").unwrap(),
-            }),
-            &Context {
-                run_id: "run",
-                now_micros: 100,
-                source: &source(),
-            },
-        );
+        crate::plan::tests::with_candidates(objects, |candidates| {
+            plan_batch(
+                checkpoint,
+                &CollectionInfo {
+                    id: collection.into(),
+                    title: collection.into(),
+                    description: None,
+                },
+                candidates,
+                Some(&ReleaseInfo {
+                    label: "1.0".into(),
+                    timestamp: Timestamp::parse("2021-06-01T00:00:00.000Z").unwrap(),
+                }),
+                &Context {
+                    run_id: "run",
+                    now_micros: 100,
+                    source: &source(),
+                },
+            )
+        });
     }
 
     /// An object list as the Workbench sends it: `(stix, workspace collection refs)`.

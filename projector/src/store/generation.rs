@@ -3,13 +3,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 
 use crate::error::{Error, Result};
 use crate::rows::{Mutation, ReleaseKey};
+use service::now_micros;
 
 pub(super) async fn missing_tables(session: &Session, keyspace: &str) -> Result<Vec<&'static str>> {
     let context = || format!("listing the tables of {keyspace}");
@@ -422,13 +422,4 @@ impl GenerationStore {
         }
         Ok(out)
     }
-}
-
-/// Now in microseconds since the epoch.
-fn now_micros() -> i64 {
-    let micros = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_micros();
-    i64::try_from(micros).unwrap_or(i64::MAX)
 }
