@@ -69,10 +69,11 @@ pub struct ServerConfig {
         default_value = " (all versions)"
     )]
     pub history_title_suffix: String,
-    /// max_content_length announced by every root (nothing can be posted here). 0 is also
-    /// MITRE's server's default (`TAXII_MAX_CONTENT_LENGTH=0` in attack-workbench-taxii-server's
-    /// `config/template.env`: it accepts only GETs, too).
-    #[arg(long, env = "TAXIWAY_API_MAX_CONTENT_LENGTH", default_value_t = 0)]
+    /// max_content_length announced by every root. TAXII 2.1 §4.2.1 requires a positive
+    /// integer; nothing can be posted here, so a small value is honest (1000, as in MITRE's
+    /// guide to its server).
+    #[arg(long, env = "TAXIWAY_API_MAX_CONTENT_LENGTH", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub max_content_length: u64,
     /// The largest `limit` honoured; larger values are capped.
     #[arg(long, env = "TAXIWAY_API_MAX_PAGE_SIZE", default_value_t = 10_000)]
@@ -112,7 +113,7 @@ impl Default for ServerConfig {
             contact: DEFAULT_CONTACT.into(),
             pinned_title_suffix: " (ATT&CK v{label})".into(),
             history_title_suffix: " (all versions)".into(),
-            max_content_length: 0,
+            max_content_length: 1000,
             max_page_size: 10_000,
             poll_interval: Duration::from_millis(500),
             result_cache_entries: 512,
@@ -146,6 +147,14 @@ mod tests {
     }
 
     #[test]
+    fn a_max_content_length_of_zero_is_refused() {
+        let error = Config::try_parse_from(["api", "--max-content-length", "0"]).unwrap_err();
+        assert!(error.to_string().contains("max-content-length"), "{error}");
+        let c = Config::try_parse_from(["api", "--max-content-length", "4096"]).unwrap();
+        assert_eq!(c.server.max_content_length, 4096);
+    }
+
+    #[test]
     fn defaults_match_the_documented_ones_and_secrets_are_redacted() {
         use clap::CommandFactory;
         // Defaults as declared: parsing also reads the environment, where `dev/test` exports
@@ -167,6 +176,8 @@ mod tests {
         assert_eq!(c.server.prefix, d.prefix);
         assert_eq!(c.server.pinned_title_suffix, d.pinned_title_suffix);
         assert_eq!(c.server.poll_interval, d.poll_interval);
+        assert_eq!(c.server.max_content_length, d.max_content_length);
+        assert!(d.max_content_length > 0);
         let logged = format!("{c:?}");
         assert!(
             !logged.contains("hunter2") && !logged.contains("k3y"),

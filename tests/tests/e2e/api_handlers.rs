@@ -101,6 +101,22 @@ async fn api_roots_have_mitre_titles() {
     assert_eq!(json["title"], "MITRE ATT&CK TAXII 2.1 (ATT&CK v18.1)");
 }
 
+/// TAXII 2.1 §4.2.1: `max_content_length` is a positive integer, on every root discovery lists.
+#[tokio::test]
+async fn every_root_announces_a_positive_max_content_length() {
+    let (app, _, _) = server().await;
+    let discovery = get(&app, "/taxii2/").await.json();
+    let roots = discovery["api_roots"].as_array().unwrap();
+    assert!(roots.len() >= 3, "{discovery}");
+    for root in roots {
+        let path = root.as_str().unwrap();
+        let path = &path[path.find("/api/").unwrap()..];
+        let json = get(&app, path).await.json();
+        let max = json["max_content_length"].as_u64();
+        assert!(max.is_some_and(|m| m > 0), "{path}: {json}");
+    }
+}
+
 #[tokio::test]
 async fn default_root_serves_each_collection_as_of_its_latest_release() {
     let (app, _, _) = server().await;
