@@ -14,16 +14,14 @@ use tokio_util::sync::CancellationToken;
 use crate::pipeline::Topics;
 use crate::{Deadline, cql_nodes, unique_name};
 
-/// The generation tables, in the order dumps list them.
-pub const TABLES: &[&str] = &[
-    "collections",
-    "object_versions",
-    "manifest",
-    "manifest_buckets",
-    "releases",
-    "release_chunks",
-    "release_members",
-];
+/// The generation tables that hold projected content, in the contract's order: all but
+/// `applied_offsets`, which records the consumer's position rather than what was projected.
+pub fn tables() -> impl Iterator<Item = &'static str> {
+    schemas::cql::GENERATION_TABLES
+        .iter()
+        .copied()
+        .filter(|table| *table != "applied_offsets")
+}
 
 /// A projector command running in-process, stopped by cancelling `shutdown`.
 pub struct Running {
@@ -148,8 +146,8 @@ pub async fn dump(
     keyspace: &str,
 ) -> anyhow::Result<BTreeMap<&'static str, Vec<String>>> {
     let mut out = BTreeMap::new();
-    for table in TABLES {
-        out.insert(*table, dump_table(session, keyspace, table).await?);
+    for table in tables() {
+        out.insert(table, dump_table(session, keyspace, table).await?);
     }
     Ok(out)
 }
