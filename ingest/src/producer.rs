@@ -138,9 +138,8 @@ impl Producer {
 /// The producer's settings: idempotent with every replica's acknowledgement, compressed, large
 /// batches, and messages given up on after the configured Kafka timeout.
 fn client_config(config: &KafkaArgs) -> ClientConfig {
-    let mut client = ClientConfig::new();
+    let mut client = config.client_config();
     client
-        .set("bootstrap.servers", &config.brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("compression.type", "lz4")
@@ -223,8 +222,8 @@ fn delivered(
 /// Creates the objects topic (compacted: every version has its own key, so compaction only
 /// collapses duplicates) and the dead-letter topic when they do not exist yet.
 pub async fn ensure_topics(config: &KafkaArgs, topics: &TopicArgs) -> Result<(), Error> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
+    let admin: AdminClient<DefaultClientContext> = config
+        .client_config()
         .create()
         .map_err(Error::kafka("creating the admin client"))?;
     let max_message = MAX_MESSAGE_BYTES.to_string();

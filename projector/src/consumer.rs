@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use service::KafkaArgs;
 use tokio_util::sync::CancellationToken;
 
@@ -48,8 +48,8 @@ impl EventConsumer {
     pub fn new(kafka: &KafkaArgs, group: &str) -> Result<EventConsumer> {
         let topic = kafka.objects_topic.as_str();
         let timeout = kafka.timeout;
-        let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &kafka.brokers)
+        let consumer: StreamConsumer = kafka
+            .client_config()
             .set("group.id", group)
             .set("client.id", "taxiway-projector")
             .set("enable.auto.commit", "false")
@@ -247,10 +247,8 @@ fn committed(
         .fetch_metadata(None, timeout)
         .map_err(Error::kafka("reading topic metadata"))?;
     let mut tpl = TopicPartitionList::new();
-    for t in metadata.topics().iter().filter(|t| t.name() == topic) {
-        for p in t.partitions() {
-            tpl.add_partition(topic, p.id());
-        }
+    for p in service::partition_ids(&metadata, topic) {
+        tpl.add_partition(topic, p);
     }
     if tpl.count() == 0 {
         return Ok(BTreeMap::new());
@@ -282,12 +280,7 @@ fn positions(
     let metadata = consumer
         .fetch_metadata(Some(topic), timeout)
         .map_err(Error::kafka(format!("reading metadata of {topic}")))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic)
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
+    let partitions = service::partition_ids(&metadata, topic);
     let mut unknown = TopicPartitionList::new();
     for &p in partitions.iter().filter(|p| !applied.contains_key(p)) {
         unknown.add_partition(topic, p);

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use schemas::{DeadLetter, Source};
 use service::KafkaArgs;
@@ -21,8 +20,8 @@ pub struct DeadLetters {
 
 impl DeadLetters {
     pub fn new(kafka: &KafkaArgs) -> Result<DeadLetters> {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &kafka.brokers)
+        let producer: FutureProducer = kafka
+            .client_config()
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", "lz4")

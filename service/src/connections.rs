@@ -96,6 +96,26 @@ impl Default for CqlArgs {
     }
 }
 
+impl KafkaArgs {
+    /// A client configuration that reaches the brokers: every Kafka client of the services starts
+    /// from it and adds its role's settings, so connection settings are applied in one place.
+    pub fn client_config(&self) -> rdkafka::ClientConfig {
+        let mut config = rdkafka::ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        config
+    }
+}
+
+/// The partition ids of `topic` in `metadata`; none when the broker does not know the topic.
+pub fn partition_ids(metadata: &rdkafka::metadata::Metadata, topic: &str) -> Vec<i32> {
+    metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect()
+}
+
 impl CqlArgs {
     /// The user and password when both are set: password authentication needs the pair.
     pub fn credentials(&self) -> Option<(&str, &str)> {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::checkpoint::Checkpoint;
 use crate::config::KafkaArgs;
@@ -78,8 +78,8 @@ fn read_all(config: &KafkaArgs) -> Result<(Checkpoint, Replayed), Error> {
     let started = Instant::now();
     let topic = config.objects_topic.as_str();
     // No group membership and no commits: this reader owns nothing on the broker.
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
+    let consumer: BaseConsumer = config
+        .client_config()
         .set("group.id", "taxiway-ingest-checkpoint")
         .set("enable.auto.commit", "false")
         // End-of-partition events also close a partition whose last offsets were compacted away.
@@ -99,12 +99,7 @@ fn read_with(
     let metadata = consumer
         .fetch_metadata(Some(topic), config.timeout)
         .map_err(Error::kafka(format!("reading metadata of {topic}")))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic)
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
+    let partitions = service::partition_ids(&metadata, topic);
 
     // Read up to each partition's end as of now; later events are ours or another run's
     // and will be seen by the next rebuild.
