@@ -341,6 +341,7 @@ async fn main() {
     let mut round_ratios = Vec::with_capacity(rounds);
     let mut plain_ratios = Vec::with_capacity(rounds);
     let mut message_ratios = Vec::with_capacity(rounds);
+    let mut plain_message_ratios = Vec::with_capacity(rounds);
     for round in 1..=rounds {
         let raw = with_cpu("raw", raw_produce(&brokers, &bundle.objects, false)).await;
         let compacted = with_cpu(
@@ -379,6 +380,7 @@ async fn main() {
         round_ratios.push(raw.as_secs_f64() / ingest.as_secs_f64());
         plain_ratios.push(raw.as_secs_f64() / ingest_plain.as_secs_f64());
         message_ratios.push(raw_messages.as_secs_f64() / ingest.as_secs_f64());
+        plain_message_ratios.push(raw_messages.as_secs_f64() / ingest_plain.as_secs_f64());
         best_messages = best_messages.min(raw_messages);
     }
     let _ = std::fs::remove_file(&plain);
@@ -405,19 +407,27 @@ async fn main() {
     );
     println!(
         "raw produce of ingest's own messages (same keys and payloads, {:.1} MB): {:.0} objects/s; \
-         ratio ingest/that, best of {rounds}: {:.2} (.json.zst); per round: {} (.json.zst)",
+         ratio ingest/that, best of {rounds}: {:.2} (.json.zst), {:.2} (.json); per round: {} (.json.zst), {} (.json)",
         message_bytes as f64 / 1e6,
         n as f64 / best_messages.as_secs_f64(),
         best_messages.as_secs_f64() / best_ingest.as_secs_f64(),
+        best_messages.as_secs_f64() / best_plain.as_secs_f64(),
         spread(&message_ratios),
+        spread(&plain_message_ratios),
     );
+    // The target compares ingest with a raw produce of the same messages: the keys and Avro
+    // payloads ingest publishes. The raw produce of the objects' JSON above sends less (no
+    // event fields), so its ratio is printed for context only.
     let verdict = |median: f64| if median >= 0.4 { "met" } else { "not met" };
-    let (zst, json) = (median(&round_ratios), median(&plain_ratios));
+    let (zst, json) = (median(&message_ratios), median(&plain_message_ratios));
     println!(
-        "target ingest >= 0.4x raw produce, on the median of paired rounds: {} from the .json.zst \
-         ({zst:.2}), {} from the .json ({json:.2})",
+        "target ingest >= 0.4x raw produce of the same messages, on the median of paired rounds: \
+         {} from the .json.zst ({zst:.2}), {} from the .json ({json:.2}); against the objects' \
+         JSON: {:.2} (.json.zst), {:.2} (.json)",
         verdict(zst),
         verdict(json),
+        median(&round_ratios),
+        median(&plain_ratios),
     );
     let import_median = median(&ingest_seconds);
     println!(
