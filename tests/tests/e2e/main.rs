@@ -6,6 +6,7 @@
 
 mod api_auth_and_openapi;
 mod api_handlers;
+mod api_hostile_http;
 mod api_lean;
 mod api_limits;
 mod api_pipeline;
