@@ -242,6 +242,8 @@ async fn a_client_sending_one_header_byte_per_second_is_cut_off_at_the_header_re
         &store,
     )
     .await;
+    // Before connecting, so that the server's clock cannot have started before this one.
+    let started = Instant::now();
     let mut stream = TcpStream::connect(api.addr).await.unwrap();
     let (mut reader, mut writer) = stream.split();
     let trickle = async {
@@ -255,7 +257,6 @@ async fn a_client_sending_one_header_byte_per_second_is_cut_off_at_the_header_re
         }
         panic!("the whole trickled header was accepted");
     };
-    let started = Instant::now();
     let mut received = Vec::new();
     let read_until_closed = async {
         let mut buf = [0u8; 1024];
@@ -308,11 +309,17 @@ async fn idle_connections_are_closed_after_the_keep_alive_timeout() {
     .await;
     let mut kept_alive = TcpStream::connect(api.addr).await.unwrap();
     ping(&mut kept_alive).await;
+    // Before the last request, so that the server's last activity comes after this instant.
+    let last_request = Instant::now();
     ping(&mut kept_alive).await;
     let connected = Instant::now();
     let mut silent = TcpStream::connect(api.addr).await.unwrap();
-    let (after_response, _) = wait_closed(&mut kept_alive, timeout * 3).await;
-    let after_response = after_response.expect("the kept-alive connection was closed");
+    let (closed, _) = wait_closed(&mut kept_alive, timeout * 3).await;
+    assert!(
+        closed.is_some(),
+        "the kept-alive connection was never closed"
+    );
+    let after_response = last_request.elapsed();
     let (closed, received) = wait_closed(&mut silent, timeout * 3).await;
     assert!(closed.is_some(), "the silent connection was never closed");
     let never_spoke = connected.elapsed();
@@ -325,11 +332,15 @@ async fn idle_connections_are_closed_after_the_keep_alive_timeout() {
     let at_least = timeout - Duration::from_millis(5);
     assert!(
         after_response >= at_least,
-        "closed after {after_response:?}"
+        "closed {after_response:?} after its last request"
+    );
+    assert!(
+        never_spoke >= at_least,
+        "closed {never_spoke:?} after connecting"
     );
     eprintln!(
-        "idle connections closed {after_response:?} after a response, {never_spoke:?} after \
-         connecting (keep-alive timeout {timeout:?})"
+        "idle connections closed {after_response:?} after their last request, {never_spoke:?} \
+         after connecting (keep-alive timeout {timeout:?})"
     );
     let metrics = raw_get(&api, "/metrics").await.unwrap();
     assert!(
