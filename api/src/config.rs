@@ -100,6 +100,71 @@ pub struct ServerConfig {
         default_value = "taxiway-cursor"
     )]
     pub cursor_key: Secret,
+    #[command(flatten)]
+    pub limits: Limits,
+}
+
+/// What one client may hold of the server: connections, time and requests in flight
+/// (docs/reliability.md, "API limits"). Every value must be positive.
+#[derive(Debug, Clone, Args)]
+pub struct Limits {
+    /// Time a client has to send a complete request head, counted from when the server starts
+    /// waiting for it (connection opened, or the previous response sent): a client trickling
+    /// header bytes is cut off here. 10 s is ample for any real client on a slow link.
+    #[arg(long, env = "TAXIWAY_API_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    pub header_read_timeout: Duration,
+    /// A connection with no request being handled and no byte moving either way for this long is
+    /// closed: an idle keep-alive connection, or a client that stopped reading its response.
+    /// The header-read timeout also counts the wait for the next request, so an idle connection
+    /// is closed after the shorter of the two. 5 s, as Node's default: clients reconnect cheaply,
+    /// and idle sockets are what an attacker piles up.
+    #[arg(long, env = "TAXIWAY_API_KEEP_ALIVE_TIMEOUT", default_value = "5s", value_parser = positive_duration)]
+    pub keep_alive_timeout: Duration,
+    /// Time a TAXII request may take until its response head; past it, 504 with a TAXII body.
+    /// Held pages answer in well under a millisecond and a lean page waits for CQL (10 s per
+    /// request), so 30 s only cuts requests that are stuck. A streamed body is bounded by the
+    /// keep-alive timeout instead: it must keep moving.
+    #[arg(long, env = "TAXIWAY_API_RESPONSE_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
+    pub response_timeout: Duration,
+    /// Open connections at once; more are closed as soon as they are accepted. An idle connection
+    /// costs a task and ~10 KiB (more while a response streams): 10,000 stay within a few hundred
+    /// MiB on a small host. Keep it below the process' open-file limit (`ulimit -n`).
+    #[arg(long, env = "TAXIWAY_API_MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// TAXII requests handled at once (until their response head); more are answered 503 with
+    /// `Retry-After` at once rather than queued. A held page takes well under a millisecond of
+    /// CPU, so 512 waiting means the replica is far behind and another replica should answer.
+    /// Health and metrics endpoints are not counted.
+    #[arg(long, env = "TAXIWAY_API_MAX_IN_FLIGHT", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
+    /// On shutdown, time open responses get to finish after the listener closes; connections
+    /// still open then are cut. Within Kubernetes' default 30 s grace period.
+    #[arg(long, env = "TAXIWAY_API_DRAIN_TIMEOUT", default_value = "20s", value_parser = positive_duration)]
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+            max_in_flight: 512,
+            drain_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// A duration that must not be zero: a zero timeout would cut every connection at once.
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d.is_zero() {
+        return Err(format!("{text:?}: must be longer than zero"));
+    }
+    Ok(d)
 }
 
 impl Default for ServerConfig {
@@ -120,6 +185,7 @@ impl Default for ServerConfig {
             compressed_cache_bytes: 256 << 20,
             max_snapshot_bytes: 4 << 30,
             cursor_key: Secret("taxiway-cursor".into()),
+            limits: Limits::default(),
         }
     }
 }
@@ -155,6 +221,40 @@ mod tests {
     }
 
     #[test]
+    fn limits_parse_from_flags_and_refuse_zero() {
+        let c = Config::try_parse_from([
+            "api",
+            "--header-read-timeout",
+            "2s",
+            "--keep-alive-timeout",
+            "500ms",
+            "--max-connections",
+            "3",
+            "--max-in-flight",
+            "7",
+        ])
+        .unwrap();
+        assert_eq!(c.server.limits.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(
+            c.server.limits.keep_alive_timeout,
+            Duration::from_millis(500)
+        );
+        assert_eq!(c.server.limits.max_connections, 3);
+        assert_eq!(c.server.limits.max_in_flight, 7);
+        for flag in [
+            "--header-read-timeout",
+            "--keep-alive-timeout",
+            "--response-timeout",
+            "--drain-timeout",
+            "--max-connections",
+            "--max-in-flight",
+        ] {
+            let error = Config::try_parse_from(["api", flag, "0"]).unwrap_err();
+            assert!(error.to_string().contains(&flag[2..]), "{flag}: {error}");
+        }
+    }
+
+    #[test]
     fn defaults_match_the_documented_ones_and_secrets_are_redacted() {
         use clap::CommandFactory;
         // Defaults as declared: parsing also reads the environment, where `dev/test` exports
@@ -178,6 +278,13 @@ mod tests {
         assert_eq!(c.server.poll_interval, d.poll_interval);
         assert_eq!(c.server.max_content_length, d.max_content_length);
         assert!(d.max_content_length > 0);
+        let (parsed, declared) = (&c.server.limits, &d.limits);
+        assert_eq!(parsed.header_read_timeout, declared.header_read_timeout);
+        assert_eq!(parsed.keep_alive_timeout, declared.keep_alive_timeout);
+        assert_eq!(parsed.response_timeout, declared.response_timeout);
+        assert_eq!(parsed.max_connections, declared.max_connections);
+        assert_eq!(parsed.max_in_flight, declared.max_in_flight);
+        assert_eq!(parsed.drain_timeout, declared.drain_timeout);
         let logged = format!("{c:?}");
         assert!(
             !logged.contains("hunter2") && !logged.contains("k3y"),

@@ -6,6 +6,10 @@ use serde::Serialize;
 
 use crate::media::TAXII_CONTENT_TYPE;
 
+/// `Retry-After` of a shed request: in-flight requests take milliseconds, so a second later the
+/// replica (or, behind a load balancer, another one) most likely has room.
+const RETRY_AFTER_SECONDS: u32 = 1;
+
 /// Why a request failed. Each variant maps to one HTTP status and a TAXII error body
 /// (`title`, `description`, `http_status` as a string like MITRE's server, `details`).
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +35,12 @@ pub enum ApiError {
     /// Nothing loaded yet (the store was never reachable since start).
     #[error("{0}")]
     Unavailable(String),
+    /// Too many requests in flight: shed at once, with `Retry-After`.
+    #[error("too many requests in flight")]
+    Overloaded,
+    /// No response head within the response timeout.
+    #[error("no response within {0:?}")]
+    TimedOut(std::time::Duration),
     /// A defect or a store failure: logged here once, rendered with a generic body.
     #[error("{0}")]
     Internal(String),
@@ -52,7 +62,8 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -98,6 +109,22 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable(d) => {
                 ("Service Unavailable", "unavailable", Some(d.clone()), None)
             }
+            ApiError::Overloaded => (
+                "Service Unavailable",
+                "overloaded",
+                Some(format!(
+                    "too many requests in flight; retry after {RETRY_AFTER_SECONDS} s"
+                )),
+                None,
+            ),
+            // 504 rather than 408: the client sent its request in time, the server (waiting on
+            // its store) did not answer in time.
+            ApiError::TimedOut(limit) => (
+                "Gateway Timeout",
+                "timeout",
+                Some(format!("no response within {} ms", limit.as_millis())),
+                None,
+            ),
             ApiError::Internal(cause) => {
                 // 5xx bodies stay generic; the cause goes to the log, tagged with the id the
                 // client sees so an operator can find it.
@@ -123,11 +150,19 @@ impl IntoResponse for ApiError {
             details,
         };
         let mut response = render(status, &body);
-        if matches!(self, ApiError::Unauthorized(_)) {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"taxiway\", Bearer realm=\"taxiway\""),
-            );
+        match self {
+            ApiError::Unauthorized(_) => {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"taxiway\", Bearer realm=\"taxiway\""),
+                );
+            }
+            ApiError::Overloaded => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+            }
+            _ => {}
         }
         response
     }
@@ -194,5 +229,29 @@ mod tests {
         assert_eq!(json["http_status"], "400");
         assert_eq!(json["details"]["parameter"], "limit");
         assert!(json["description"].as_str().unwrap().contains("limit"));
+    }
+
+    #[tokio::test]
+    async fn overloaded_is_503_with_retry_after_and_timeout_is_504() {
+        let shed = ApiError::Overloaded.into_response();
+        assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            shed.headers()[header::RETRY_AFTER],
+            RETRY_AFTER_SECONDS.to_string()
+        );
+        let body = axum::body::to_bytes(shed.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["http_status"], "503");
+        let late = ApiError::TimedOut(std::time::Duration::from_millis(250)).into_response();
+        assert_eq!(late.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert!(late.headers().get(header::RETRY_AFTER).is_none());
+        let body = axum::body::to_bytes(late.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["http_status"], "504");
+        assert!(json["description"].as_str().unwrap().contains("250 ms"));
     }
 }

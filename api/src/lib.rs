@@ -11,12 +11,14 @@ pub mod store;
 
 mod auth;
 mod compressed;
+mod connection;
 mod cursor;
 mod error;
 mod etag;
 mod filters;
 mod handlers;
 mod health;
+mod limits;
 mod media;
 mod metrics;
 mod openapi;
@@ -24,6 +26,7 @@ mod result_cache;
 mod route_table;
 mod routes;
 mod selection;
+mod server;
 mod snapshot;
 mod state;
 
@@ -41,32 +44,29 @@ pub use state::AppState;
 use crate::config::Config;
 use crate::store::Store;
 
-/// Serves `state` on `listener` until `shutdown` is cancelled, refreshing from `store`.
-/// Returns once the refresher and the server have both stopped.
+/// Serves `state` on `listener` under its limits until `shutdown` is cancelled, refreshing from
+/// `store`; then drains open responses (docs/reliability.md). Returns once the refresher and
+/// every connection have stopped.
 pub async fn serve(
     state: AppState,
     store: Arc<dyn Store>,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let refresher = tokio::spawn(refresh::run(state.clone(), store, shutdown.clone()));
     let addr = listener.local_addr().map_err(|source| Error::Io {
         context: "reading the listener address".to_owned(),
         source,
     })?;
-    tracing::info!(%addr, "serving TAXII 2.1");
-    let result = axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await
-        .map_err(|source| Error::Io {
-            context: "serving HTTP".to_owned(),
-            source,
-        });
+    let refresher = tokio::spawn(refresh::run(state.clone(), store, shutdown.clone()));
+    let limits = &state.server.limits;
+    tracing::info!(%addr, ?limits, "serving TAXII 2.1");
+    let server = server::Server::new(limits, state.metrics.clone());
+    server.run(listener, app(state), shutdown.clone()).await;
     shutdown.cancel();
     if let Err(e) = refresher.await {
         tracing::error!(error = %e, "refresher task failed");
     }
-    result
+    Ok(())
 }
 
 /// The whole service: connect to CQL, then [`serve`].

@@ -1,5 +1,6 @@
 //! Prometheus metrics of the API: requests by route template and status, latency, cache,
-//! revisions, the memory bound (lean collections and what their responses fetch).
+//! revisions, the memory bound (lean collections and what their responses fetch), the limits
+//! (connections refused and closed, requests shed or timed out).
 
 use std::time::Instant;
 
@@ -41,6 +42,14 @@ pub struct Metrics {
     pub store_errors: IntCounter,
     /// Active generation number.
     pub generation: IntGauge,
+    /// Requests answered by a limit instead of a handler, by reason (`overloaded`, `timeout`).
+    pub limited: IntCounterVec,
+    /// Connections accepted and served, or refused at the cap (`accepted`, `refused`).
+    pub connections: IntCounterVec,
+    /// Connections open now.
+    pub connections_open: IntGauge,
+    /// Connections ended, by reason (`closed`, `idle`, `header_timeout`, `error`, `drain_cut`).
+    pub connections_closed: IntCounterVec,
 }
 
 impl Metrics {
@@ -124,6 +133,29 @@ impl Metrics {
         let store_errors =
             IntCounter::new("store_errors_total", "Failed polls or loads of the store")?;
         let generation = IntGauge::new("generation", "Active projection generation")?;
+        let limited = IntCounterVec::new(
+            Opts::new(
+                "requests_limited_total",
+                "Requests answered by a limit (503 overloaded, 504 timeout), by reason",
+            ),
+            &["reason"],
+        )?;
+        let connections = IntCounterVec::new(
+            Opts::new(
+                "connections_total",
+                "Connections accepted, or refused at the connection cap",
+            ),
+            &["outcome"],
+        )?;
+        let connections_open = IntGauge::new("connections_open", "Connections open now")?;
+        let connections_closed = IntCounterVec::new(
+            Opts::new(
+                "connections_closed_total",
+                "Connections ended, by reason (closed by the client or after Connection: close, \
+                 idle, header_timeout, error, drain_cut at shutdown)",
+            ),
+            &["reason"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(cache.clone()))?;
@@ -138,6 +170,10 @@ impl Metrics {
         registry.register(Box::new(fetch_errors.clone()))?;
         registry.register(Box::new(store_errors.clone()))?;
         registry.register(Box::new(generation.clone()))?;
+        registry.register(Box::new(limited.clone()))?;
+        registry.register(Box::new(connections.clone()))?;
+        registry.register(Box::new(connections_open.clone()))?;
+        registry.register(Box::new(connections_closed.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -154,6 +190,10 @@ impl Metrics {
             fetch_errors,
             store_errors,
             generation,
+            limited,
+            connections,
+            connections_open,
+            connections_closed,
         })
     }
 

@@ -1,5 +1,5 @@
-//! [`app`]: the router built from the route table, with its layers (TAXII media negotiation,
-//! authentication, metrics, compression, tracing). Every TAXII path is served with and without its
+//! [`app`]: the router built from the route table, with its layers (request limits, TAXII media
+//! negotiation, authentication, metrics, compression, tracing). Every TAXII path is served with and without its
 //! trailing slash.
 
 use axum::extract::Request;
@@ -18,7 +18,7 @@ use crate::handlers::{self, collections, discovery, listing::listing};
 use crate::media::{TAXII_CONTENT_TYPE, accepts_taxii};
 use crate::route_table::{Endpoint, route_table};
 use crate::state::AppState;
-use crate::{auth, health, metrics, openapi};
+use crate::{auth, health, limits, metrics, openapi};
 
 /// `GET` of one kind of listing, all served by the one listing handler.
 fn listed(kind: Listing) -> MethodRouter<AppState> {
@@ -46,7 +46,9 @@ fn method_router(endpoint: Endpoint) -> MethodRouter<AppState> {
     read_only.fallback(handlers::method_not_allowed)
 }
 
-/// The whole application: routes, TAXII media negotiation, auth, metrics, compression, tracing.
+/// The whole application: routes, request limits, TAXII media negotiation, auth, metrics,
+/// compression, tracing. Health, readiness and metrics routes are outside the request limits,
+/// so probes still answer while TAXII requests are shed.
 pub fn app(state: AppState) -> Router {
     let table = route_table(&state.prefix);
     let mut taxii = Router::new();
@@ -67,9 +69,11 @@ pub fn app(state: AppState) -> Router {
     }
     // route_layer: only matched routes are negotiated and authenticated; unknown paths get the
     // TAXII 404 from the fallback. The last layer added runs first: authenticate, then Accept.
+    // The limits come last, so they run first: a shed request costs no authentication.
     let taxii = taxii
         .route_layer(from_fn(require_taxii_accept))
         .route_layer(from_fn_with_state(state.auth.clone(), auth::authenticate));
+    let taxii = limits::limit(taxii, &state.server.limits, &state.metrics);
     Router::new()
         .merge(taxii)
         .merge(ops)

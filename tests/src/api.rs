@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::api::config::{Config, ServerConfig};
@@ -50,6 +51,8 @@ pub const TAXII: &str = "application/taxii+json;version=2.1";
 /// One API replica serving on an ephemeral loopback port.
 pub struct Api {
     pub base: String,
+    /// The address `base` names, for raw-socket clients.
+    pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub shutdown: CancellationToken,
     task: JoinHandle<Result<(), ::api::Error>>,
@@ -120,16 +123,46 @@ impl Api {
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(::api::run(config, listener, shutdown.clone()));
+        Self::running(addr, shutdown, task)
+    }
+
+    /// Serves `store` with `server` on 127.0.0.1 through `api::serve`, the function `api::run`
+    /// ends in, without a database: for the suites of the limits and of hostile requests.
+    pub async fn serve_store(
+        server: ServerConfig,
+        store: Arc<dyn ::api::store::Store>,
+    ) -> anyhow::Result<Api> {
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let addr = listener.local_addr()?;
+        let state = ::api::AppState::new(server, None)?;
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(::api::serve(state, store, listener, shutdown.clone()));
+        Self::running(addr, shutdown, task)
+    }
+
+    fn running(
+        addr: SocketAddr,
+        shutdown: CancellationToken,
+        task: JoinHandle<Result<(), ::api::Error>>,
+    ) -> anyhow::Result<Api> {
         let client = reqwest::Client::builder()
             .no_gzip()
             .timeout(Duration::from_secs(120))
             .build()?;
         Ok(Api {
             base: format!("http://{addr}"),
+            addr,
             client,
             shutdown,
             task,
         })
+    }
+
+    /// Cancels the shutdown token and waits for the server to stop, at most `within`.
+    pub async fn stop_within(self, within: Duration) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        tokio::time::timeout(within, self.task).await???;
+        Ok(())
     }
 
     pub async fn stop(self) -> anyhow::Result<()> {

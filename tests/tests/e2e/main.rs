@@ -6,7 +6,9 @@
 
 mod api_auth_and_openapi;
 mod api_handlers;
+mod api_hostile_http;
 mod api_lean;
+mod api_limits;
 mod api_pipeline;
 mod clients_python;
 mod deployment;
