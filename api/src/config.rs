@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser};
+use clap::{Args, Parser, Subcommand};
 pub use service::Secret;
 use service::{CqlArgs, LogArgs, parse_bytes, parse_duration};
 
@@ -20,6 +20,9 @@ pub const DEFAULT_CONTACT: &str = "attack@mitre.org";
     about = "Read-only TAXII 2.1 server over the Taxiway projections"
 )]
 pub struct Config {
+    /// Without a command: serve.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Address to listen on.
     #[arg(long, env = "TAXIWAY_API_LISTEN", default_value = "0.0.0.0:8000")]
     pub listen: SocketAddr,
@@ -32,6 +35,14 @@ pub struct Config {
     pub auth_file: Option<PathBuf>,
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// What `api` can do besides serving.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Print the argon2id hash of a password for the auth file's `password_hash` (asks on the
+    /// terminal without echo, or reads one line of stdin).
+    HashPassword,
 }
 
 /// What the HTTP side needs; also built directly by tests.
@@ -92,14 +103,10 @@ pub struct ServerConfig {
     /// lean, fetching the JSON of each response from CQL (docs/api.md, "Memory bound").
     #[arg(long, env = "TAXIWAY_API_MAX_SNAPSHOT_BYTES", default_value = "4GiB", value_parser = parse_bytes::<usize>)]
     pub max_snapshot_bytes: usize,
-    /// HMAC key of `next` cursors; replicas behind one load balancer must share it.
-    #[arg(
-        long,
-        env = "TAXIWAY_API_CURSOR_KEY",
-        hide_env_values = true,
-        default_value = "taxiway-cursor"
-    )]
-    pub cursor_key: Secret,
+    /// HMAC key of `next` cursors; replicas behind one load balancer must share it. Without it
+    /// each process signs with a random key, and its cursors fail on any other replica.
+    #[arg(long, env = "TAXIWAY_API_CURSOR_KEY", hide_env_values = true)]
+    pub cursor_key: Option<Secret>,
 }
 
 impl Default for ServerConfig {
@@ -119,7 +126,7 @@ impl Default for ServerConfig {
             result_cache_entries: 512,
             compressed_cache_bytes: 256 << 20,
             max_snapshot_bytes: 4 << 30,
-            cursor_key: Secret("taxiway-cursor".into()),
+            cursor_key: None,
         }
     }
 }
@@ -144,6 +151,13 @@ mod tests {
     fn the_cli_definition_is_consistent() {
         use clap::CommandFactory;
         Config::command().debug_assert();
+    }
+
+    #[test]
+    fn hash_password_is_a_command_and_serving_is_the_default() {
+        let c = Config::try_parse_from(["api", "hash-password"]).unwrap();
+        assert!(matches!(c.command, Some(Command::HashPassword)));
+        assert!(Config::try_parse_from(["api"]).unwrap().command.is_none());
     }
 
     #[test]
