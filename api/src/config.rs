@@ -8,10 +8,21 @@ use clap::{Args, Parser, Subcommand};
 pub use service::Secret;
 use service::{CqlArgs, LogArgs, parse_bytes, parse_duration};
 
-/// The defaults match attack-taxii.mitre.org so that existing clients see the same documents.
+/// The defaults are attack-taxii.mitre.org's texts, so that existing clients see the same
+/// documents: `DEFAULT_API_ROOT_TITLE` and `DEFAULT_API_ROOT_DESCRIPTION` of MITRE's server
+/// (mitre-attack/attack-workbench-taxii-server, `src/config/defaults.ts`; the same texts in its
+/// user guide `docs/USAGE.md`, "Discovery" and "Get API Root Information"), and the suffixes its
+/// `discovery.service.ts` gives pinned roots. There is no default contact: a mirror must not
+/// hand out MITRE's address.
 pub const DEFAULT_TITLE: &str = "MITRE ATT&CK TAXII 2.1";
-pub const DEFAULT_DESCRIPTION: &str = "This is the MITRE ATT&CK TAXII 2.1 server. It serves the ATT&CK Enterprise, Mobile and ICS collections.";
-pub const DEFAULT_CONTACT: &str = "attack@mitre.org";
+pub const DEFAULT_DESCRIPTION: &str =
+    "This API Root contains TAXII 2.1 REST API endpoints that serve MITRE ATT&CK STIX 2.1 data";
+pub const DEFAULT_PINNED_TITLE_SUFFIX: &str = " (ATT&CK v{label})";
+pub const DEFAULT_PINNED_DESCRIPTION_SUFFIX: &str =
+    " This API Root is pinned to ATT&CK release {label}.";
+/// The history root is ours, not MITRE's: its text says what it serves.
+pub const DEFAULT_HISTORY_DESCRIPTION_SUFFIX: &str = " This API Root serves every version of every \
+     object ever published; date_added is when this server added the version.";
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -63,16 +74,15 @@ pub struct ServerConfig {
     /// Description of the discovery document and the roots.
     #[arg(long, env = "TAXIWAY_API_DESCRIPTION", default_value = DEFAULT_DESCRIPTION)]
     pub description: String,
-    /// Contact in the discovery document.
-    #[arg(long, env = "TAXIWAY_API_CONTACT", default_value = DEFAULT_CONTACT)]
-    pub contact: String,
+    /// Contact in the discovery document; absent unless set.
+    #[arg(long, env = "TAXIWAY_API_CONTACT")]
+    pub contact: Option<String>,
     /// Appended to the title of a pinned root; `{label}` is replaced by the release label.
-    #[arg(
-        long,
-        env = "TAXIWAY_API_PINNED_TITLE_SUFFIX",
-        default_value = " (ATT&CK v{label})"
-    )]
+    #[arg(long, env = "TAXIWAY_API_PINNED_TITLE_SUFFIX", default_value = DEFAULT_PINNED_TITLE_SUFFIX)]
     pub pinned_title_suffix: String,
+    /// Appended to the description of a pinned root; `{label}` is replaced by the release label.
+    #[arg(long, env = "TAXIWAY_API_PINNED_DESCRIPTION_SUFFIX", default_value = DEFAULT_PINNED_DESCRIPTION_SUFFIX)]
+    pub pinned_description_suffix: String,
     /// Appended to the title of the history root.
     #[arg(
         long,
@@ -80,6 +90,9 @@ pub struct ServerConfig {
         default_value = " (all versions)"
     )]
     pub history_title_suffix: String,
+    /// Appended to the description of the history root.
+    #[arg(long, env = "TAXIWAY_API_HISTORY_DESCRIPTION_SUFFIX", default_value = DEFAULT_HISTORY_DESCRIPTION_SUFFIX)]
+    pub history_description_suffix: String,
     /// max_content_length announced by every root. TAXII 2.1 §4.2.1 requires a positive
     /// integer; nothing can be posted here, so a small value is honest (1000, as in MITRE's
     /// guide to its server).
@@ -117,9 +130,11 @@ impl Default for ServerConfig {
             pinned_prefix: "attack-".into(),
             title: DEFAULT_TITLE.into(),
             description: DEFAULT_DESCRIPTION.into(),
-            contact: DEFAULT_CONTACT.into(),
-            pinned_title_suffix: " (ATT&CK v{label})".into(),
+            contact: None,
+            pinned_title_suffix: DEFAULT_PINNED_TITLE_SUFFIX.into(),
+            pinned_description_suffix: DEFAULT_PINNED_DESCRIPTION_SUFFIX.into(),
             history_title_suffix: " (all versions)".into(),
+            history_description_suffix: DEFAULT_HISTORY_DESCRIPTION_SUFFIX.into(),
             max_content_length: 1000,
             max_page_size: 10_000,
             poll_interval: Duration::from_millis(500),
@@ -189,6 +204,15 @@ mod tests {
         let d = ServerConfig::default();
         assert_eq!(c.server.prefix, d.prefix);
         assert_eq!(c.server.pinned_title_suffix, d.pinned_title_suffix);
+        assert_eq!(c.server.description, d.description);
+        assert_eq!(
+            c.server.pinned_description_suffix,
+            d.pinned_description_suffix
+        );
+        assert_eq!(
+            c.server.history_description_suffix,
+            d.history_description_suffix
+        );
         assert_eq!(c.server.poll_interval, d.poll_interval);
         assert_eq!(c.server.max_content_length, d.max_content_length);
         assert!(d.max_content_length > 0);
