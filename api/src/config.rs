@@ -4,14 +4,25 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser};
+use clap::{Args, Parser, Subcommand};
 pub use service::Secret;
 use service::{CqlArgs, LogArgs, parse_bytes, parse_duration};
 
-/// The defaults match attack-taxii.mitre.org so that existing clients see the same documents.
+/// The defaults are attack-taxii.mitre.org's texts, so that existing clients see the same
+/// documents: `DEFAULT_API_ROOT_TITLE` and `DEFAULT_API_ROOT_DESCRIPTION` of MITRE's server
+/// (mitre-attack/attack-workbench-taxii-server, `src/config/defaults.ts`; the same texts in its
+/// user guide `docs/USAGE.md`, "Discovery" and "Get API Root Information"), and the suffixes its
+/// `discovery.service.ts` gives pinned roots. There is no default contact: a mirror must not
+/// hand out MITRE's address.
 pub const DEFAULT_TITLE: &str = "MITRE ATT&CK TAXII 2.1";
-pub const DEFAULT_DESCRIPTION: &str = "This is the MITRE ATT&CK TAXII 2.1 server. It serves the ATT&CK Enterprise, Mobile and ICS collections.";
-pub const DEFAULT_CONTACT: &str = "attack@mitre.org";
+pub const DEFAULT_DESCRIPTION: &str =
+    "This API Root contains TAXII 2.1 REST API endpoints that serve MITRE ATT&CK STIX 2.1 data";
+pub const DEFAULT_PINNED_TITLE_SUFFIX: &str = " (ATT&CK v{label})";
+pub const DEFAULT_PINNED_DESCRIPTION_SUFFIX: &str =
+    " This API Root is pinned to ATT&CK release {label}.";
+/// The history root is ours, not MITRE's: its text says what it serves.
+pub const DEFAULT_HISTORY_DESCRIPTION_SUFFIX: &str = " This API Root serves every version of every \
+     object ever published; date_added is when this server added the version.";
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -20,6 +31,9 @@ pub const DEFAULT_CONTACT: &str = "attack@mitre.org";
     about = "Read-only TAXII 2.1 server over the Taxiway projections"
 )]
 pub struct Config {
+    /// Without a command: serve.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Address to listen on.
     #[arg(long, env = "TAXIWAY_API_LISTEN", default_value = "0.0.0.0:8000")]
     pub listen: SocketAddr,
@@ -32,6 +46,14 @@ pub struct Config {
     pub auth_file: Option<PathBuf>,
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// What `api` can do besides serving.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Print the argon2id hash of a password for the auth file's `password_hash` (asks on the
+    /// terminal without echo, or reads one line of stdin).
+    HashPassword,
 }
 
 /// What the HTTP side needs; also built directly by tests.
@@ -52,16 +74,15 @@ pub struct ServerConfig {
     /// Description of the discovery document and the roots.
     #[arg(long, env = "TAXIWAY_API_DESCRIPTION", default_value = DEFAULT_DESCRIPTION)]
     pub description: String,
-    /// Contact in the discovery document.
-    #[arg(long, env = "TAXIWAY_API_CONTACT", default_value = DEFAULT_CONTACT)]
-    pub contact: String,
+    /// Contact in the discovery document; absent unless set.
+    #[arg(long, env = "TAXIWAY_API_CONTACT")]
+    pub contact: Option<String>,
     /// Appended to the title of a pinned root; `{label}` is replaced by the release label.
-    #[arg(
-        long,
-        env = "TAXIWAY_API_PINNED_TITLE_SUFFIX",
-        default_value = " (ATT&CK v{label})"
-    )]
+    #[arg(long, env = "TAXIWAY_API_PINNED_TITLE_SUFFIX", default_value = DEFAULT_PINNED_TITLE_SUFFIX)]
     pub pinned_title_suffix: String,
+    /// Appended to the description of a pinned root; `{label}` is replaced by the release label.
+    #[arg(long, env = "TAXIWAY_API_PINNED_DESCRIPTION_SUFFIX", default_value = DEFAULT_PINNED_DESCRIPTION_SUFFIX)]
+    pub pinned_description_suffix: String,
     /// Appended to the title of the history root.
     #[arg(
         long,
@@ -69,6 +90,9 @@ pub struct ServerConfig {
         default_value = " (all versions)"
     )]
     pub history_title_suffix: String,
+    /// Appended to the description of the history root.
+    #[arg(long, env = "TAXIWAY_API_HISTORY_DESCRIPTION_SUFFIX", default_value = DEFAULT_HISTORY_DESCRIPTION_SUFFIX)]
+    pub history_description_suffix: String,
     /// max_content_length announced by every root. TAXII 2.1 §4.2.1 requires a positive
     /// integer; nothing can be posted here, so a small value is honest (1000, as in MITRE's
     /// guide to its server).
@@ -92,14 +116,10 @@ pub struct ServerConfig {
     /// lean, fetching the JSON of each response from CQL (docs/api.md, "Memory bound").
     #[arg(long, env = "TAXIWAY_API_MAX_SNAPSHOT_BYTES", default_value = "4GiB", value_parser = parse_bytes::<usize>)]
     pub max_snapshot_bytes: usize,
-    /// HMAC key of `next` cursors; replicas behind one load balancer must share it.
-    #[arg(
-        long,
-        env = "TAXIWAY_API_CURSOR_KEY",
-        hide_env_values = true,
-        default_value = "taxiway-cursor"
-    )]
-    pub cursor_key: Secret,
+    /// HMAC key of `next` cursors; replicas behind one load balancer must share it. Without it
+    /// each process signs with a random key, and its cursors fail on any other replica.
+    #[arg(long, env = "TAXIWAY_API_CURSOR_KEY", hide_env_values = true)]
+    pub cursor_key: Option<Secret>,
     #[command(flatten)]
     pub limits: Limits,
 }
@@ -175,16 +195,18 @@ impl Default for ServerConfig {
             pinned_prefix: "attack-".into(),
             title: DEFAULT_TITLE.into(),
             description: DEFAULT_DESCRIPTION.into(),
-            contact: DEFAULT_CONTACT.into(),
-            pinned_title_suffix: " (ATT&CK v{label})".into(),
+            contact: None,
+            pinned_title_suffix: DEFAULT_PINNED_TITLE_SUFFIX.into(),
+            pinned_description_suffix: DEFAULT_PINNED_DESCRIPTION_SUFFIX.into(),
             history_title_suffix: " (all versions)".into(),
+            history_description_suffix: DEFAULT_HISTORY_DESCRIPTION_SUFFIX.into(),
             max_content_length: 1000,
             max_page_size: 10_000,
             poll_interval: Duration::from_millis(500),
             result_cache_entries: 512,
             compressed_cache_bytes: 256 << 20,
             max_snapshot_bytes: 4 << 30,
-            cursor_key: Secret("taxiway-cursor".into()),
+            cursor_key: None,
             limits: Limits::default(),
         }
     }
@@ -210,6 +232,13 @@ mod tests {
     fn the_cli_definition_is_consistent() {
         use clap::CommandFactory;
         Config::command().debug_assert();
+    }
+
+    #[test]
+    fn hash_password_is_a_command_and_serving_is_the_default() {
+        let c = Config::try_parse_from(["api", "hash-password"]).unwrap();
+        assert!(matches!(c.command, Some(Command::HashPassword)));
+        assert!(Config::try_parse_from(["api"]).unwrap().command.is_none());
     }
 
     #[test]
@@ -275,6 +304,15 @@ mod tests {
         let d = ServerConfig::default();
         assert_eq!(c.server.prefix, d.prefix);
         assert_eq!(c.server.pinned_title_suffix, d.pinned_title_suffix);
+        assert_eq!(c.server.description, d.description);
+        assert_eq!(
+            c.server.pinned_description_suffix,
+            d.pinned_description_suffix
+        );
+        assert_eq!(
+            c.server.history_description_suffix,
+            d.history_description_suffix
+        );
         assert_eq!(c.server.poll_interval, d.poll_interval);
         assert_eq!(c.server.max_content_length, d.max_content_length);
         assert!(d.max_content_length > 0);

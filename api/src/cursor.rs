@@ -4,7 +4,9 @@
 //! position in the total order (date_added, object id, version) does not, because new versions
 //! only ever get a larger date_added. The cursor also carries a hash of the query it belongs to
 //! (collection, root, endpoint, filters), and an HMAC so a client cannot forge positions or replay
-//! a cursor with other filters. Replicas sharing the key accept each other's cursors.
+//! a cursor with other filters. Replicas sharing the key accept each other's cursors; without a
+//! configured key each process signs with a random one (a fixed default would be public, and
+//! anyone could forge positions with it).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -53,6 +55,13 @@ impl std::fmt::Debug for CursorKey {
 impl CursorKey {
     pub fn new(key: impl AsRef<[u8]>) -> Self {
         CursorKey(key.as_ref().to_vec())
+    }
+
+    /// A key from the operating system's randomness: 32 bytes, as long as the HMAC-SHA256 output.
+    pub fn random() -> Result<Self, getrandom::Error> {
+        let mut key = vec![0u8; 32];
+        getrandom::fill(&mut key)?;
+        Ok(CursorKey(key))
     }
 
     fn mac(&self, payload: &[u8]) -> [u8; MAC_LEN] {
@@ -160,6 +169,15 @@ mod tests {
         fn another_key_refuses_the_cursor(c in cursor()) {
             let text = CursorKey::new("a").encode(&c);
             prop_assert_eq!(CursorKey::new("b").decode(&text), Err(CursorError::Tampered));
+        }
+
+        #[test]
+        fn a_random_key_refuses_cursors_of_any_other_key(c in cursor(), other in ".{0,40}") {
+            let random = CursorKey::random().unwrap();
+            prop_assert_eq!(random.decode(&random.encode(&c)), Ok(c.clone()));
+            let text = CursorKey::new(other).encode(&c);
+            prop_assert_eq!(random.decode(&text), Err(CursorError::Tampered));
+            prop_assert_ne!(CursorKey::random().unwrap().0, random.0);
         }
 
         #[test]

@@ -203,8 +203,14 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The auth file is not a valid list of principals.
-    #[error("auth file: {0}")]
-    AuthInvalid(String),
+    #[error("auth file {path}: {reason}")]
+    AuthInvalid { path: String, reason: String },
+    /// `api hash-password` could not make a hash.
+    #[error("hash-password: {0}")]
+    Password(String),
+    /// The operating system gave no randomness for a key.
+    #[error("generating a random key: {0}")]
+    Randomness(String),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
 }

@@ -4,11 +4,20 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use taxiway_api::config::Config;
+use taxiway_api::config::{Command, Config};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
+    if let Some(Command::HashPassword) = config.command {
+        return match taxiway_api::hash_password::run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     config.log.init("info,tower_http=info");
     tracing::info!(config = ?config, "starting api");
     let listener = match tokio::net::TcpListener::bind(config.listen).await {

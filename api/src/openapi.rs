@@ -49,58 +49,269 @@ fn summary(endpoint: Endpoint) -> &'static str {
     }
 }
 
+/// The schema (in `components/schemas`) of a TAXII endpoint's 200 body.
+fn body_schema(endpoint: Endpoint) -> Option<&'static str> {
+    Some(match endpoint {
+        Endpoint::Discovery => "Discovery",
+        Endpoint::ApiRoot => "ApiRoot",
+        Endpoint::Collections => "Collections",
+        Endpoint::Collection => "Collection",
+        Endpoint::Objects | Endpoint::Object => "Envelope",
+        Endpoint::Versions => "Versions",
+        Endpoint::Manifest => "Manifest",
+        Endpoint::Status => "Status",
+        _ => return None,
+    })
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+/// A response whose body is the TAXII error message.
+fn error_response(description: &str) -> Value {
+    json!({"description": description,
+           "content": {TAXII_CONTENT_TYPE: {"schema": schema_ref("Error")}}})
+}
+
+/// The error statuses a TAXII endpoint can answer, each with the TAXII error body.
+fn taxii_errors(responses: &mut Map<String, Value>, endpoint: Endpoint) {
+    let mut errors = vec![
+        (
+            "401",
+            "Credentials missing or wrong (authentication enabled)",
+        ),
+        (
+            "403",
+            "No read access to the collection, or a write to a read-only one",
+        ),
+        ("404", "Unknown root, collection, object or status"),
+        ("405", "Method not supported: the server is read-only"),
+        ("406", "Accept admits no TAXII 2.1 media type"),
+        (
+            "500",
+            "Server failure (generic body with an error_id to find the cause in the log)",
+        ),
+        ("503", "Nothing loaded from the store yet"),
+    ];
+    if matches!(
+        endpoint,
+        Endpoint::Objects | Endpoint::Object | Endpoint::Versions | Endpoint::Manifest
+    ) {
+        errors.push(("400", "Invalid parameter (TAXII error naming it)"));
+    }
+    for (status, description) in errors {
+        responses.insert(status.into(), error_response(description));
+    }
+}
+
+/// The responses of `GET` on `endpoint`.
+fn get_responses(endpoint: Endpoint) -> Value {
+    let mut responses = Map::new();
+    match endpoint {
+        Endpoint::HealthPing => {
+            responses.insert("204".into(), json!({"description": "Alive (no body)"}));
+        }
+        Endpoint::Healthz => {
+            responses.insert(
+                "200".into(),
+                json!({"description": "Alive",
+                       "content": {"application/json": {"schema": schema_ref("Health")}}}),
+            );
+        }
+        Endpoint::Readyz => {
+            for (status, description) in [("200", "Ready"), ("503", "Not ready")] {
+                responses.insert(
+                    status.into(),
+                    json!({"description": description,
+                           "content": {"application/json": {"schema": schema_ref("Readiness")}}}),
+                );
+            }
+        }
+        Endpoint::Metrics => {
+            responses.insert(
+                "200".into(),
+                json!({"description": "Prometheus text format",
+                       "content": {"text/plain": {"schema": {"type": "string"}}}}),
+            );
+        }
+        Endpoint::OpenApi => {
+            responses.insert(
+                "200".into(),
+                json!({"description": "OpenAPI 3 document",
+                       "content": {"application/json": {"schema": {"type": "object"}}}}),
+            );
+        }
+        taxii => {
+            if let Some(name) = body_schema(taxii) {
+                responses.insert(
+                    "200".into(),
+                    json!({"description": "OK",
+                           "content": {TAXII_CONTENT_TYPE: {"schema": schema_ref(name)}}}),
+                );
+            }
+            responses.insert(
+                "304".into(),
+                json!({"description": "Not modified (If-None-Match)"}),
+            );
+            taxii_errors(&mut responses, taxii);
+        }
+    }
+    Value::Object(responses)
+}
+
+/// The schemas of TAXII 2.1 resources as this server writes them (§4, §5), and its error body
+/// (§3.6.1; `http_status` is a string, as MITRE's server writes it).
+fn schemas() -> Value {
+    let string = json!({"type": "string"});
+    let strings = json!({"type": "array", "items": {"type": "string"}});
+    let timestamp = json!({"type": "string", "description": "RFC 3339, UTC, microseconds"});
+    json!({
+        "Error": {
+            "type": "object",
+            "required": ["title", "http_status"],
+            "properties": {
+                "title": string, "description": string, "error_id": string,
+                "error_code": string, "http_status": string, "external_details": string,
+                "details": {"type": "object"},
+            },
+        },
+        "Discovery": {
+            "type": "object",
+            "required": ["title", "api_roots"],
+            "properties": {
+                "title": string, "description": string, "contact": string,
+                "default": string, "api_roots": strings,
+            },
+        },
+        "ApiRoot": {
+            "type": "object",
+            "required": ["title", "versions", "max_content_length"],
+            "properties": {
+                "title": string, "description": string, "versions": strings,
+                "max_content_length": {"type": "integer", "minimum": 1},
+            },
+        },
+        "Collection": {
+            "type": "object",
+            "required": ["id", "title", "can_read", "can_write"],
+            "properties": {
+                "id": string, "title": string, "description": string, "alias": string,
+                "can_read": {"type": "boolean"}, "can_write": {"type": "boolean"},
+                "media_types": strings,
+            },
+        },
+        "Collections": {
+            "type": "object",
+            "properties": {"collections": {"type": "array", "items": schema_ref("Collection")}},
+        },
+        "Envelope": {
+            "type": "object",
+            "properties": {
+                "more": {"type": "boolean"}, "next": string,
+                "objects": {"type": "array", "items": {"type": "object",
+                            "description": "A STIX object, as published",
+                            "required": ["type", "id"]}},
+            },
+        },
+        "ManifestRecord": {
+            "type": "object",
+            "required": ["id", "date_added", "version"],
+            "properties": {
+                "id": string, "date_added": timestamp, "version": timestamp, "media_type": string,
+            },
+        },
+        "Manifest": {
+            "type": "object",
+            "properties": {
+                "more": {"type": "boolean"}, "next": string,
+                "objects": {"type": "array", "items": schema_ref("ManifestRecord")},
+            },
+        },
+        "Versions": {
+            "type": "object",
+            "properties": {
+                "more": {"type": "boolean"}, "next": string,
+                "versions": {"type": "array", "items": timestamp},
+            },
+        },
+        "Status": {
+            "type": "object",
+            "required": ["id", "status", "total_count", "success_count", "failure_count",
+                         "pending_count"],
+            "properties": {
+                "id": string, "status": string, "request_timestamp": timestamp,
+                "total_count": {"type": "integer"}, "success_count": {"type": "integer"},
+                "failure_count": {"type": "integer"}, "pending_count": {"type": "integer"},
+            },
+        },
+        "Health": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {"status": string},
+        },
+        "Readiness": {
+            "type": "object",
+            "required": ["status", "collections_loaded", "collections", "store_reachable"],
+            "properties": {
+                "status": string, "collections_loaded": {"type": "boolean"},
+                "collections": {"type": "integer"}, "store_reachable": {"type": "boolean"},
+                "last_error": {"type": "string", "nullable": true},
+            },
+        },
+    })
+}
+
 /// The document for a root prefix. Paths use the canonical trailing-slash form; each is also
-/// served without it.
+/// served without it. Path parameters are declared on the path item, so every operation on it
+/// (GET, and the refused POST or DELETE) has them.
 pub fn document(prefix: &str) -> Value {
     let mut paths = Map::new();
     for spec in route_table(prefix) {
-        let mut parameters: Vec<Value> = spec
+        let path_parameters: Vec<Value> = spec
             .template
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
             .collect();
+        let mut query: Vec<Value> = Vec::new();
         if matches!(
             spec.endpoint,
             Endpoint::Objects | Endpoint::Object | Endpoint::Versions | Endpoint::Manifest
         ) {
-            parameters.extend(FILTERS.iter().map(|(name, description)| {
+            query.extend(FILTERS.iter().map(|(name, description)| {
                 json!({"name": name, "in": "query", "required": false, "description": description,
                        "schema": {"type": if *name == "limit" { "integer" } else { "string" }}})
             }));
         }
-        let content = if spec.endpoint.is_taxii() {
-            TAXII_CONTENT_TYPE
-        } else {
-            "application/json"
-        };
         let mut item = Map::new();
-        item.insert(
-            "get".into(),
-            json!({
-                "summary": summary(spec.endpoint),
-                "parameters": parameters,
-                "responses": {
-                    "200": {"description": "OK", "content": {content: {}}},
-                    "304": {"description": "Not modified (If-None-Match)"},
-                    "400": {"description": "Invalid parameter (TAXII error naming it)"},
-                    "401": {"description": "Credentials missing or wrong (authentication enabled)"},
-                    "403": {"description": "No read access to the collection"},
-                    "404": {"description": "Unknown root, collection or object"},
-                    "406": {"description": "Accept admits no TAXII 2.1 media type"},
-                },
-            }),
-        );
+        if !path_parameters.is_empty() {
+            item.insert("parameters".into(), Value::Array(path_parameters));
+        }
+        let mut get = json!({
+            "summary": summary(spec.endpoint),
+            "responses": get_responses(spec.endpoint),
+        });
+        if !query.is_empty() {
+            get["parameters"] = Value::Array(query);
+        }
+        item.insert("get".into(), get);
         if matches!(spec.endpoint, Endpoint::Objects | Endpoint::Object) {
             let method = if spec.endpoint == Endpoint::Objects {
                 "post"
             } else {
                 "delete"
             };
+            let mut responses = Map::new();
+            taxii_errors(&mut responses, spec.endpoint);
+            responses.insert(
+                "403".into(),
+                error_response("Refused: can_write is false on every collection"),
+            );
             item.insert(
                 method.into(),
                 json!({"summary": "Refused: every collection is read-only",
-                       "responses": {"403": {"description": "can_write is false"}}}),
+                       "responses": responses}),
             );
         }
         paths.insert(spec.template, Value::Object(item));
@@ -109,6 +320,7 @@ pub fn document(prefix: &str) -> Value {
         "openapi": "3.0.3",
         "info": {"title": "Taxiway TAXII 2.1 API", "version": env!("CARGO_PKG_VERSION")},
         "paths": paths,
+        "components": {"schemas": schemas()},
     })
 }
 

@@ -47,12 +47,25 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     pub fn new(server: ServerConfig, auth: Option<Auth>) -> Result<Self, Error> {
+        let cursor_key = match &server.cursor_key {
+            // An empty key would sign with a key anyone knows: as good as none.
+            Some(key) if !key.0.is_empty() => CursorKey::new(key.0.as_bytes()),
+            _ => {
+                tracing::warn!(
+                    "no cursor key configured: `next` cursors are signed with a random key of this \
+                     process; replicas behind one load balancer need a shared key \
+                     (--cursor-key or TAXIWAY_API_CURSOR_KEY), or a client's next page fails on \
+                     another replica"
+                );
+                CursorKey::random().map_err(|e| Error::Randomness(e.to_string()))?
+            }
+        };
         Ok(AppState {
             inner: Arc::new(Shared {
                 prefix: server.normalized_prefix(),
                 cache: ResultCache::new(server.result_cache_entries),
                 compressed: CompressedCache::new(server.compressed_cache_bytes),
-                cursor_key: CursorKey::new(server.cursor_key.0.as_bytes()),
+                cursor_key,
                 metrics: Metrics::new()?,
                 auth: auth.map(Arc::new),
                 catalog: RwLock::new(Arc::new(Catalog::default())),

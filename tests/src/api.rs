@@ -97,6 +97,7 @@ impl Api {
     /// collections polled every 200 ms.
     pub fn config(control: &str) -> Config {
         Config {
+            command: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             cql: CqlArgs {
                 nodes: cql_nodes(),

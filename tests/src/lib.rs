@@ -9,6 +9,7 @@ pub mod api;
 pub mod fixtures;
 pub mod pipeline;
 pub mod projection;
+pub mod python;
 pub mod topic;
 pub mod workbench_double;
 

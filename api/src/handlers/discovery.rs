@@ -25,13 +25,16 @@ pub async fn discovery(
     );
     roots.push(Root::History.path(&state));
     let s = &state.server;
-    let body = json!({
+    let mut body = json!({
         "title": s.title,
         "description": s.description,
-        "contact": s.contact,
         "default": Root::Default.path(&state),
         "api_roots": roots,
     });
+    // Absent unless the operator set one: a mirror must not hand out MITRE's address.
+    if let Some(contact) = &s.contact {
+        body["contact"] = json!(contact);
+    }
     taxii_json(&state, &headers, &body)
 }
 
@@ -42,18 +45,29 @@ pub async fn api_root(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let s = &state.server;
-    let title = match &root {
-        Root::Default => s.title.clone(),
-        Root::Pinned(label) => format!(
-            "{}{}",
-            s.title,
-            s.pinned_title_suffix.replace("{label}", label)
+    // As MITRE's server describes its pinned roots: the default texts plus a suffix.
+    let (title, description) = match &root {
+        Root::Default => (s.title.clone(), s.description.clone()),
+        Root::Pinned(label) => (
+            format!(
+                "{}{}",
+                s.title,
+                s.pinned_title_suffix.replace("{label}", label)
+            ),
+            format!(
+                "{}{}",
+                s.description,
+                s.pinned_description_suffix.replace("{label}", label)
+            ),
         ),
-        Root::History => format!("{}{}", s.title, s.history_title_suffix),
+        Root::History => (
+            format!("{}{}", s.title, s.history_title_suffix),
+            format!("{}{}", s.description, s.history_description_suffix),
+        ),
     };
     let body = json!({
         "title": title,
-        "description": s.description,
+        "description": description,
         "versions": [TAXII_CONTENT_TYPE],
         "max_content_length": s.max_content_length,
     });

@@ -64,8 +64,12 @@ async fn discovery_lists_default_pinned_and_history_roots_as_absolute_paths() {
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.header("content-type"), Some(TAXII));
     let json = reply.json();
-    assert_eq!(json["title"], "MITRE ATT&CK TAXII 2.1");
-    assert_eq!(json["contact"], "attack@mitre.org");
+    assert_eq!(json["title"], MITRE_TITLE);
+    assert_eq!(json["description"], MITRE_DESCRIPTION);
+    assert!(
+        json.get("contact").is_none(),
+        "no contact unless set: {json}"
+    );
     assert_eq!(json["default"], "/api/v21/");
     let roots: Vec<&str> = json["api_roots"]
         .as_array()
@@ -90,15 +94,47 @@ async fn discovery_lists_default_pinned_and_history_roots_as_absolute_paths() {
     assert_eq!(roots[1..roots.len() - 1], pinned[..]);
 }
 
+/// The texts attack-taxii.mitre.org serves, as its user guide (docs/USAGE.md of
+/// mitre-attack/attack-workbench-taxii-server) shows them.
+const MITRE_TITLE: &str = "MITRE ATT&CK TAXII 2.1";
+const MITRE_DESCRIPTION: &str =
+    "This API Root contains TAXII 2.1 REST API endpoints that serve MITRE ATT&CK STIX 2.1 data";
+
+#[tokio::test]
+async fn a_contact_is_served_only_when_the_operator_sets_one() {
+    let config = ServerConfig {
+        contact: Some("cti-team@example.org".to_owned()),
+        ..ServerConfig::default()
+    };
+    let (app, _, _) = server_with(config, None).await;
+    let json = get(&app, "/taxii2/").await.json();
+    assert_eq!(json["contact"], "cti-team@example.org");
+}
+
 #[tokio::test]
 async fn api_roots_have_mitre_titles() {
     let (app, _, _) = server().await;
     let json = get(&app, "/api/v21/").await.json();
-    assert_eq!(json["title"], "MITRE ATT&CK TAXII 2.1");
+    assert_eq!(json["title"], MITRE_TITLE);
+    assert_eq!(json["description"], MITRE_DESCRIPTION);
     assert_eq!(json["versions"], serde_json::json!([TAXII]));
     assert!(json["max_content_length"].is_u64());
-    let json = get(&app, "/api/v21/attack-18.1/").await.json();
-    assert_eq!(json["title"], "MITRE ATT&CK TAXII 2.1 (ATT&CK v18.1)");
+    // Pinned roots as MITRE's server names them (discovery.service.ts): suffixes with the label.
+    let label = &bundle("ics-attack-18.1").label;
+    let json = get(&app, &format!("/api/v21/attack-{label}/")).await.json();
+    assert_eq!(json["title"], format!("{MITRE_TITLE} (ATT&CK v{label})"));
+    assert_eq!(
+        json["description"],
+        format!("{MITRE_DESCRIPTION} This API Root is pinned to ATT&CK release {label}.")
+    );
+    // The history root, ours, keeps its own descriptive texts.
+    let json = get(&app, "/api/v21/history/").await.json();
+    assert_eq!(json["title"], format!("{MITRE_TITLE} (all versions)"));
+    let description = json["description"].as_str().unwrap();
+    assert!(
+        description.starts_with(MITRE_DESCRIPTION) && description.contains("every version"),
+        "{description}"
+    );
 }
 
 /// TAXII 2.1 §4.2.1: `max_content_length` is a positive integer, on every root discovery lists.

@@ -777,7 +777,8 @@ async fn auth_allows_and_denies_per_collection_through_the_real_stack() {
         serde_json::json!({
             "principals": [
                 { "name": "ci", "token_sha256": sha(&token), "collections": [ics_id] },
-                { "name": "alice", "username": "alice", "password_sha256": sha(&password),
+                { "name": "alice", "username": "alice",
+                  "password_hash": api::password::hash(password.as_bytes()).unwrap(),
                   "collections": [mobile_id] }
             ]
         })

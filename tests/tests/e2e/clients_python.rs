@@ -4,14 +4,13 @@
 //! makes; `dev/test` runs it first). The Python side computes its expectations from the same
 //! bundle files.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use ingest::config::ImportConfig;
 use taxiway_tests::api::serve_projected;
 use taxiway_tests::pipeline::Topics;
 use taxiway_tests::projection;
+use taxiway_tests::python;
 
 /// The shipped releases, in release order (the Python side assumes this order).
 const FILES: [&str; 5] = [
@@ -24,21 +23,6 @@ const FILES: [&str; 5] = [
 /// How many Python tests must pass (tests/python/test_clients.py has this many, parametrised
 /// cases included); fewer means a test was lost or skipped.
 const MIN_PASSED: usize = 21;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// `${TAXIWAY_CACHE_DIR:-<repo>/.cache}/venv/bin/python`, as dev/python-env makes it.
-fn venv_python(repo: &Path) -> PathBuf {
-    let cache = std::env::var_os("TAXIWAY_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(".cache"));
-    repo.join(cache).join("venv/bin/python")
-}
 
 /// `N` of pytest's closing line (`21 passed in 9.8s`, `1 failed, 20 passed in …`).
 fn passed(output: &str) -> usize {
@@ -60,13 +44,6 @@ fn passed(output: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_clients_read_the_shipped_releases_exactly() {
-    let repo = repo();
-    let python = venv_python(&repo);
-    assert!(
-        python.exists(),
-        "{}: no Python venv — run dev/python-env (dev/test does it)",
-        python.display()
-    );
     let data = taxiway_tests::fixtures::data_dir();
 
     // The pipeline: five releases on fresh topics, projected into a fresh keyspace, served.
@@ -83,44 +60,29 @@ async fn python_clients_read_the_shipped_releases_exactly() {
         .unwrap();
 
     // The clients.
-    let no_proxy = match std::env::var("NO_PROXY") {
-        Ok(v) if !v.is_empty() => format!("{v},127.0.0.1,localhost"),
-        _ => "127.0.0.1,localhost".to_owned(),
-    };
     let started = Instant::now();
-    let child = tokio::process::Command::new(&python)
-        .args([
+    let output = python::run(
+        "python",
+        &[
             "-m",
             "pytest",
             "tests/python",
             "-q",
             "-p",
             "no:cacheprovider",
-        ])
-        .current_dir(&repo)
-        .env("TAXIWAY_URL", &api.base)
-        .env("TAXIWAY_ATTACK_DATA", &data)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("NO_PROXY", &no_proxy)
-        .env("no_proxy", &no_proxy)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let output = tokio::time::timeout(Duration::from_secs(180), child.wait_with_output())
-        .await
-        .expect("pytest did not finish within 180 s (killed)")
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+        ],
+        &[
+            ("TAXIWAY_URL", &api.base),
+            ("TAXIWAY_ATTACK_DATA", &data.to_string_lossy()),
+        ],
+        Duration::from_secs(180),
+    )
+    .await
+    .unwrap();
+    let text = output.text;
     let n = passed(&text);
     assert!(
-        output.status.success() && n >= MIN_PASSED,
+        output.success && n >= MIN_PASSED,
         "pytest {} ({n} passed, at least {MIN_PASSED} expected) against {}:\n{text}",
         output.status,
         api.base
