@@ -15,16 +15,19 @@ use api::AppState;
 use api::config::ServerConfig;
 use api::store::memory::MemoryStore;
 
+/// A server config with this memory bound. Both servers of a pair sign cursors with one key,
+/// as replicas behind a load balancer must: their `next` links are then the same bytes.
 fn bounded(max_snapshot_bytes: usize) -> ServerConfig {
     ServerConfig {
         max_snapshot_bytes,
+        cursor_key: Some(service::Secret("api-lean-pair".to_owned())),
         ..ServerConfig::default()
     }
 }
 
 /// A full and a lean server over one store.
 async fn pair() -> ((Router, AppState), (Router, AppState, MemoryStore)) {
-    let (full, full_state, _) = server().await;
+    let (full, full_state, _) = server_with(bounded(ServerConfig::default().max_snapshot_bytes), None).await;
     let (lean, lean_state, store) = server_with(bounded(0), None).await;
     for (id, s) in &lean_state.catalog().collections {
         assert!(s.is_lean(), "{id} is lean under a zero bound");
