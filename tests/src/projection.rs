@@ -23,6 +23,10 @@ pub const TABLES: &[&str] = &[
     "releases",
     "release_chunks",
     "release_members",
+    "object_contents",
+    "content_index",
+    "release_member_contents",
+    "collection_delivery",
 ];
 
 /// A projector command running in-process, stopped by cancelling `shutdown`.
