@@ -249,3 +249,66 @@ async fn every_root_serves_its_own_releases_content_and_reimports_publish_nothin
     projector.stop().await.unwrap();
     drop_keyspaces(&control).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_polling_the_default_root_during_a_first_import_never_sees_a_partial_collection() {
+    // Mobile first, so the topics, the projection and the API replica are up; then ICS 18.1,
+    // a collection's first release, while a client polls the default root.
+    let topics = Topics::new("api_partial");
+    import(&topics, &["mobile-attack-17.0.json.zst"]).await;
+    let events = topics.events().await.unwrap();
+    let expected = projection::final_revisions(events.iter().map(|(_, e)| e));
+    let (control, projector, api) = serve_projected(&topics, "api_partial", &expected)
+        .await
+        .unwrap();
+    let ics = Release::load("ics-attack-18.1.json.zst").unwrap();
+    let ics_id = ics.collection_id();
+
+    let importing = {
+        let topics = Topics {
+            objects: topics.objects.clone(),
+            dead_letter: topics.dead_letter.clone(),
+        };
+        tokio::spawn(async move { import(&topics, &["ics-attack-18.1.json.zst"]).await })
+    };
+    let deadline = taxiway_tests::Deadline::after(std::time::Duration::from_secs(300));
+    let (mut polls, mut seen_whole) = (0u32, false);
+    while !seen_whole {
+        assert!(!deadline.passed(), "ICS never appeared on the default root");
+        polls += 1;
+        let listed = api.get("/api/v21/collections/").await.unwrap().json();
+        let listed = listed["collections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"] == ics_id.as_str());
+        let reply = api
+            .get(&format!("/api/v21/collections/{ics_id}/objects/"))
+            .await
+            .unwrap();
+        if reply.status == reqwest::StatusCode::OK {
+            let served = reply.json()["objects"].as_array().unwrap().len();
+            assert_eq!(
+                served,
+                ics.objects.len(),
+                "poll {polls}: the default root served {served} of ICS 18.1's {} objects",
+                ics.objects.len()
+            );
+            seen_whole = true;
+        } else {
+            assert!(!listed, "poll {polls}: listed but not served");
+            assert_eq!(reply.status, reqwest::StatusCode::NOT_FOUND);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    importing.await.unwrap();
+    println!("{polls} polls of the default root during the import, none partial");
+    assert!(
+        polls > 1,
+        "the import finished before the first poll: nothing was tested"
+    );
+
+    api.stop().await.unwrap();
+    projector.stop().await.unwrap();
+    drop_keyspaces(&control).await;
+}
