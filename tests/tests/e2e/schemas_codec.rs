@@ -261,13 +261,13 @@ fn v2_object_version_decodes_without_supersedes() {
 }
 
 #[test]
-fn v1_and_v2_fingerprints_differ_and_v2_is_current() {
+fn every_object_version_schema_has_its_own_fingerprint_and_one_is_current() {
     let schemas = known_schemas().unwrap();
     let ova: Vec<_> = schemas
         .iter()
         .filter(|s| s.record == "ObjectVersionAdded")
         .collect();
-    assert_eq!(ova.len(), 3);
+    assert_eq!(ova.len(), 4);
     assert_ne!(ova[0].fingerprint, ova[1].fingerprint);
     assert_ne!(ova[1].fingerprint, ova[2].fingerprint);
     assert_ne!(ova[0].fingerprint, ova[2].fingerprint);
@@ -390,7 +390,8 @@ const COLLECTION_UPSERTED_PCF: &str = concat!(
     r#"{"name":"kind","type":{"name":"io.taxiway.events.SourceKind","type":"enum","symbols":["BUNDLE","WORKBENCH"]}},"#,
     r#"{"name":"uri","type":"string"},{"name":"sha256","type":["null","string"]},"#,
     r#"{"name":"position","type":["null","long"]}]}},"#,
-    r#"{"name":"ingest_run_id","type":"string"}]}"#,
+    r#"{"name":"ingest_run_id","type":"string"},"#,
+    r#"{"name":"released","type":"boolean"}]}"#,
 );
 
 #[test]
