@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::snapshot::{Catalog, Content, Snapshot};
 use crate::state::AppState;
-use crate::store::{Generation, Store, StoreError};
+use crate::store::{ContentKey, Generation, Store, StoreError};
 
 /// Versions whose JSON one fill request asks for: memory above the bound while filling is at
 /// most one such chunk.
@@ -141,7 +141,7 @@ async fn fill(
     while start < n {
         let end = (start + FILL_CHUNK).min(n);
         let json = {
-            let keys: Vec<(&str, i64)> = (start..end).map(|i| snapshot.key(i as u32)).collect();
+            let keys: Vec<ContentKey<'_>> = (start..end).map(|i| snapshot.key(i as u32)).collect();
             store
                 .fetch_objects(generation, &snapshot.meta.id, &keys)
                 .await?

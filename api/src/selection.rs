@@ -201,6 +201,7 @@ pub(crate) mod tests {
                     spec_version: r.spec.as_str().to_owned(),
                     date_added: r.date_added,
                     object_json: Bytes::new(),
+                    content: None,
                 })
                 .collect(),
             releases: vec![ReleaseRow {
@@ -210,7 +211,7 @@ pub(crate) mod tests {
                 members: rows
                     .iter()
                     .filter(|r| r.member)
-                    .map(|r| (object_id(r.object), r.version))
+                    .map(|r| (object_id(r.object), r.version, None))
                     .collect(),
             }],
             ..Default::default()

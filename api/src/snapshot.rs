@@ -2,7 +2,9 @@
 //!
 //! Object JSON is held once per collection as `Bytes`; the default, pinned and history views of a
 //! collection differ only in a membership bit set over the same versions, so pinned roots cost
-//! one bit per version, not a copy of the objects. A *lean* snapshot (over the memory bound,
+//! one bit per version, not a copy of the objects. A version MITRE re-issued with other content
+//! has one entry per content a release shipped: the history view holds the newest content, each
+//! release view the content that release shipped. A *lean* snapshot (over the memory bound,
 //! see [`crate::refresh`]) holds the same index without the object JSON, which listings fetch
 //! from the store for the versions they send.
 
@@ -13,7 +15,8 @@ use bytes::Bytes;
 use schemas::SpecVersion;
 
 use crate::cursor::Position;
-use crate::store::{CollectionData, CollectionMeta, Generation, Store};
+use crate::media::{STIX_20, STIX_21};
+use crate::store::{CollectionData, CollectionMeta, ContentKey, Generation, Store};
 
 /// One object of a collection; its versions are `versions[first..first + count]`, oldest first.
 #[derive(Debug, Clone)]
@@ -35,6 +38,9 @@ pub struct VersionEntry {
     pub date_added: i64,
     /// Empty in a lean snapshot.
     pub json: Bytes,
+    /// `None`: the newest content of the version. `Some`: another content that a release
+    /// shipped (see [`crate::store::VersionRow::content`]).
+    pub content: Option<Box<[u8; 32]>>,
 }
 
 /// A fixed-size set of version indices.
@@ -63,6 +69,16 @@ pub struct Release {
     pub timestamp: i64,
     pub label: String,
     pub members: BitSet,
+    /// The spec versions of its members ([`spec_bit`]).
+    pub specs: u8,
+}
+
+/// The bit of a spec version in a set of them.
+fn spec_bit(spec: SpecVersion) -> u8 {
+    match spec {
+        SpecVersion::V2_0 => 1,
+        SpecVersion::V2_1 => 2,
+    }
 }
 
 /// A collection at one revision.
@@ -76,6 +92,11 @@ pub struct Snapshot {
     pub versions: Vec<VersionEntry>,
     /// Complete releases, newest `release_timestamp` first (label breaks ties).
     pub releases: Vec<Release>,
+    /// The history view's members when some entries are other contents for releases; `None`
+    /// when every entry is the newest content of its version.
+    pub history: Option<BitSet>,
+    /// The spec versions of the history view ([`spec_bit`]).
+    pub history_specs: u8,
     /// Approximate heap size (index and held JSON), for the memory bound and metrics.
     pub approx_bytes: usize,
     /// Where the object JSON comes from.
@@ -132,16 +153,22 @@ impl Snapshot {
             mut versions,
             releases,
         } = data;
+        // Newest contents before other contents of the same version, each by date_added.
         versions.sort_by(|a, b| {
-            (a.object_id.as_str(), a.version, a.date_added).cmp(&(
+            (a.object_id.as_str(), a.version, a.content, a.date_added).cmp(&(
                 b.object_id.as_str(),
                 b.version,
+                b.content,
                 b.date_added,
             ))
         });
-        // After the sort, the last of equal (object, version) rows has the largest date_added.
+        // After the sort, the last of equal (object, version, content) rows has the largest
+        // date_added: for the newest content, the latest correction, as the projector keeps it.
         versions.dedup_by(|later, earlier| {
-            if later.object_id == earlier.object_id && later.version == earlier.version {
+            if later.object_id == earlier.object_id
+                && later.version == earlier.version
+                && later.content == earlier.content
+            {
                 std::mem::swap(later, earlier);
                 true
             } else {
@@ -179,14 +206,30 @@ impl Snapshot {
                 spec,
                 date_added: row.date_added,
                 json: row.object_json,
+                content: row.content.map(Box::new),
             });
         }
+        let history = entries.iter().any(|e| e.content.is_some()).then(|| {
+            let mut members = BitSet::with_len(entries.len());
+            for (i, e) in entries.iter().enumerate() {
+                if e.content.is_none() {
+                    members.insert(i as u32);
+                }
+            }
+            members
+        });
+        let history_specs = entries
+            .iter()
+            .filter(|e| e.content.is_none())
+            .fold(0, |specs, e| specs | spec_bit(e.spec));
         let mut snapshot = Snapshot {
             meta,
             revision,
             objects,
             versions: entries,
             releases: Vec::new(),
+            history,
+            history_specs,
             approx_bytes,
             content: Content::Held,
         };
@@ -195,10 +238,14 @@ impl Snapshot {
             .filter(|r| r.complete)
             .map(|r| {
                 let mut members = BitSet::with_len(snapshot.versions.len());
+                let mut specs = 0;
                 let mut missing = 0;
-                for (object_id, version) in &r.members {
-                    match snapshot.find_version(object_id, *version) {
-                        Some(i) => members.insert(i),
+                for (object_id, version, content) in &r.members {
+                    match snapshot.find_content(object_id, *version, content.as_ref()) {
+                        Some(i) => {
+                            members.insert(i);
+                            specs |= spec_bit(snapshot.versions[i as usize].spec);
+                        }
                         None => missing += 1,
                     }
                 }
@@ -210,6 +257,7 @@ impl Snapshot {
                     timestamp: r.release_timestamp,
                     label: r.label,
                     members,
+                    specs,
                 }
             })
             .collect();
@@ -228,10 +276,14 @@ impl Snapshot {
         matches!(self.content, Content::Lean { .. })
     }
 
-    /// `(object id, version)` of a version: its key in the store.
-    pub fn key(&self, version: u32) -> (&str, i64) {
+    /// The key of an entry's content in the store.
+    pub fn key(&self, version: u32) -> ContentKey<'_> {
         let v = &self.versions[version as usize];
-        (&self.objects[v.object as usize].id, v.version)
+        ContentKey {
+            object_id: &self.objects[v.object as usize].id,
+            version: v.version,
+            content: v.content.as_deref(),
+        }
     }
 
     /// The index of an object by id.
@@ -242,14 +294,28 @@ impl Snapshot {
             .map(|i| i as u32)
     }
 
-    /// The index of one version of one object.
+    /// The index of one version of one object: its newest content.
     pub fn find_version(&self, id: &str, version: i64) -> Option<u32> {
+        self.find_content(id, version, None)
+    }
+
+    /// The index of one content of one version: the entry of that content when it is not the
+    /// newest, else (or for `None`) the newest content's entry. An object holds a few entries.
+    pub fn find_content(&self, id: &str, version: i64, content: Option<&[u8; 32]>) -> Option<u32> {
         let o = &self.objects[self.find_object(id)? as usize];
-        let range = o.first as usize..(o.first + o.count) as usize;
-        self.versions[range]
-            .binary_search_by(|v| v.version.cmp(&version))
-            .ok()
-            .map(|i| o.first + i as u32)
+        let range = o.first..o.first + o.count;
+        let entry = |i: &u32| &self.versions[*i as usize];
+        content
+            .and_then(|c| {
+                range
+                    .clone()
+                    .find(|i| entry(i).version == version && entry(i).content.as_deref() == Some(c))
+            })
+            .or_else(|| {
+                range
+                    .clone()
+                    .find(|i| entry(i).version == version && entry(i).content.is_none())
+            })
     }
 
     /// The newest complete release with this label (two releases may share a label).
@@ -257,11 +323,11 @@ impl Snapshot {
         self.releases.iter().find(|r| r.label == label)
     }
 
-    /// Every version, as the history root sees it.
+    /// Every version with its newest content, as the history root sees it.
     pub fn history_view(&self) -> View<'_> {
         View {
             snapshot: self,
-            members: None,
+            members: self.history.as_ref(),
             key: ViewKey::All,
         }
     }
@@ -335,12 +401,33 @@ impl Snapshot {
     }
 
     /// The default root's view selector: the latest complete release by release timestamp
-    /// (never by label text), or every version of a collection without releases.
-    pub fn default_sel(&self) -> ViewSel {
-        if self.releases.is_empty() {
-            ViewSel::All
+    /// (never by label text), or every version of a collection without releases. `None` for a
+    /// collection delivered as releases before its first one is complete: a client must never
+    /// take a half-imported collection for a whole one.
+    pub fn default_sel(&self) -> Option<ViewSel> {
+        match (self.releases.is_empty(), self.meta.released) {
+            (false, _) => Some(ViewSel::Release(0)),
+            (true, false) => Some(ViewSel::All),
+            (true, true) => None,
+        }
+    }
+
+    /// The media types of the objects the view `sel` serves, 2.0 before 2.1; STIX 2.1 alone
+    /// for an empty view, as a collection without objects announces what it would serve.
+    pub fn media_types(&self, sel: ViewSel) -> Vec<String> {
+        let specs = match sel {
+            ViewSel::All => self.history_specs,
+            ViewSel::Release(i) => self.releases.get(i).map_or(0, |r| r.specs),
+        };
+        let types: Vec<String> = [(SpecVersion::V2_0, STIX_20), (SpecVersion::V2_1, STIX_21)]
+            .into_iter()
+            .filter(|(s, _)| specs & spec_bit(*s) != 0)
+            .map(|(_, media_type)| media_type.to_owned())
+            .collect();
+        if types.is_empty() {
+            vec![STIX_21.to_owned()]
         } else {
-            ViewSel::Release(0)
+            types
         }
     }
 
@@ -420,6 +507,7 @@ mod tests {
             object_json: Bytes::from(format!(
                 "{{\"id\":\"{id}\",\"v\":{version},\"d\":{date_added}}}"
             )),
+            content: None,
         }
     }
 
@@ -456,7 +544,7 @@ mod tests {
             release_timestamp: ts,
             label: label.into(),
             complete: true,
-            members: vec![("a".into(), 1)],
+            members: vec![("a".into(), 1, None)],
         };
         let mut incomplete = rel(100, "99.0");
         incomplete.complete = false;
@@ -465,7 +553,7 @@ mod tests {
             releases: vec![rel(10, "9.0"), rel(20, "19.1"), incomplete],
             ..Default::default()
         });
-        assert_eq!(s.default_sel(), ViewSel::Release(0));
+        assert_eq!(s.default_sel(), Some(ViewSel::Release(0)));
         assert_eq!(s.releases[0].label, "19.1");
         assert!(
             s.release("99.0").is_none(),
@@ -482,13 +570,13 @@ mod tests {
                     release_timestamp: 1,
                     label: "x".into(),
                     complete: true,
-                    members: vec![("a".into(), 1)],
+                    members: vec![("a".into(), 1, None)],
                 },
                 ReleaseRow {
                     release_timestamp: 2,
                     label: "x".into(),
                     complete: true,
-                    members: vec![("a".into(), 2)],
+                    members: vec![("a".into(), 2, None)],
                 },
             ],
             ..Default::default()
@@ -496,5 +584,93 @@ mod tests {
         let r = s.release("x").unwrap();
         assert_eq!(r.timestamp, 2);
         assert!(r.members.contains(1) && !r.members.contains(0));
+    }
+
+    fn content(id: &str, version: i64, date_added: i64, digest: u8) -> VersionRow {
+        VersionRow {
+            content: Some([digest; 32]),
+            ..row(id, version, date_added)
+        }
+    }
+
+    #[test]
+    fn each_release_serves_the_content_it_shipped_and_history_the_newest() {
+        let release = |ts, label: &str, digest: Option<u8>| ReleaseRow {
+            release_timestamp: ts,
+            label: label.into(),
+            complete: true,
+            members: vec![("a".into(), 1, digest.map(|d| [d; 32]))],
+        };
+        let s = Snapshot::build(CollectionData {
+            // The newest content (date_added 5), and the older release's (archival, later
+            // date_added 9: imported after the newer release).
+            versions: vec![row("a", 1, 5), content("a", 1, 9, 7)],
+            releases: vec![release(10, "1.0", Some(7)), release(20, "2.0", Some(8))],
+            ..Default::default()
+        });
+        let json = |sel| {
+            let view = s.view(sel);
+            let served: Vec<u32> = (0..s.versions.len() as u32)
+                .filter(|&v| view.contains(v))
+                .collect();
+            assert_eq!(served.len(), 1, "{sel:?}: one entry per version");
+            s.versions[served[0] as usize].date_added
+        };
+        assert_eq!(json(ViewSel::All), 5);
+        assert_eq!(
+            json(s.release_sel("2.0").unwrap()),
+            5,
+            "digest 8 is the newest"
+        );
+        assert_eq!(json(s.release_sel("1.0").unwrap()), 9);
+        assert_eq!(
+            s.find_version("a", 1)
+                .map(|i| s.versions[i as usize].date_added),
+            Some(5)
+        );
+    }
+
+    #[test]
+    fn a_released_collection_is_on_the_default_root_only_once_a_release_is_complete() {
+        let mut data = CollectionData {
+            versions: vec![row("a", 1, 1)],
+            ..Default::default()
+        };
+        assert_eq!(
+            Snapshot::build(data.clone()).default_sel(),
+            Some(ViewSel::All)
+        );
+        data.meta.released = true;
+        assert_eq!(Snapshot::build(data.clone()).default_sel(), None);
+        data.releases.push(ReleaseRow {
+            release_timestamp: 1,
+            label: "1.0".into(),
+            complete: false,
+            members: vec![("a".into(), 1, None)],
+        });
+        assert_eq!(Snapshot::build(data.clone()).default_sel(), None);
+        data.releases[0].complete = true;
+        assert_eq!(
+            Snapshot::build(data).default_sel(),
+            Some(ViewSel::Release(0))
+        );
+    }
+
+    #[test]
+    fn media_types_name_the_spec_versions_each_view_serves() {
+        let mut old = row("b", 1, 2);
+        old.spec_version = "2.0".into();
+        let s = Snapshot::build(CollectionData {
+            versions: vec![row("a", 1, 1), old],
+            releases: vec![ReleaseRow {
+                release_timestamp: 1,
+                label: "1.0".into(),
+                complete: true,
+                members: vec![("b".into(), 1, None)],
+            }],
+            ..Default::default()
+        });
+        assert_eq!(s.media_types(ViewSel::All), [STIX_20, STIX_21]);
+        assert_eq!(s.media_types(ViewSel::Release(0)), [STIX_20]);
     }
 }

@@ -36,6 +36,8 @@ pub struct CollectionMeta {
     pub description: Option<String>,
     pub alias: Option<String>,
     pub media_types: Vec<String>,
+    /// Delivered as releases: the default root shows it only once a release is complete.
+    pub released: bool,
 }
 
 /// One version of one object, as projected.
@@ -52,6 +54,18 @@ pub struct VersionRow {
     pub date_added: i64,
     /// Compact JSON of the object, served as is; empty in an index ([`Store::load_index`]).
     pub object_json: Bytes,
+    /// `None`: the version's newest content (history root). `Some(digest)`: another content of
+    /// the version that a release shipped (MITRE re-issued it), served only by that release.
+    pub content: Option<[u8; 32]>,
+}
+
+/// What [`Store::fetch_objects`] reads: one content of one version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContentKey<'a> {
+    pub object_id: &'a str,
+    pub version: i64,
+    /// As [`VersionRow::content`].
+    pub content: Option<&'a [u8; 32]>,
 }
 
 /// One release of a collection and its members.
@@ -61,8 +75,9 @@ pub struct ReleaseRow {
     pub label: String,
     /// Only complete releases are ever served.
     pub complete: bool,
-    /// `(object_id, version)` of every member.
-    pub members: Vec<(String, i64)>,
+    /// `(object_id, version, content)` of every member: the digest of the content the release
+    /// shipped, `None` when unknown (events written before releases named it: the newest).
+    pub members: Vec<(String, i64, Option<[u8; 32]>)>,
 }
 
 /// Everything needed to serve one collection at one revision.
@@ -112,13 +127,13 @@ pub trait Store: Send + Sync + 'static {
         collection_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<CollectionData>, StoreError>>;
 
-    /// The object JSON of `versions` (object id, version) of one collection, in the order
-    /// asked; an error if any of them has no stored content. Implementations bound their
-    /// requests in flight; callers bound how many versions they ask for at once.
+    /// The object JSON of `versions` of one collection, in the order asked; an error if any of
+    /// them has no stored content. Implementations bound their requests in flight; callers
+    /// bound how many versions they ask for at once.
     fn fetch_objects<'a>(
         &'a self,
         generation: &'a Generation,
         collection_id: &'a str,
-        versions: &'a [(&'a str, i64)],
+        versions: &'a [ContentKey<'a>],
     ) -> BoxFuture<'a, Result<Vec<Bytes>, StoreError>>;
 }

@@ -12,25 +12,41 @@ mod replay;
 
 pub use replay::watermarks;
 
-/// One published version of one object: enough to tell "already known" from "re-issued".
+/// The content a version is served with: enough to tell "already known" from "re-issued".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KnownVersion {
     pub digest: [u8; 32],
     pub date_added: i64,
 }
 
+/// One content published for one (object, version). A version has several when MITRE re-issued
+/// it: every content stays known, so a re-import of any release recognises its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KnownContent {
+    digest: [u8; 32],
+    /// [`UNSEEN`] while only a release named the content and its event was not observed.
+    date_added: i64,
+    /// Published as an older release's content: never the served one.
+    archival: bool,
+    /// The newest release timestamp of the releases naming this content, if any does.
+    released_at: Option<i64>,
+}
+
+/// `date_added` of a content a release names but whose event was not observed.
+const UNSEEN: i64 = i64::MIN;
+
 /// A collection's last published metadata, the newest `date_added` used in it, and the
-/// versions published in it.
+/// contents published in it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KnownCollection {
     pub metadata: Option<CollectionUpserted>,
     pub last_date_added: i64,
-    /// Object id → (version in microseconds, what was published); objects have a few versions.
+    /// Object id → (version in microseconds, one content published for it); objects have a few.
     /// hashbrown rather than std's map: borrowed-key inserts (`entry_ref`) and a faster default
-    /// hasher, since ingest consults this for every object it reads. The first version is kept
-    /// inline: most objects have one per collection, and a vector per object was an allocation
-    /// of fresh memory for every object of a first import.
-    versions: HashMap<String, SmallVec<[(i64, KnownVersion); 1]>>,
+    /// hasher, since ingest consults this for every object it reads. The first entry is kept
+    /// inline: most objects have one version with one content per collection, and a vector per
+    /// object was an allocation of fresh memory for every object of a first import.
+    versions: HashMap<String, SmallVec<[(i64, KnownContent); 1]>>,
 }
 
 /// Now, or just after `last` when the clock has not moved past it; `last` becomes the result.
@@ -45,61 +61,145 @@ fn next_date_added(last: &mut i64, now_micros: i64) -> i64 {
 pub enum Publication {
     /// The same content is already published: nothing to do.
     Known,
-    /// To be published with this `date_added`; `supersedes`: the `date_added` of different
-    /// content published before under the same (object, version), which this corrects.
+    /// To be published with this `date_added`. `supersedes`: the `date_added` of the served
+    /// content of the same (object, version), which this corrects. `archival`: content of an
+    /// older release than the one that brought the served content, kept for that release only.
     Publish {
         date_added: i64,
         supersedes: Option<i64>,
+        archival: bool,
     },
 }
 
+/// The content a version is served with: the newest non-archival one whose event was seen.
+fn served<'a>(
+    contents: impl Iterator<Item = &'a (i64, KnownContent)>,
+    version_micros: i64,
+) -> Option<&'a KnownContent> {
+    contents
+        .filter(|(v, c)| *v == version_micros && !c.archival && c.date_added != UNSEEN)
+        .map(|(_, c)| c)
+        .max_by_key(|c| c.date_added)
+}
+
 impl KnownCollection {
+    /// The content (object, version) is served with, if any was published.
     pub fn version(&self, object_id: &str, version_micros: i64) -> Option<KnownVersion> {
-        self.versions
-            .get(object_id)?
+        served(self.versions.get(object_id)?.iter(), version_micros).map(|c| KnownVersion {
+            digest: c.digest,
+            date_added: c.date_added,
+        })
+    }
+
+    /// The entry of one content, created as unseen when new.
+    fn content_mut(
+        &mut self,
+        object_id: &str,
+        version_micros: i64,
+        digest: [u8; 32],
+    ) -> &mut KnownContent {
+        let contents = self.versions.entry_ref(object_id).or_default();
+        let i = match contents
             .iter()
-            .find(|(v, _)| *v == version_micros)
-            .map(|(_, known)| *known)
+            .position(|(v, c)| *v == version_micros && c.digest == digest)
+        {
+            Some(i) => i,
+            None => {
+                contents.push((
+                    version_micros,
+                    KnownContent {
+                        digest,
+                        date_added: UNSEEN,
+                        archival: true,
+                        released_at: None,
+                    },
+                ));
+                contents.len() - 1
+            }
+        };
+        &mut contents[i].1
     }
 
-    /// Takes a published version into account: for the same (object, version) the later
-    /// `date_added` wins, which is also what compaction keeps.
-    fn record(&mut self, object_id: &str, version_micros: i64, known: KnownVersion) {
-        self.last_date_added = self.last_date_added.max(known.date_added);
-        let versions = self.versions.entry_ref(object_id).or_default();
-        match versions.iter_mut().find(|(v, _)| *v == version_micros) {
-            Some((_, slot)) if known.date_added >= slot.date_added => *slot = known,
-            Some(_) => {}
-            None => versions.push((version_micros, known)),
-        }
+    /// Takes a published content into account. The same content published twice (which the
+    /// planner avoids) keeps its later `date_added` and is archival only if both were.
+    fn record(
+        &mut self,
+        object_id: &str,
+        version_micros: i64,
+        digest: [u8; 32],
+        date_added: i64,
+        archival: bool,
+    ) {
+        self.last_date_added = self.last_date_added.max(date_added);
+        let slot = self.content_mut(object_id, version_micros, digest);
+        slot.archival = if slot.date_added == UNSEEN {
+            archival
+        } else {
+            slot.archival && archival
+        };
+        slot.date_added = slot.date_added.max(date_added);
     }
 
-    /// Decides whether (object, version) with this content is to be published, and if so
-    /// records it as published with the next `date_added` (see [`Checkpoint::next_date_added`]).
-    /// One lookup per object: an import calls this for every object of a bundle.
+    /// Takes a release naming a content into account.
+    fn released(
+        &mut self,
+        object_id: &str,
+        version_micros: i64,
+        digest: [u8; 32],
+        release_timestamp: i64,
+    ) {
+        let slot = self.content_mut(object_id, version_micros, digest);
+        slot.released_at = slot.released_at.max(Some(release_timestamp));
+    }
+
+    /// Decides whether (object, version) with this content, read from the release at
+    /// `release_timestamp` (`None`: not from a release), is to be published, and if so records
+    /// it as published with the next `date_added` (see [`Checkpoint::next_date_added`]).
+    ///
+    /// Content only moves forward: the served content is replaced (a correction) only by
+    /// content from outside releases, or from a release newer than every release naming the
+    /// served content. New content from an older release is that release's own, published as
+    /// archival; content already published is known, unless a newer release brings it back.
+    /// So re-importing known files publishes nothing, in any order. One lookup per object: an
+    /// import calls this for every object of a bundle.
     pub fn publish(
         &mut self,
         object_id: &str,
         version_micros: i64,
         digest: [u8; 32],
+        release_timestamp: Option<i64>,
         now_micros: i64,
     ) -> Publication {
-        let versions = self.versions.entry_ref(object_id).or_default();
-        let existing = versions.iter_mut().find(|(v, _)| *v == version_micros);
-        let supersedes = match &existing {
-            Some((_, known)) if known.digest == digest => return Publication::Known,
-            Some((_, known)) => Some(known.date_added),
-            None => None,
+        let contents = self.versions.entry_ref(object_id).or_default();
+        let seen = contents
+            .iter()
+            .any(|(v, c)| *v == version_micros && c.digest == digest && c.date_added != UNSEEN);
+        let current = served(contents.iter(), version_micros);
+        // Whether this release is newer than every release that named the served content
+        // (`None`: not comparable, because either side is not from a release).
+        let newer = match (release_timestamp, current.and_then(|c| c.released_at)) {
+            (Some(ours), Some(theirs)) => Some(ours > theirs),
+            _ => None,
+        };
+        let (supersedes, archival) = match current {
+            Some(c) if c.digest == digest => return Publication::Known,
+            Some(c) if seen => match newer {
+                Some(true) => (Some(c.date_added), false),
+                _ => return Publication::Known,
+            },
+            Some(c) => match newer {
+                Some(false) => (None, true),
+                _ => (Some(c.date_added), false),
+            },
+            None if seen => return Publication::Known,
+            None => (None, false),
         };
         let date_added = next_date_added(&mut self.last_date_added, now_micros);
-        let known = KnownVersion { digest, date_added };
-        match existing {
-            Some((_, slot)) => *slot = known,
-            None => versions.push((version_micros, known)),
-        }
+        self.record(object_id, version_micros, digest, date_added, archival);
         Publication::Publish {
             date_added,
             supersedes,
+            archival,
         }
     }
 
@@ -157,12 +257,17 @@ impl Checkpoint {
             Event::ObjectVersion(v) => self.collection_mut(&v.collection_id).record(
                 &v.object_id,
                 v.version_micros,
-                KnownVersion {
-                    digest: v.content_sha256,
-                    date_added: v.date_added,
-                },
+                v.content_sha256,
+                v.date_added,
+                v.archival,
             ),
             Event::Release(r) => {
+                let known = self.collection_mut(&r.collection_id);
+                for m in &r.members {
+                    if let Some(digest) = m.content_sha256 {
+                        known.released(&m.object_id, m.version_micros, digest, r.release_timestamp);
+                    }
+                }
                 let progress = self
                     .releases
                     .entry(ReleaseId {
@@ -252,7 +357,14 @@ impl Checkpoint {
                 .collections
                 .values()
                 .flat_map(|c| c.versions.values())
-                .map(|versions| versions.len())
+                // Distinct versions: a re-issued version has several contents.
+                .map(|contents| {
+                    contents
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, (v, _))| !contents[..*i].iter().any(|(w, _)| w == v))
+                        .count()
+                })
                 .sum(),
             releases: self
                 .releases
@@ -292,6 +404,7 @@ mod tests {
             ingest_run_id: "run".into(),
             correction: false,
             supersedes_date_added: None,
+            archival: false,
         })
     }
 
@@ -331,23 +444,31 @@ mod tests {
         let mut checkpoint = Checkpoint::default();
         checkpoint.observe(&version("x--1", 5, 100, 1));
         let known = checkpoint.collection_mut("c");
-        assert_eq!(known.publish("x--1", 5, [1; 32], 50), Publication::Known);
+        assert_eq!(
+            known.publish("x--1", 5, [1; 32], None, 50),
+            Publication::Known
+        );
         // The clock is behind the last date_added: the next one still follows it.
         assert_eq!(
-            known.publish("x--1", 5, [2; 32], 50),
+            known.publish("x--1", 5, [2; 32], None, 50),
             Publication::Publish {
                 date_added: 101,
-                supersedes: Some(100)
+                supersedes: Some(100),
+                archival: false,
             }
         );
         assert_eq!(
-            known.publish("x--2", 5, [2; 32], 500),
+            known.publish("x--2", 5, [2; 32], None, 500),
             Publication::Publish {
                 date_added: 500,
-                supersedes: None
+                supersedes: None,
+                archival: false,
             }
         );
-        assert_eq!(known.publish("x--2", 5, [2; 32], 600), Publication::Known);
+        assert_eq!(
+            known.publish("x--2", 5, [2; 32], None, 600),
+            Publication::Known
+        );
         assert_eq!(
             checkpoint.version("c", "x--1", 5),
             Some(KnownVersion {

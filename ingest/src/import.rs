@@ -147,11 +147,12 @@ impl fmt::Display for ImportSummary {
         }
         write!(
             f,
-            "imported {} bundle(s): published {}, corrections {}, skipped {}, rejected {}, \
-             releases {} (already known {}); {} file(s) failed{}",
+            "imported {} bundle(s): published {}, corrections {}, older releases' content {}, \
+             skipped {}, rejected {}, releases {} (already known {}); {} file(s) failed{}",
             self.reports.len(),
             self.counts.published,
             self.counts.corrections,
+            self.counts.archival,
             self.counts.skipped,
             self.rejected,
             self.counts.releases,
@@ -209,7 +210,8 @@ impl BundleReport {
         };
         format!(
             "{}: {} objects in {:.2}s (read and checked {:.2}s, published {:.2}s; {:.0} objects/s, \
-             {:.1} MB/s): published {}, corrections {}, skipped as already known {}, rejected {}{release}",
+             {:.1} MB/s): published {}, corrections {}, older release's content {}, skipped as already known {}, \
+             rejected {}{release}",
             self.uri,
             self.objects + self.rejected,
             secs,
@@ -219,6 +221,7 @@ impl BundleReport {
             self.json_bytes as f64 / 1e6 / secs,
             self.counts.published,
             self.counts.corrections,
+            self.counts.archival,
             self.counts.skipped,
             self.rejected,
         )

@@ -121,6 +121,7 @@ impl Metrics {
         for (outcome, n) in [
             ("published", counts.published),
             ("correction", counts.corrections),
+            ("archival", counts.archival),
             ("skipped", counts.skipped),
             ("rejected", rejected),
         ] {
@@ -151,6 +152,7 @@ mod tests {
         let counts = Counts {
             published: 3,
             corrections: 1,
+            archival: 0,
             skipped: 2,
             releases: 1,
             releases_known: 0,

@@ -43,6 +43,9 @@ pub struct Counts {
     pub published: u64,
     /// Known (object, version) pairs re-published because their content changed.
     pub corrections: u64,
+    /// Content of an older release than the one that brought a version's served content,
+    /// published for that release only (an out-of-order import).
+    pub archival: u64,
     /// Known (object, version) pairs with the same content.
     pub skipped: u64,
     /// 1 when the batch published its release, else 0.
@@ -55,6 +58,7 @@ impl std::ops::AddAssign for Counts {
     fn add_assign(&mut self, other: Counts) {
         self.published += other.published;
         self.corrections += other.corrections;
+        self.archival += other.archival;
         self.skipped += other.skipped;
         self.releases += other.releases;
         self.releases_known += other.releases_known;
@@ -89,25 +93,45 @@ pub fn plan_batch(
     context: &Context<'_>,
 ) -> Plan {
     let mut plan = Plan::default();
-    plan_collection(checkpoint, collection, context, &mut plan);
-    plan_objects(checkpoint, collection, objects, context, &mut plan);
+    plan_collection(
+        checkpoint,
+        collection,
+        release.is_some(),
+        context,
+        &mut plan,
+    );
+    let release_timestamp = release.map(|r| r.timestamp.as_micros());
+    plan_objects(
+        checkpoint,
+        collection,
+        objects,
+        release_timestamp,
+        context,
+        &mut plan,
+    );
     if let Some(release) = release {
         let members = objects
             .iter()
-            .map(|o| ReleaseMember::new(o.meta.id.clone(), o.meta.version))
+            .map(|o| ReleaseMember::new(o.meta.id.clone(), o.meta.version, o.meta.content_sha256))
             .collect();
         plan_release(checkpoint, collection, members, release, context, &mut plan);
     }
     plan
 }
 
-/// The collection's metadata event, when it is new or changed.
+/// The collection's metadata event, when it is new or changed. `released`: the batch is a
+/// release; once a collection has been delivered as releases it stays marked so.
 fn plan_collection(
     checkpoint: &mut Checkpoint,
     collection: &CollectionInfo,
+    released: bool,
     context: &Context<'_>,
     plan: &mut Plan,
 ) {
+    let known = checkpoint
+        .collection(&collection.id)
+        .and_then(|c| c.metadata.as_ref());
+    let released = released || known.is_some_and(|k| k.released);
     let metadata = CollectionUpserted {
         collection_id: collection.id.clone(),
         title: collection.title.clone(),
@@ -119,15 +143,14 @@ fn plan_collection(
         updated_at: 0,
         source: context.source.clone(),
         ingest_run_id: context.run_id.to_owned(),
+        released,
     };
-    let changed = checkpoint
-        .collection(&collection.id)
-        .and_then(|c| c.metadata.as_ref())
-        .is_none_or(|known| {
-            known.title != metadata.title
-                || known.description != metadata.description
-                || known.media_types != metadata.media_types
-        });
+    let changed = known.is_none_or(|known| {
+        known.title != metadata.title
+            || known.description != metadata.description
+            || known.media_types != metadata.media_types
+            || known.released != metadata.released
+    });
     if changed {
         let updated_at = checkpoint.next_date_added(&collection.id, context.now_micros);
         push(
@@ -147,6 +170,7 @@ fn plan_objects(
     checkpoint: &mut Checkpoint,
     collection: &CollectionInfo,
     objects: &[Candidate<'_>],
+    release_timestamp: Option<i64>,
     context: &Context<'_>,
     plan: &mut Plan,
 ) {
@@ -157,17 +181,21 @@ fn plan_objects(
             &object.meta.id,
             version_micros,
             object.meta.content_sha256,
+            release_timestamp,
             context.now_micros,
         );
         let Publication::Publish {
             date_added,
             supersedes,
+            archival,
         } = publication
         else {
             plan.counts.skipped += 1;
             continue;
         };
-        if supersedes.is_some() {
+        if archival {
+            plan.counts.archival += 1;
+        } else if supersedes.is_some() {
             plan.counts.corrections += 1;
         } else {
             plan.counts.published += 1;
@@ -189,6 +217,7 @@ fn plan_objects(
             ingest_run_id: context.run_id.to_owned(),
             correction: supersedes.is_some(),
             supersedes_date_added: supersedes,
+            archival,
         }));
     }
 }
@@ -309,9 +338,22 @@ pub(crate) mod tests {
     }
 
     fn run(checkpoint: &mut Checkpoint, objects: &[&str], release: Option<&str>, now: i64) -> Plan {
-        let release = release.map(|label| ReleaseInfo {
+        run_at(checkpoint, objects, release.map(|l| (l, 0)), now)
+    }
+
+    /// [`run`] with the release's label and its timestamp in seconds after 2025-01-01.
+    fn run_at(
+        checkpoint: &mut Checkpoint,
+        objects: &[&str],
+        release: Option<(&str, i64)>,
+        now: i64,
+    ) -> Plan {
+        let start = Timestamp::parse("2025-01-01T00:00:00.000Z")
+            .unwrap()
+            .as_micros();
+        let release = release.map(|(label, seconds)| ReleaseInfo {
             label: label.to_owned(),
-            timestamp: Timestamp::parse("2025-01-01T00:00:00.000Z").unwrap(),
+            timestamp: Timestamp::from_micros(start + seconds * 1_000_000),
         });
         let source = source();
         with_candidates(objects, |candidates| {
@@ -413,5 +455,127 @@ pub(crate) mod tests {
             "attack-pattern--008b8f56-6107-48be-aa9f-746f927dbb61"
         );
         assert_eq!(release.members[0].version, "2022-01-01T00:00:00.000Z");
+    }
+
+    fn digests(plan: &Plan) -> Vec<[u8; 32]> {
+        plan.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Release(r) => Some(r.members.iter().filter_map(|m| m.content_sha256)),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    fn digest_of(json: &str) -> [u8; 32] {
+        crate::check::check_object(json, None)
+            .unwrap()
+            .content_sha256
+    }
+
+    #[test]
+    fn release_members_name_the_content_they_shipped() {
+        let mut checkpoint = Checkpoint::default();
+        let plan = run(&mut checkpoint, &[A1], Some("1.0"), 100);
+        assert_eq!(digests(&plan), [digest_of(A1)]);
+    }
+
+    #[test]
+    fn an_older_release_imported_late_publishes_its_content_as_archival_and_moves_nothing() {
+        let mut checkpoint = Checkpoint::default();
+        run_at(&mut checkpoint, &[A1_REISSUED], Some(("2.0", 20)), 100);
+        let late = run_at(&mut checkpoint, &[A1], Some(("1.0", 10)), 200);
+        let published = versions(&late);
+        assert_eq!(published.len(), 1);
+        assert!(published[0].archival && !published[0].correction);
+        assert_eq!(published[0].supersedes_date_added, None);
+        assert_eq!(late.counts.archival, 1);
+        assert_eq!(late.counts.releases, 1);
+        assert_eq!(digests(&late), [digest_of(A1)]);
+        // The served content is still the newer release's.
+        let served = checkpoint
+            .version(
+                &collection().id,
+                &published[0].object_id,
+                published[0].version_micros,
+            )
+            .unwrap();
+        assert_eq!(served.digest, digest_of(A1_REISSUED));
+        // Archival content keeps a key of its own, so compaction keeps both contents.
+        let first_key = schemas::object_version_key(
+            &collection().id,
+            &published[0].object_id,
+            &published[0].version,
+        );
+        assert_ne!(late.events[0].key(), first_key);
+    }
+
+    #[test]
+    fn reimporting_two_releases_with_reissued_content_publishes_nothing() {
+        for order in [[("1.0", 10), ("2.0", 20)], [("2.0", 20), ("1.0", 10)]] {
+            let mut checkpoint = Checkpoint::default();
+            let content = |label: &str| if label == "1.0" { A1 } else { A1_REISSUED };
+            for (label, at) in order {
+                run_at(&mut checkpoint, &[content(label)], Some((label, at)), 100);
+            }
+            for (label, at) in order.iter().chain(order.iter().rev()) {
+                let again = run_at(&mut checkpoint, &[content(label)], Some((label, *at)), 300);
+                assert!(
+                    again.events.is_empty(),
+                    "{order:?} {label}: {:?}",
+                    again.events
+                );
+            }
+        }
+    }
+
+    /// A version's content in release `i` of a generated history: one of a few variants.
+    fn variant(n: u8) -> String {
+        format!(
+            r#"{{"type":"attack-pattern","id":"attack-pattern--008b8f56-6107-48be-aa9f-746f927dbb61","created":"2020-01-01T00:00:00.000Z","modified":"2021-01-01T00:00:00.000Z","name":"a","x":{n}}}"#
+        )
+    }
+
+    proptest::proptest! {
+        /// Releases re-issuing one version with varying content, imported in any order: the
+        /// served content is always the newest imported release's, every release names its own
+        /// content, and a re-import of every file, forwards then backwards, publishes nothing.
+        #[test]
+        fn content_only_moves_forward_whatever_the_import_order(
+            contents in proptest::collection::vec(0u8..3, 1..6),
+            order in proptest::collection::vec(proptest::num::usize::ANY, 1..6),
+        ) {
+            let releases: Vec<(String, i64, String)> = contents
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| (format!("{i}.0"), i as i64 * 10, variant(n)))
+                .collect();
+            // A permutation of the releases derived from `order`, every release once.
+            let mut rest: Vec<usize> = (0..releases.len()).collect();
+            let mut sequence = Vec::new();
+            for pick in order.iter().chain(std::iter::repeat(&0)).take(releases.len()) {
+                sequence.push(rest.remove(pick % rest.len()));
+            }
+            let mut checkpoint = Checkpoint::default();
+            let mut newest: Option<usize> = None;
+            for (n, &i) in sequence.iter().enumerate() {
+                let (label, at, json) = &releases[i];
+                let plan = run_at(&mut checkpoint, &[json], Some((label, *at)), 100 + n as i64);
+                proptest::prop_assert_eq!(digests(&plan), vec![digest_of(json)]);
+                newest = newest.max(Some(i));
+                let served = checkpoint
+                    .version(&collection().id, "attack-pattern--008b8f56-6107-48be-aa9f-746f927dbb61",
+                        Timestamp::parse("2021-01-01T00:00:00.000Z").unwrap().as_micros())
+                    .unwrap();
+                let expected = newest.map(|i| digest_of(&releases[i].2));
+                proptest::prop_assert_eq!(Some(served.digest), expected);
+            }
+            for &i in sequence.iter().chain(sequence.iter().rev()) {
+                let (label, at, json) = &releases[i];
+                let again = run_at(&mut checkpoint, &[json], Some((label, *at)), 1_000);
+                proptest::prop_assert!(again.events.is_empty(), "{:?}", again.events);
+            }
+        }
     }
 }

@@ -254,7 +254,8 @@ fn units(events: &[Event]) -> Vec<Unit<'_>> {
     let buckets: BTreeSet<(&str, i64)> = events
         .iter()
         .filter_map(|e| match e {
-            Event::ObjectVersion(v) => Some((
+            // An archival content has no manifest row, hence no bucket.
+            Event::ObjectVersion(v) if !v.archival => Some((
                 v.collection_id.as_str(),
                 schemas::cql::manifest_bucket(v.date_added),
             )),

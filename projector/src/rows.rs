@@ -23,6 +23,12 @@ use schemas::{CollectionUpserted, Event, ObjectVersionAdded, ReleasePublished};
 pub enum Mutation {
     /// `collections` metadata, `USING TIMESTAMP updated_at`.
     Collection(CollectionRow),
+    /// `collection_delivery` row, `USING TIMESTAMP updated_at`.
+    CollectionDelivery {
+        collection_id: String,
+        released: bool,
+        updated_at: i64,
+    },
     /// `collections.revision = revision`, `USING TIMESTAMP revision`: only ever moves forward.
     Revision {
         collection_id: String,
@@ -30,6 +36,11 @@ pub enum Mutation {
     },
     /// `object_versions`, `USING TIMESTAMP date_added`, and `date_addeds += {date_added}`.
     ObjectVersion(ObjectVersionRow),
+    /// `object_contents` row (one content of a version, archival ones included), `USING
+    /// TIMESTAMP date_added`.
+    ObjectContent(ObjectContentRow),
+    /// `content_index` row of the same content, without its JSON, `USING TIMESTAMP date_added`.
+    ContentIndex(ContentIndexRow),
     /// `manifest_buckets` row, `USING TIMESTAMP bucket start` (a pure presence marker).
     ManifestBucket { collection_id: String, bucket: i64 },
     /// `manifest` row, `USING TIMESTAMP date_added`.
@@ -40,6 +51,8 @@ pub enum Mutation {
     Release(ReleaseRow),
     /// `release_members` row, `USING TIMESTAMP date_added` of the release.
     ReleaseMember(ReleaseMemberRow),
+    /// `release_member_contents` row, `USING TIMESTAMP date_added` of the release.
+    ReleaseMemberContent(ReleaseMemberContentRow),
     /// `release_chunks` row, `USING TIMESTAMP date_added` of the release.
     ReleaseChunk(ReleaseChunkRow),
     /// `releases.complete = true`, `USING TIMESTAMP date_added` of the release.
@@ -51,6 +64,10 @@ impl Mutation {
     pub fn timestamp(&self) -> i64 {
         match self {
             Mutation::Collection(c) => c.updated_at,
+            Mutation::CollectionDelivery { updated_at, .. } => *updated_at,
+            Mutation::ObjectContent(c) => c.date_added,
+            Mutation::ContentIndex(c) => c.date_added,
+            Mutation::ReleaseMemberContent(m) => m.date_added,
             Mutation::Revision { revision, .. } => *revision,
             Mutation::ObjectVersion(v) => v.date_added,
             Mutation::ManifestBucket { bucket, .. } => {
@@ -69,6 +86,10 @@ impl Mutation {
     pub fn kind(&self) -> &'static str {
         match self {
             Mutation::Collection(_) => "collection",
+            Mutation::CollectionDelivery { .. } => "collection_delivery",
+            Mutation::ObjectContent(_) => "object_content",
+            Mutation::ContentIndex(_) => "content_index",
+            Mutation::ReleaseMemberContent(_) => "release_member_content",
             Mutation::Revision { .. } => "revision",
             Mutation::ObjectVersion(_) => "object_version",
             Mutation::ManifestBucket { .. } => "manifest_bucket",
@@ -104,6 +125,31 @@ pub struct ObjectVersionRow {
     /// Compact JSON ([`schemas::compact_json`]): served by the API as is.
     pub object_json: String,
     pub content_sha256: Vec<u8>,
+}
+
+/// One content of one version, in `object_contents`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectContentRow {
+    pub collection_id: String,
+    pub object_id: String,
+    pub version: i64,
+    pub content_sha256: Vec<u8>,
+    pub date_added: i64,
+    /// Compact JSON, as in [`ObjectVersionRow`].
+    pub object_json: String,
+}
+
+/// One content of one version, in `content_index`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentIndexRow {
+    pub collection_id: String,
+    pub object_id: String,
+    pub version: i64,
+    pub content_sha256: Vec<u8>,
+    pub date_added: i64,
+    pub stix_type: String,
+    pub spec_version: String,
+    pub version_text: String,
 }
 
 /// The primary key of a `manifest` row.
@@ -164,6 +210,16 @@ pub struct ReleaseMemberRow {
     pub date_added: i64,
 }
 
+/// The content a release shipped for one member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseMemberContentRow {
+    pub key: ReleaseKey,
+    pub object_id: String,
+    pub version: i64,
+    pub content_sha256: Vec<u8>,
+    pub date_added: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReleaseChunkRow {
     pub key: ReleaseKey,
@@ -183,17 +239,31 @@ pub fn sequence(event: &Event) -> i64 {
 }
 
 /// The writes of an event that need no read: everything but the manifest rows of a version
-/// and the completion of a release.
+/// and the completion of a release. Every content of a version is kept (`object_contents`,
+/// `content_index`) for the releases that name it; an archival content (an older release's,
+/// published late) goes nowhere else, so it never replaces the newest content.
 pub fn writes(event: &Event) -> Vec<Mutation> {
     match event {
-        Event::Collection(c) => vec![collection(c)],
-        Event::ObjectVersion(v) => vec![
-            Mutation::ObjectVersion(object_version(v)),
-            Mutation::ManifestBucket {
-                collection_id: v.collection_id.clone(),
-                bucket: manifest_bucket(v.date_added),
+        Event::Collection(c) => vec![
+            collection(c),
+            Mutation::CollectionDelivery {
+                collection_id: c.collection_id.clone(),
+                released: c.released,
+                updated_at: c.updated_at,
             },
         ],
+        Event::ObjectVersion(v) if v.archival => object_content(v).into(),
+        Event::ObjectVersion(v) => {
+            let mut out = vec![
+                Mutation::ObjectVersion(object_version(v)),
+                Mutation::ManifestBucket {
+                    collection_id: v.collection_id.clone(),
+                    bucket: manifest_bucket(v.date_added),
+                },
+            ];
+            out.extend(object_content(v));
+            out
+        }
         Event::Release(r) => {
             let mut out: Vec<Mutation> = release_members(r).collect();
             out.extend(release_rows(r));
@@ -227,6 +297,30 @@ fn object_version(v: &ObjectVersionAdded) -> ObjectVersionRow {
     }
 }
 
+/// The `object_contents` and `content_index` rows of the event's content.
+fn object_content(v: &ObjectVersionAdded) -> [Mutation; 2] {
+    [
+        Mutation::ObjectContent(ObjectContentRow {
+            collection_id: v.collection_id.clone(),
+            object_id: v.object_id.clone(),
+            version: v.version_micros,
+            content_sha256: v.content_sha256.to_vec(),
+            date_added: v.date_added,
+            object_json: schemas::compact_json(&v.object_json),
+        }),
+        Mutation::ContentIndex(ContentIndexRow {
+            collection_id: v.collection_id.clone(),
+            object_id: v.object_id.clone(),
+            version: v.version_micros,
+            content_sha256: v.content_sha256.to_vec(),
+            date_added: v.date_added,
+            stix_type: v.stix_type.clone(),
+            spec_version: v.spec_version.clone(),
+            version_text: v.version.clone(),
+        }),
+    ]
+}
+
 /// The identity of the release a chunk belongs to.
 pub fn release_key(r: &ReleasePublished) -> ReleaseKey {
     ReleaseKey {
@@ -236,18 +330,29 @@ pub fn release_key(r: &ReleasePublished) -> ReleaseKey {
     }
 }
 
-/// One `release_members` row per member of the chunk (written before the chunk row, so a
-/// chunk counted present has all its members).
+/// One `release_members` row per member of the chunk, and its `release_member_contents` row
+/// when the event names the content (written before the chunk row, so a chunk counted present
+/// has all its members).
 pub fn release_members(r: &ReleasePublished) -> impl Iterator<Item = Mutation> + '_ {
     let key = release_key(r);
-    r.members.iter().map(move |m| {
-        Mutation::ReleaseMember(ReleaseMemberRow {
+    r.members.iter().flat_map(move |m| {
+        let member = Mutation::ReleaseMember(ReleaseMemberRow {
             key: key.clone(),
             object_id: m.object_id.clone(),
             version: m.version_micros,
             version_text: m.version.clone(),
             date_added: r.date_added,
-        })
+        });
+        let content = m.content_sha256.map(|digest| {
+            Mutation::ReleaseMemberContent(ReleaseMemberContentRow {
+                key: key.clone(),
+                object_id: m.object_id.clone(),
+                version: m.version_micros,
+                content_sha256: digest.to_vec(),
+                date_added: r.date_added,
+            })
+        });
+        std::iter::once(member).chain(content)
     })
 }
 
@@ -293,6 +398,10 @@ fn manifest_insert(v: &ObjectVersionAdded) -> Mutation {
 /// and no dependent round trip. `None` for a correction written before schema version 3, which
 /// does not say what it supersedes: [`manifest`] after a read decides those.
 pub fn manifest_without_read(v: &ObjectVersionAdded) -> Option<Vec<Mutation>> {
+    if v.archival {
+        // Not the newest content: the manifest does not list it.
+        return Some(Vec::new());
+    }
     let insert = manifest_insert(v);
     match (v.correction, v.supersedes_date_added) {
         (false, _) => Some(vec![insert]),

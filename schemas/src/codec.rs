@@ -50,7 +50,7 @@ impl Record {
 }
 
 /// `(record, path under schemas/, text, current?)` of every schema ever written.
-const SCHEMA_FILES: [(Record, &str, &str, bool); 6] = [
+const SCHEMA_FILES: [(Record, &str, &str, bool); 9] = [
     (
         Record::CollectionUpserted,
         "avro/CollectionUpserted.avsc",
@@ -58,10 +58,22 @@ const SCHEMA_FILES: [(Record, &str, &str, bool); 6] = [
         true,
     ),
     (
+        Record::CollectionUpserted,
+        "avro/history/CollectionUpserted.v1.avsc",
+        include_str!("../avro/history/CollectionUpserted.v1.avsc"),
+        false,
+    ),
+    (
         Record::ObjectVersionAdded,
         "avro/ObjectVersionAdded.avsc",
         include_str!("../avro/ObjectVersionAdded.avsc"),
         true,
+    ),
+    (
+        Record::ObjectVersionAdded,
+        "avro/history/ObjectVersionAdded.v3.avsc",
+        include_str!("../avro/history/ObjectVersionAdded.v3.avsc"),
+        false,
     ),
     (
         Record::ObjectVersionAdded,
@@ -80,6 +92,12 @@ const SCHEMA_FILES: [(Record, &str, &str, bool); 6] = [
         "avro/ReleasePublished.avsc",
         include_str!("../avro/ReleasePublished.avsc"),
         true,
+    ),
+    (
+        Record::ReleasePublished,
+        "avro/history/ReleasePublished.v1.avsc",
+        include_str!("../avro/history/ReleasePublished.v1.avsc"),
+        false,
     ),
     (
         Record::DeadLetter,

@@ -35,6 +35,11 @@ pub const GENERATION: &[Migration] = &[
         name: "003_applied_offsets.cql",
         text: include_str!("../cql/003_applied_offsets.cql"),
     },
+    Migration {
+        number: 4,
+        name: "004_release_contents.cql",
+        text: include_str!("../cql/004_release_contents.cql"),
+    },
 ];
 
 /// The tables every generation keyspace holds once migrated: the projector checks them in
@@ -48,6 +53,10 @@ pub const GENERATION_TABLES: &[&str] = &[
     "release_chunks",
     "release_members",
     "applied_offsets",
+    "object_contents",
+    "content_index",
+    "release_member_contents",
+    "collection_delivery",
 ];
 
 /// The replication the migrations use unless configured otherwise; valid on ScyllaDB (which

@@ -40,6 +40,10 @@ pub struct CollectionUpserted {
     pub updated_at: i64,
     pub source: Source,
     pub ingest_run_id: String,
+    /// True once the collection is delivered as releases: a reader serving releases shows it
+    /// only once one is complete, never half-imported. Added in schema version 2 (default
+    /// `false`).
+    pub released: bool,
 }
 
 /// One version of one STIX object in one collection. Key: [`key::object_version_key`].
@@ -68,23 +72,32 @@ pub struct ObjectVersionAdded {
     /// On a correction: the `date_added` of the content it replaces (microseconds). Added in
     /// schema version 3; `None` in older events and on first publications.
     pub supersedes_date_added: Option<i64>,
+    /// True when this is the content an older release shipped, published after newer content
+    /// of the same (object, version): kept for that release, never served as the newest.
+    /// Added in schema version 4 with default `false`.
+    pub archival: bool,
 }
 
-/// One member of a release: an object version.
+/// One member of a release: an object version, and the content the release shipped for it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ReleaseMember {
     pub object_id: String,
     /// Canonical text of the version.
     pub version: String,
     pub version_micros: i64,
+    /// The `content_sha256` of the member's content in this release. Added in schema version 2;
+    /// `None` in older events, whose members mean "the newest content of the version".
+    #[serde(with = "apache_avro::serde::fixed_opt")]
+    pub content_sha256: Option<[u8; 32]>,
 }
 
 impl ReleaseMember {
-    pub fn new(object_id: impl Into<String>, version: Timestamp) -> Self {
+    pub fn new(object_id: impl Into<String>, version: Timestamp, content_sha256: [u8; 32]) -> Self {
         ReleaseMember {
             object_id: object_id.into(),
             version: version.to_string(),
             version_micros: version.as_micros(),
+            content_sha256: Some(content_sha256),
         }
     }
 }
@@ -114,8 +127,9 @@ pub struct ReleasePublished {
     pub date_added: i64,
 }
 
-/// Members per [`ReleasePublished`] chunk. A member is about 100 bytes of Avro (ids are ~60
-/// characters), so a chunk stays near 500 KB, well under Kafka's default 1 MB message limit.
+/// Members per [`ReleasePublished`] chunk. A member is about 135 bytes of Avro (ids are ~60
+/// characters, the content digest 33), so a chunk stays near 700 KB, under Kafka's default 1 MB
+/// message limit.
 pub const RELEASE_CHUNK_MAX_MEMBERS: usize = 5_000;
 
 /// Splits a release into chunks of at most [`RELEASE_CHUNK_MAX_MEMBERS`] members.
@@ -200,6 +214,12 @@ impl Event {
     pub fn key(&self) -> String {
         match self {
             Event::Collection(e) => key::collection_key(&e.collection_id),
+            Event::ObjectVersion(e) if e.correction || e.archival => key::object_content_key(
+                &e.collection_id,
+                &e.object_id,
+                &e.version,
+                &e.content_sha256,
+            ),
             Event::ObjectVersion(e) => {
                 key::object_version_key(&e.collection_id, &e.object_id, &e.version)
             }
@@ -252,6 +272,7 @@ mod tests {
                 ReleaseMember::new(
                     format!("attack-pattern--00000000-0000-4000-8000-{i:012}"),
                     Timestamp::from_micros(1_000 * i as i64),
+                    [0; 32],
                 )
             })
             .collect()

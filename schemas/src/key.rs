@@ -26,6 +26,27 @@ pub fn object_version_key(collection_id: &str, object_id: &str, version: &str) -
     key
 }
 
+/// Key of an `ObjectVersionAdded` that delivers further content of an already published
+/// (object, version) — a correction or an older release's content: the version's key, `/`, and
+/// the lower-case hex `content_sha256`. Each content keeps its own key, so compaction keeps every
+/// content a release may still name, not only the newest.
+pub fn object_content_key(
+    collection_id: &str,
+    object_id: &str,
+    version: &str,
+    content_sha256: &[u8; 32],
+) -> String {
+    let mut key = object_version_key(collection_id, object_id, version);
+    key.push('/');
+    for byte in content_sha256 {
+        key.push(char::from(HEX[usize::from(byte >> 4)]));
+        key.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    key
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 /// Key of a `ReleasePublished` chunk:
 /// `{collection_id}/release/{label}/{release_version}/{chunk_index}`.
 ///

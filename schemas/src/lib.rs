@@ -20,8 +20,8 @@ pub use event::{
     ReleaseMember, ReleasePublished, Source, SourceKind, chunk_release,
 };
 pub use key::{
-    DEAD_LETTER_TOPIC, OBJECTS_TOPIC, collection_key, object_version_key, partition_for,
-    release_chunk_key,
+    DEAD_LETTER_TOPIC, OBJECTS_TOPIC, collection_key, object_content_key, object_version_key,
+    partition_for, release_chunk_key,
 };
 pub use stix::{
     Invalid, InvalidKind, SpecVersion, StixObjectMeta, Timestamp, compact_json, content_digest,

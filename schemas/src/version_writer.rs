@@ -37,6 +37,7 @@ pub(crate) fn write_object_version(event: &ObjectVersionAdded, out: &mut Vec<u8>
             write_long(out, date_added);
         }
     }
+    out.push(u8::from(event.archival));
 }
 
 fn write_source(out: &mut Vec<u8>, source: &Source) {

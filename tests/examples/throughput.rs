@@ -92,6 +92,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             ingest_run_id: "bench".into(),
             correction: false,
             supersedes_date_added: None,
+            archival: false,
         }));
     }
 

@@ -9,18 +9,19 @@ use serde_json::{Value, json};
 use super::{ServedRoot, collection_in_root, taxii_json};
 use crate::auth::Rights;
 use crate::error::ApiError;
-use crate::media::STIX_21;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, ViewSel};
 use crate::state::AppState;
 
-fn resource(snapshot: &Snapshot, rights: &Rights) -> Value {
+/// A collection resource as `sel` (the root's view of it) serves it: `media_types` names the
+/// spec versions of the objects in that view, not what ingest announced.
+fn resource(snapshot: &Snapshot, sel: ViewSel, rights: &Rights) -> Value {
     let meta = &snapshot.meta;
     let mut value = json!({
         "id": meta.id,
         "title": meta.title,
         "can_read": rights.can_read(&meta.id),
         "can_write": false,
-        "media_types": if meta.media_types.is_empty() { vec![STIX_21.to_owned()] } else { meta.media_types.clone() },
+        "media_types": snapshot.media_types(sel),
     });
     if let Some(d) = &meta.description {
         value["description"] = json!(d);
@@ -41,8 +42,7 @@ pub async fn list(
     let collections: Vec<Value> = catalog
         .collections
         .values()
-        .filter(|s| root.view_of(s).is_some())
-        .map(|s| resource(s, &rights))
+        .filter_map(|s| root.view_of(s).map(|sel| resource(s, sel, &rights)))
         .collect();
     taxii_json(&state, &headers, &json!({ "collections": collections }))
 }
@@ -59,6 +59,6 @@ pub async fn one(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = path.id.unwrap_or_default();
-    let (snapshot, _) = collection_in_root(&catalog, &root, &id)?;
-    taxii_json(&state, &headers, &resource(&snapshot, &rights))
+    let (snapshot, sel) = collection_in_root(&catalog, &root, &id)?;
+    taxii_json(&state, &headers, &resource(&snapshot, sel, &rights))
 }

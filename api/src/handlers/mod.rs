@@ -68,7 +68,7 @@ impl Root {
     /// Which view of a collection this root serves; `None` if the collection is not in it.
     pub fn view_of(&self, snapshot: &Snapshot) -> Option<ViewSel> {
         match self {
-            Root::Default => Some(snapshot.default_sel()),
+            Root::Default => snapshot.default_sel(),
             Root::Pinned(label) => snapshot.release_sel(label),
             Root::History => Some(ViewSel::All),
         }

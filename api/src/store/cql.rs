@@ -4,14 +4,16 @@
 //! - `{control}.active_generation` → the generation keyspace (polled every tick);
 //! - `collections` → revisions (one small table scan per tick);
 //! - per collection index: `collections` row → `manifest_buckets` → `manifest` per bucket (every
-//!   version's id, type, spec_version and date_added) → `releases` → `release_members` per
-//!   complete release;
+//!   version's id, type, spec_version and date_added) → `collection_delivery` → `releases` →
+//!   `release_members` and `release_member_contents` per complete release → `content_index`
+//!   (one scan, only when releases name contents) for the contents of re-issued versions;
 //! - object JSON (filling a snapshot, or a lean collection's page): `object_versions` by
-//!   primary key, one `version IN ?` read per object, bounded in flight per call and per replica.
+//!   primary key, one `version IN ?` read per object, bounded in flight per call and per replica;
+//!   a re-issued version's other contents from `object_contents` by primary key.
 //!
 //! Statements are prepared once per generation keyspace and reused until the generation changes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -24,8 +26,8 @@ use scylla::statement::prepared::PreparedStatement;
 use tokio::sync::{Mutex, Semaphore};
 
 use super::{
-    CollectionData, CollectionMeta, CollectionRevision, Generation, ReleaseRow, Store, StoreError,
-    VersionRow,
+    CollectionData, CollectionMeta, CollectionRevision, ContentKey, Generation, ReleaseRow, Store,
+    StoreError, VersionRow,
 };
 use service::CqlArgs;
 
@@ -50,6 +52,9 @@ pub struct CqlStore {
 /// `(version, object_json)` of `object_versions`.
 type JsonRow = (i64, Option<String>);
 
+/// One content of one version — `(object_id, version, content_sha256)` — and its JSON.
+type ContentRow = ((String, i64, [u8; 32]), Option<String>);
+
 struct Statements {
     list: PreparedStatement,
     meta: PreparedStatement,
@@ -58,6 +63,10 @@ struct Statements {
     fetch: PreparedStatement,
     releases: PreparedStatement,
     members: PreparedStatement,
+    member_contents: PreparedStatement,
+    content_index: PreparedStatement,
+    content: PreparedStatement,
+    delivery: PreparedStatement,
 }
 
 fn err(context: &'static str) -> impl Fn(&dyn std::fmt::Display) -> StoreError {
@@ -151,6 +160,25 @@ impl CqlStore {
                  WHERE collection_id = ? AND release_timestamp = ? AND label = ?"
             ))
             .await?,
+            member_contents: prepare(format!(
+                "SELECT object_id, version, content_sha256 FROM {k}.release_member_contents \
+                 WHERE collection_id = ? AND release_timestamp = ? AND label = ?"
+            ))
+            .await?,
+            content_index: prepare(format!(
+                "SELECT object_id, version, content_sha256, date_added, stix_type, spec_version, \
+                 version_text FROM {k}.content_index WHERE collection_id = ?"
+            ))
+            .await?,
+            content: prepare(format!(
+                "SELECT object_json FROM {k}.object_contents WHERE collection_id = ? \
+                 AND object_id = ? AND version = ? AND content_sha256 = ?"
+            ))
+            .await?,
+            delivery: prepare(format!(
+                "SELECT released FROM {k}.collection_delivery WHERE collection_id = ?"
+            ))
+            .await?,
         });
         *guard = Some((keyspace.to_owned(), s.clone()));
         Ok(s)
@@ -212,23 +240,24 @@ impl CqlStore {
                         spec_version: spec.unwrap_or_else(|| "2.1".to_owned()),
                         date_added,
                         object_json: Bytes::new(),
+                        content: None,
                     })
                 },
             ));
         }
+
+        let released: Vec<(Option<bool>,)> = self
+            .rows(&s.delivery, (id,), "reading the collection's delivery")
+            .await?;
+        let released = released.first().and_then(|(r,)| *r).unwrap_or(false);
 
         let release_rows: Vec<(i64, String, Option<bool>)> =
             self.rows(&s.releases, (id,), "listing releases").await?;
         let mut releases = Vec::new();
         for (release_timestamp, label, complete) in release_rows {
             let complete = complete.unwrap_or(false);
-            let members: Vec<(String, i64)> = if complete {
-                self.rows(
-                    &s.members,
-                    (id, release_timestamp, label.as_str()),
-                    "reading release members",
-                )
-                .await?
+            let members = if complete {
+                self.members(&s, id, release_timestamp, &label).await?
             } else {
                 Vec::new()
             };
@@ -239,6 +268,8 @@ impl CqlStore {
                 members,
             });
         }
+        let others = self.other_contents(&s, id, &versions, &releases).await?;
+        versions.extend(others);
         Ok(Some(CollectionData {
             meta: CollectionMeta {
                 id: id.to_owned(),
@@ -246,6 +277,7 @@ impl CqlStore {
                 description,
                 alias,
                 media_types: media_types.unwrap_or_default(),
+                released,
             },
             revision: revision.unwrap_or(0),
             versions,
@@ -253,22 +285,127 @@ impl CqlStore {
         }))
     }
 
+    /// A release's members, each with the content it shipped when the projection knows it.
+    async fn members(
+        &self,
+        s: &Statements,
+        id: &str,
+        release_timestamp: i64,
+        label: &str,
+    ) -> Result<Vec<(String, i64, Option<[u8; 32]>)>, StoreError> {
+        let members: Vec<(String, i64)> = self
+            .rows(
+                &s.members,
+                (id, release_timestamp, label),
+                "reading release members",
+            )
+            .await?;
+        let contents: Vec<(String, i64, Option<Vec<u8>>)> = self
+            .rows(
+                &s.member_contents,
+                (id, release_timestamp, label),
+                "reading release member contents",
+            )
+            .await?;
+        let contents: HashMap<(String, i64), [u8; 32]> = contents
+            .into_iter()
+            .filter_map(|(object_id, version, digest)| {
+                Some(((object_id, version), digest?.try_into().ok()?))
+            })
+            .collect();
+        Ok(members
+            .into_iter()
+            .map(|(object_id, version)| {
+                let content = contents.get(&(object_id.clone(), version)).copied();
+                (object_id, version, content)
+            })
+            .collect())
+    }
+
+    /// The index rows of the contents releases shipped that are not the newest content of
+    /// their version (`versions`: the newest, from the manifest). Reads `content_index` only
+    /// when some release names a content at all.
+    async fn other_contents(
+        &self,
+        s: &Statements,
+        id: &str,
+        versions: &[VersionRow],
+        releases: &[ReleaseRow],
+    ) -> Result<Vec<VersionRow>, StoreError> {
+        let named: HashSet<(&str, i64, [u8; 32])> = releases
+            .iter()
+            .flat_map(|r| &r.members)
+            .filter_map(|(o, v, c)| Some((o.as_str(), *v, (*c)?)))
+            .collect();
+        if named.is_empty() {
+            return Ok(Vec::new());
+        }
+        let newest: HashMap<(&str, i64), i64> = versions
+            .iter()
+            .map(|v| ((v.object_id.as_str(), v.version), v.date_added))
+            .collect();
+        type IndexRow = (
+            String,
+            i64,
+            Vec<u8>,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let index: Vec<IndexRow> = self
+            .rows(&s.content_index, (id,), "reading the content index")
+            .await?;
+        Ok(index
+            .into_iter()
+            .filter_map(
+                |(object_id, version, digest, date_added, stix_type, spec, text)| {
+                    let digest: [u8; 32] = digest.try_into().ok()?;
+                    let date_added = date_added?;
+                    if !named.contains(&(object_id.as_str(), version, digest))
+                        // The newest content is the manifest's row: same date_added.
+                        || newest.get(&(object_id.as_str(), version)) == Some(&date_added)
+                    {
+                        return None;
+                    }
+                    Some(VersionRow {
+                        version_text: text.unwrap_or_else(|| {
+                            schemas::Timestamp::from_micros(version).to_canonical()
+                        }),
+                        object_id,
+                        version,
+                        stix_type: stix_type?,
+                        spec_version: spec.unwrap_or_else(|| "2.1".to_owned()),
+                        date_added,
+                        object_json: Bytes::new(),
+                        content: Some(digest),
+                    })
+                },
+            )
+            .collect())
+    }
+
     async fn fetch(
         &self,
         generation: &Generation,
         id: &str,
-        versions: &[(&str, i64)],
+        versions: &[ContentKey<'_>],
     ) -> Result<Vec<Bytes>, StoreError> {
         let s = self.statements(&generation.keyspace).await?;
-        // One single-partition read per object (`version IN ?`): a snapshot filling its JSON
-        // asks for every version of an object at once; a page mostly for one each.
+        // One single-partition read per object (`version IN ?`) for newest contents: a snapshot
+        // filling its JSON asks for every version of an object at once; a page mostly for one
+        // each. A re-issued version's other content is one read by primary key; few exist.
         let mut by_object: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-        for &(object_id, version) in versions {
-            match by_object.get_mut(object_id) {
-                Some(wanted) => wanted.push(version),
-                None => {
-                    by_object.insert(object_id.to_owned(), vec![version]);
-                }
+        let mut others: Vec<(String, i64, [u8; 32])> = Vec::new();
+        for key in versions {
+            match key.content {
+                Some(digest) => others.push((key.object_id.to_owned(), key.version, *digest)),
+                None => match by_object.get_mut(key.object_id) {
+                    Some(wanted) => wanted.push(key.version),
+                    None => {
+                        by_object.insert(key.object_id.to_owned(), vec![key.version]);
+                    }
+                },
             }
         }
         // Owned ids: a stream closure taking borrowed ones trips the compiler's lifetime
@@ -296,26 +433,70 @@ impl CqlStore {
             .buffer_unordered(OBJECT_READS_IN_FLIGHT)
             .try_collect()
             .await?;
-        let mut found: HashMap<(&str, i64), Bytes> = HashMap::with_capacity(versions.len());
+        let per_content: Vec<ContentRow> = futures::stream::iter(others)
+            .map(|(object_id, version, digest)| {
+                let s = s.clone();
+                async move {
+                    let _permit = self
+                        .reads
+                        .acquire()
+                        .await
+                        .map_err(|e| err("reading object JSON")(&e))?;
+                    let rows: Vec<(Option<String>,)> = self
+                        .rows(
+                            &s.content,
+                            (id, object_id.as_str(), version, &digest[..]),
+                            "reading a release's content",
+                        )
+                        .await?;
+                    let json = rows.into_iter().next().and_then(|(json,)| json);
+                    Ok::<_, StoreError>(((object_id, version, digest), json))
+                }
+            })
+            .buffer_unordered(OBJECT_READS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        let mut found: HashMap<(&str, i64, Option<&[u8; 32]>), Bytes> =
+            HashMap::with_capacity(versions.len());
         for (object_id, rows) in &per_object {
             for (version, json) in rows {
                 if let Some(json) = json {
-                    found.insert((object_id.as_str(), *version), Bytes::from(json.clone()));
+                    found.insert(
+                        (object_id.as_str(), *version, None),
+                        Bytes::from(json.clone()),
+                    );
                 }
+            }
+        }
+        for ((object_id, version, digest), json) in &per_content {
+            if let Some(json) = json {
+                found.insert(
+                    (object_id.as_str(), *version, Some(digest)),
+                    Bytes::from(json.clone()),
+                );
             }
         }
         versions
             .iter()
             .map(|key| {
-                found.get(key).cloned().ok_or_else(|| {
-                    StoreError::new(
-                        "reading object JSON",
-                        format!(
-                            "object_versions has no content for {} version {}",
-                            key.0, key.1
-                        ),
-                    )
-                })
+                found
+                    .get(&(key.object_id, key.version, key.content))
+                    .cloned()
+                    .ok_or_else(|| {
+                        StoreError::new(
+                            "reading object JSON",
+                            format!(
+                                "no stored content for {} version {}{}",
+                                key.object_id,
+                                key.version,
+                                if key.content.is_some() {
+                                    " (a release's own content)"
+                                } else {
+                                    ""
+                                }
+                            ),
+                        )
+                    })
             })
             .collect()
     }
@@ -397,7 +578,7 @@ impl Store for CqlStore {
         &'a self,
         generation: &'a Generation,
         collection_id: &'a str,
-        versions: &'a [(&'a str, i64)],
+        versions: &'a [ContentKey<'a>],
     ) -> futures::future::BoxFuture<'a, Result<Vec<Bytes>, StoreError>> {
         Box::pin(self.fetch(generation, collection_id, versions))
     }

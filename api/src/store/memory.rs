@@ -7,7 +7,12 @@ use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::{CollectionData, CollectionRevision, Generation, Store, StoreError, VersionRow};
+use super::{
+    CollectionData, CollectionRevision, ContentKey, Generation, Store, StoreError, VersionRow,
+};
+
+/// The key of one held content: object id, version and [`VersionRow::content`].
+type Held = (String, i64, Option<[u8; 32]>);
 
 /// Collections held in a map; every change bumps the collection's revision.
 #[derive(Debug, Default, Clone)]
@@ -18,9 +23,9 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct Inner {
     collections: BTreeMap<String, CollectionData>,
-    /// Per collection, (object id, version) → the JSON of its row with the latest date_added,
-    /// as the projector keeps it; built on first fetch, dropped on every change.
-    contents: HashMap<String, HashMap<(String, i64), Bytes>>,
+    /// Per collection, (object id, version, content) → the JSON of its row with the latest
+    /// date_added, as the projector keeps it; built on first fetch, dropped on every change.
+    contents: HashMap<String, HashMap<Held, Bytes>>,
     /// Fetches that may still succeed before every fetch fails (`None`: no limit).
     fetches_left: Option<usize>,
     fetch_calls: usize,
@@ -71,7 +76,7 @@ impl MemoryStore {
     fn fetch(
         &self,
         collection_id: &str,
-        versions: &[(&str, i64)],
+        versions: &[ContentKey<'_>],
     ) -> Result<Vec<Bytes>, StoreError> {
         self.with(|inner| {
             match &mut inner.fetches_left {
@@ -87,13 +92,13 @@ impl MemoryStore {
                 ..
             } = inner;
             let contents = contents.entry(collection_id.to_owned()).or_insert_with(|| {
-                let mut latest: HashMap<(String, i64), (i64, Bytes)> = HashMap::new();
+                let mut latest: HashMap<Held, (i64, Bytes)> = HashMap::new();
                 for row in collections
                     .get(collection_id)
                     .map_or(&[][..], |c| &c.versions[..])
                 {
                     let entry = latest
-                        .entry((row.object_id.clone(), row.version))
+                        .entry((row.object_id.clone(), row.version, row.content))
                         .or_insert((row.date_added, row.object_json.clone()));
                     if row.date_added > entry.0 {
                         *entry = (row.date_added, row.object_json.clone());
@@ -103,12 +108,15 @@ impl MemoryStore {
             });
             versions
                 .iter()
-                .map(|&(id, version)| {
+                .map(|key| {
                     contents
-                        .get(&(id.to_owned(), version))
+                        .get(&(key.object_id.to_owned(), key.version, key.content.copied()))
                         .cloned()
                         .ok_or_else(|| {
-                            StoreError::new("memory store", format!("no version {version} of {id}"))
+                            StoreError::new(
+                                "memory store",
+                                format!("no version {} of {}", key.version, key.object_id),
+                            )
                         })
                 })
                 .collect()
@@ -163,7 +171,7 @@ impl Store for MemoryStore {
         &'a self,
         _generation: &'a Generation,
         collection_id: &'a str,
-        versions: &'a [(&'a str, i64)],
+        versions: &'a [ContentKey<'a>],
     ) -> BoxFuture<'a, Result<Vec<Bytes>, StoreError>> {
         let result = self.fetch(collection_id, versions);
         async move { result }.boxed()

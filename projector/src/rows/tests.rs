@@ -106,6 +106,48 @@ impl Model {
                     Some(String::new()),
                 );
             }
+            Mutation::CollectionDelivery {
+                collection_id,
+                released,
+                ..
+            } => self.row(
+                "collection_delivery",
+                collection_id.clone(),
+                ts,
+                vec![("released", released.to_string())],
+            ),
+            Mutation::ObjectContent(c) => self.row(
+                "object_contents",
+                format!(
+                    "{}|{}|{}|{:?}",
+                    c.collection_id, c.object_id, c.version, c.content_sha256
+                ),
+                ts,
+                vec![
+                    ("date_added", c.date_added.to_string()),
+                    ("object_json", c.object_json.clone()),
+                ],
+            ),
+            Mutation::ContentIndex(c) => self.row(
+                "content_index",
+                format!(
+                    "{}|{}|{}|{:?}",
+                    c.collection_id, c.object_id, c.version, c.content_sha256
+                ),
+                ts,
+                vec![
+                    ("date_added", c.date_added.to_string()),
+                    ("stix_type", c.stix_type.clone()),
+                    ("spec_version", c.spec_version.clone()),
+                    ("version_text", c.version_text.clone()),
+                ],
+            ),
+            Mutation::ReleaseMemberContent(m) => self.row(
+                "release_member_contents",
+                format!("{:?}|{}|{}", m.key, m.object_id, m.version),
+                ts,
+                vec![("content_sha256", format!("{:?}", m.content_sha256))],
+            ),
             Mutation::ManifestBucket {
                 collection_id,
                 bucket,
@@ -249,6 +291,8 @@ enum Step {
         object: u8,
         version: u8,
         content: u8,
+        /// Published as an older release's content when the version is already published.
+        archival: bool,
     },
     Release {
         collection: u8,
@@ -260,9 +304,11 @@ enum Step {
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         1 => (0..2u8, 0..3u8).prop_map(|(collection, title)| Step::Collection { collection, title }),
-        6 => (0..2u8, 0..3u8, 0..2u8, 0..3u8).prop_map(|(collection, object, version, content)| {
-            Step::Version { collection, object, version, content }
-        }),
+        6 => (0..2u8, 0..3u8, 0..2u8, 0..3u8, proptest::bool::weighted(0.2)).prop_map(
+            |(collection, object, version, content, archival)| {
+                Step::Version { collection, object, version, content, archival }
+            }
+        ),
         2 => (0..2u8, 0..2u8, 1..7u8).prop_map(|(collection, label, members)| Step::Release {
             collection,
             label,
@@ -304,6 +350,7 @@ fn log(steps: &[Step]) -> Vec<Event> {
                     updated_at: clock[c],
                     source: source(),
                     ingest_run_id: "r".into(),
+                    released: title % 2 == 1,
                 }));
             }
             Step::Version {
@@ -311,14 +358,20 @@ fn log(steps: &[Step]) -> Vec<Event> {
                 object,
                 version,
                 content,
+                archival,
             } => {
                 let c = usize::from(collection);
                 // Spread date_added over several manifest buckets.
                 clock[c] += schemas::cql::MANIFEST_BUCKET_MICROS / 3;
                 let v = Timestamp::from_micros(1_500_000_000_000_000 + i64::from(version) * 1000);
                 let json = object_json(object, v, content);
+                let archival = archival && published[c].contains(&(object, version));
                 published[c].insert((object, version));
-                let supersedes = last_added[c].insert((object, version), clock[c]);
+                let supersedes = if archival {
+                    None
+                } else {
+                    last_added[c].insert((object, version), clock[c])
+                };
                 events.push(Event::ObjectVersion(ObjectVersionAdded {
                     collection_id: format!("c{collection}"),
                     object_id: format!("attack-pattern--00000000-0000-4000-8000-{object:012}"),
@@ -333,6 +386,7 @@ fn log(steps: &[Step]) -> Vec<Event> {
                     ingest_run_id: "r".into(),
                     correction: supersedes.is_some(),
                     supersedes_date_added: supersedes,
+                    archival,
                 }));
             }
             Step::Release {
@@ -349,6 +403,7 @@ fn log(steps: &[Step]) -> Vec<Event> {
                         ReleaseMember::new(
                             format!("attack-pattern--00000000-0000-4000-8000-{o:012}"),
                             Timestamp::from_micros(1_500_000_000_000_000 + i64::from(v) * 1000),
+                            [o; 32],
                         )
                     })
                     .collect();
@@ -420,7 +475,9 @@ proptest! {
         let state = project_all(order.iter().map(|&i| &events[i])).visible();
         let mut latest: BTreeMap<(String, String, i64), i64> = BTreeMap::new();
         for e in &events {
-            if let Event::ObjectVersion(v) = e {
+            if let Event::ObjectVersion(v) = e
+                && !v.archival
+            {
                 let slot = latest
                     .entry((v.collection_id.clone(), v.object_id.clone(), v.version_micros))
                     .or_insert(v.date_added);
@@ -478,12 +535,14 @@ fn the_later_date_added_wins_for_the_same_version_in_either_order() {
             object: 1,
             version: 0,
             content: 0,
+            archival: false,
         },
         Step::Version {
             collection: 0,
             object: 1,
             version: 0,
             content: 1,
+            archival: false,
         },
     ];
     let events = log(&steps);
@@ -508,18 +567,21 @@ fn a_partial_release_is_not_complete() {
             object: 1,
             version: 0,
             content: 0,
+            archival: false,
         },
         Step::Version {
             collection: 0,
             object: 2,
             version: 0,
             content: 0,
+            archival: false,
         },
         Step::Version {
             collection: 0,
             object: 3,
             version: 0,
             content: 0,
+            archival: false,
         },
         Step::Release {
             collection: 0,
@@ -545,6 +607,7 @@ fn check_rejects_json_that_disagrees_with_the_event() {
         object: 1,
         version: 0,
         content: 0,
+        archival: false,
     }]);
     assert_eq!(check(&events[0]), Ok(()));
     let Event::ObjectVersion(mut v) = events[0].clone() else {
@@ -562,4 +625,38 @@ fn check_rejects_json_that_disagrees_with_the_event() {
             .unwrap_err()
             .contains("not valid STIX")
     );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn archival_content_is_kept_but_never_changes_what_history_serves((events, order) in log_and_order()) {
+        let state = project_all(order.iter().map(|&i| &events[i])).visible();
+        let without: Vec<Event> = events
+            .iter()
+            .filter(|e| !matches!(e, Event::ObjectVersion(v) if v.archival))
+            .cloned()
+            .collect();
+        let reference = project_all(&without).visible();
+        let history = |rows: &BTreeMap<(String, String), BTreeMap<String, String>>| {
+            rows.iter()
+                .filter(|((t, _), _)| t == "object_versions" || t == "manifest")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<Vec<_>>()
+        };
+        prop_assert_eq!(history(&state), history(&reference));
+        // Every content, archival or not, is kept for the releases naming it.
+        let contents: BTreeSet<String> = state
+            .keys()
+            .filter(|(t, _)| t == "object_contents")
+            .map(|(_, k)| k.clone())
+            .collect();
+        for e in &events {
+            if let Event::ObjectVersion(v) = e {
+                let key = format!("{}|{}|{}|{:?}", v.collection_id, v.object_id, v.version_micros, v.content_sha256.to_vec());
+                prop_assert!(contents.contains(&key), "{} missing", key);
+            }
+        }
+    }
 }

@@ -47,6 +47,10 @@ struct Statements {
     release_chunk: PreparedStatement,
     release_chunks: PreparedStatement,
     release_complete: PreparedStatement,
+    collection_delivery: PreparedStatement,
+    object_content: PreparedStatement,
+    content_index: PreparedStatement,
+    release_member_content: PreparedStatement,
     applied_offset: PreparedStatement,
     applied_offsets: PreparedStatement,
 }
@@ -121,6 +125,27 @@ impl Statements {
             release_complete: prepare(format!(
                 "UPDATE {ks}.releases USING TIMESTAMP ? SET complete = true \
                  WHERE collection_id = ? AND release_timestamp = ? AND label = ?"
+            ))
+            .await?,
+            collection_delivery: prepare(format!(
+                "INSERT INTO {ks}.collection_delivery (collection_id, released) VALUES (?, ?) \
+                 USING TIMESTAMP ?"
+            ))
+            .await?,
+            object_content: prepare(format!(
+                "INSERT INTO {ks}.object_contents (collection_id, object_id, version, content_sha256, \
+                 date_added, object_json) VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
+            ))
+            .await?,
+            content_index: prepare(format!(
+                "INSERT INTO {ks}.content_index (collection_id, object_id, version, content_sha256, \
+                 date_added, stix_type, spec_version, version_text) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+                 USING TIMESTAMP ?"
+            ))
+            .await?,
+            release_member_content: prepare(format!(
+                "INSERT INTO {ks}.release_member_contents (collection_id, release_timestamp, label, \
+                 object_id, version, content_sha256) VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
             ))
             .await?,
             applied_offset: prepare(format!(
@@ -250,6 +275,66 @@ impl GenerationStore {
             } => {
                 self.session
                     .execute_unpaged(&s.revision, (ts, revision, collection_id))
+                    .await
+            }
+            Mutation::CollectionDelivery {
+                collection_id,
+                released,
+                ..
+            } => {
+                self.session
+                    .execute_unpaged(&s.collection_delivery, (collection_id, released, ts))
+                    .await
+            }
+            Mutation::ObjectContent(c) => {
+                self.session
+                    .execute_unpaged(
+                        &s.object_content,
+                        (
+                            &c.collection_id,
+                            &c.object_id,
+                            c.version,
+                            &c.content_sha256,
+                            c.date_added,
+                            &c.object_json,
+                            ts,
+                        ),
+                    )
+                    .await
+            }
+            Mutation::ContentIndex(c) => {
+                self.session
+                    .execute_unpaged(
+                        &s.content_index,
+                        (
+                            &c.collection_id,
+                            &c.object_id,
+                            c.version,
+                            &c.content_sha256,
+                            c.date_added,
+                            &c.stix_type,
+                            &c.spec_version,
+                            &c.version_text,
+                            ts,
+                        ),
+                    )
+                    .await
+            }
+            Mutation::ReleaseMemberContent(m) => {
+                let k = &m.key;
+                self.session
+                    .execute_unpaged(
+                        &s.release_member_content,
+                        (
+                            &k.collection_id,
+                            k.release_timestamp,
+                            &k.label,
+                            &m.object_id,
+                            m.version,
+                            &m.content_sha256,
+                            ts,
+                        ),
+                    )
                     .await
             }
             Mutation::ObjectVersion(v) => {

@@ -671,6 +671,7 @@ fn newer_version(
         spec_version: "2.1".into(),
         date_added,
         object_json: serde_json::to_string(&newer).unwrap().into(),
+        content: None,
     };
     (row, version)
 }

@@ -113,6 +113,7 @@ pub fn collections() -> Vec<CollectionData> {
                         description: c["description"].as_str().map(str::to_owned),
                         alias: None,
                         media_types: vec![],
+                        released: true,
                     },
                     revision: 1,
                     versions: vec![],
@@ -126,7 +127,9 @@ pub fn collections() -> Vec<CollectionData> {
         for o in &b.objects {
             let id = o["id"].as_str().unwrap().to_owned();
             let version = version_of(o);
-            members.push((id.clone(), version));
+            // No content named: the newest content of the version, as for events written
+            // before releases named their content.
+            members.push((id.clone(), version, None));
             if seen.get(&(id.clone(), version)) == Some(o) {
                 continue;
             }
@@ -140,6 +143,7 @@ pub fn collections() -> Vec<CollectionData> {
                 spec_version: o["spec_version"].as_str().unwrap_or("2.0").to_owned(),
                 date_added: *next,
                 object_json: Bytes::from(serde_json::to_string(o).unwrap()),
+                content: None,
             });
         }
         data.releases.push(ReleaseRow {

@@ -50,7 +50,10 @@ fn latest_date_added(
 ) -> BTreeMap<(String, String), i64> {
     let mut out: BTreeMap<(String, String), i64> = BTreeMap::new();
     for (_, e) in events {
-        if let Event::ObjectVersion(v) = e {
+        // An archival content (an older release's, imported late) is never listed.
+        if let Event::ObjectVersion(v) = e
+            && !v.archival
+        {
             let slot = out
                 .entry((v.object_id.clone(), v.version.clone()))
                 .or_insert(v.date_added);

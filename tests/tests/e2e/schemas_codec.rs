@@ -59,6 +59,7 @@ fn object_version() -> ObjectVersionAdded {
         ingest_run_id: "run-1".into(),
         correction: true,
         supersedes_date_added: Some(1_760_000_000_000_000),
+        archival: false,
     }
 }
 
@@ -78,6 +79,7 @@ fn all_events() -> Vec<Event> {
                 position: None,
             },
             ingest_run_id: "run-1".into(),
+            released: true,
         }),
         Event::ObjectVersion(object_version()),
         Event::Release(
@@ -89,6 +91,7 @@ fn all_events() -> Vec<Event> {
                 vec![ReleaseMember::new(
                     "malware--00000000-0000-4000-8000-000000000001",
                     Timestamp::from_micros(1_744_747_081_218_000),
+                    [7; 32],
                 )],
                 &source(),
                 "run-1",
@@ -258,13 +261,13 @@ fn v2_object_version_decodes_without_supersedes() {
 }
 
 #[test]
-fn v1_and_v2_fingerprints_differ_and_v2_is_current() {
+fn every_object_version_schema_has_its_own_fingerprint_and_one_is_current() {
     let schemas = known_schemas().unwrap();
     let ova: Vec<_> = schemas
         .iter()
         .filter(|s| s.record == "ObjectVersionAdded")
         .collect();
-    assert_eq!(ova.len(), 3);
+    assert_eq!(ova.len(), 4);
     assert_ne!(ova[0].fingerprint, ova[1].fingerprint);
     assert_ne!(ova[1].fingerprint, ova[2].fingerprint);
     assert_ne!(ova[0].fingerprint, ova[2].fingerprint);
@@ -387,7 +390,8 @@ const COLLECTION_UPSERTED_PCF: &str = concat!(
     r#"{"name":"kind","type":{"name":"io.taxiway.events.SourceKind","type":"enum","symbols":["BUNDLE","WORKBENCH"]}},"#,
     r#"{"name":"uri","type":"string"},{"name":"sha256","type":["null","string"]},"#,
     r#"{"name":"position","type":["null","long"]}]}},"#,
-    r#"{"name":"ingest_run_id","type":"string"}]}"#,
+    r#"{"name":"ingest_run_id","type":"string"},"#,
+    r#"{"name":"released","type":"boolean"}]}"#,
 );
 
 #[test]
@@ -499,6 +503,7 @@ fn version_writer_writes_what_apache_avro_writes_for_real_objects() {
                 ingest_run_id: "run".to_owned(),
                 correction: position % 3 == 0,
                 supersedes_date_added: (position % 3 == 0).then_some(position as i64),
+                archival: position % 5 == 0,
             };
             ours.clear();
             encode_event_into(&Event::ObjectVersion(event.clone()), &mut ours).unwrap();
@@ -542,13 +547,14 @@ fn arb_object_version() -> impl Strategy<Value = ObjectVersionAdded> {
             ".{0,20}",
             any::<bool>(),
             proptest::option::of(any::<i64>()),
+            any::<bool>(),
         ),
     )
         .prop_map(
             |(
                 (collection_id, object_id, stix_type, spec_version),
                 (version_micros, date_added, content_sha256, object_json),
-                (source, ingest_run_id, correction, supersedes_date_added),
+                (source, ingest_run_id, correction, supersedes_date_added, archival),
             )| ObjectVersionAdded {
                 collection_id,
                 object_id,
@@ -563,6 +569,7 @@ fn arb_object_version() -> impl Strategy<Value = ObjectVersionAdded> {
                 ingest_run_id,
                 correction,
                 supersedes_date_added,
+                archival,
             },
         )
 }
@@ -578,11 +585,17 @@ fn arb_release() -> impl Strategy<Value = ReleasePublished> {
             any::<i64>(),
         ),
         proptest::collection::vec(
-            (".{0,60}", any::<i64>()).prop_map(|(object_id, micros)| ReleaseMember {
-                object_id,
-                version: Timestamp::from_micros(micros).to_string(),
-                version_micros: micros,
-            }),
+            (
+                ".{0,60}",
+                any::<i64>(),
+                proptest::option::of(any::<[u8; 32]>()),
+            )
+                .prop_map(|(object_id, micros, content_sha256)| ReleaseMember {
+                    object_id,
+                    version: Timestamp::from_micros(micros).to_string(),
+                    version_micros: micros,
+                    content_sha256,
+                }),
             0..40,
         ),
         (arb_source(), ".{0,20}"),

@@ -13,7 +13,7 @@ use super::body::Items;
 use crate::error::ApiError;
 use crate::metrics::{FetchTally, Metrics};
 use crate::snapshot::Snapshot;
-use crate::store::{Generation, Store, StoreError};
+use crate::store::{ContentKey, Generation, Store, StoreError};
 
 /// Versions fetched at once while streaming a lean collection without a limit: a response
 /// holds at most two such chunks (one being sent, the next being fetched), whatever its size.
@@ -36,7 +36,8 @@ impl LeanPage {
         let (store, generation) = (self.store.clone(), self.generation.clone());
         let (snapshot, selected) = (self.snapshot.clone(), self.selected.clone());
         async move {
-            let keys: Vec<(&str, i64)> = selected[range].iter().map(|&v| snapshot.key(v)).collect();
+            let keys: Vec<ContentKey<'_>> =
+                selected[range].iter().map(|&v| snapshot.key(v)).collect();
             store
                 .fetch_objects(&generation, &snapshot.meta.id, &keys)
                 .await
