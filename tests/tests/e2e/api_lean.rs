@@ -27,7 +27,8 @@ fn bounded(max_snapshot_bytes: usize) -> ServerConfig {
 
 /// A full and a lean server over one store.
 async fn pair() -> ((Router, AppState), (Router, AppState, MemoryStore)) {
-    let (full, full_state, _) = server_with(bounded(ServerConfig::default().max_snapshot_bytes), None).await;
+    let (full, full_state, _) =
+        server_with(bounded(ServerConfig::default().max_snapshot_bytes), None).await;
     let (lean, lean_state, store) = server_with(bounded(0), None).await;
     for (id, s) in &lean_state.catalog().collections {
         assert!(s.is_lean(), "{id} is lean under a zero bound");
