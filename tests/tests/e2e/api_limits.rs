@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use api::config::{Limits, ServerConfig};
 use api::store::memory::MemoryStore;
-use api::store::{CollectionData, CollectionRevision, Generation, Store, StoreError};
+use api::store::{CollectionData, CollectionRevision, ContentKey, Generation, Store, StoreError};
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -100,7 +100,7 @@ impl Store for GatedStore {
         &'a self,
         generation: &'a Generation,
         collection_id: &'a str,
-        versions: &'a [(&'a str, i64)],
+        versions: &'a [ContentKey<'a>],
     ) -> BoxFuture<'a, Result<Vec<Bytes>, StoreError>> {
         async move {
             let mut open = self.open.subscribe();
