@@ -193,3 +193,71 @@ async fn a_projector_killed_at_random_points_ends_with_a_clean_runs_projections(
         .unwrap();
     println!("projector_kills: cleaned up in {:?}", started.elapsed());
 }
+
+/// The other side of the choice: without an instance id, a restarted projector waits until the
+/// coordinator drops the killed member at the end of its session, then rebalances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_static_membership_a_restart_waits_out_the_dead_members_session() {
+    let topics = Topics::new("proj_kills_dyn");
+    let path = fixtures::path(FILES[0]);
+    topics.ingest(ImportConfig::new([&path])).await.unwrap();
+    let records = topics.object_records().await.unwrap();
+    let session = projection::session().await.unwrap();
+    let control = projection::control_keyspace("proj_kills_dyn");
+    let mut settings = projection::settings(&topics, &control, Command::Run);
+    // The default: 10 s.
+    let session_timeout = settings.membership.session_timeout;
+    assert_eq!(settings.membership.instance_id, None);
+    settings.batch.batch_size = 200;
+    settings.batch.concurrency = 16;
+    let log = log_path(&control);
+
+    let first = child::spawn(&settings, ENTRY, &log).unwrap();
+    first
+        .wait_first_applied(Duration::from_secs(120))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    first.kill().await.unwrap();
+    // Work for the restarted one, whatever the first had applied.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .set("message.max.bytes", "16777216")
+        .create()
+        .unwrap();
+    for record in records.iter().take(50) {
+        producer
+            .send(
+                FutureRecord::to(&topics.objects)
+                    .partition(record.partition)
+                    .key(&record.key)
+                    .payload(&record.payload),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    let second = child::spawn(&settings, ENTRY, &log).unwrap();
+    let latency = second
+        .wait_first_applied(session_timeout * 6)
+        .await
+        .unwrap();
+    second.kill().await.unwrap();
+    println!(
+        "projector_kills: restart without static membership: first event applied {latency:?} \
+         after the start (session timeout {session_timeout:?})"
+    );
+    // A behaviour check: the partitions were the dead member's until its session ended.
+    assert!(
+        latency >= session_timeout / 2,
+        "a dynamic member's restart took only {latency:?}"
+    );
+
+    projection::drop_keyspaces(&session, &control)
+        .await
+        .unwrap();
+    taxiway_tests::topic::delete(&[&topics.objects, &topics.dead_letter])
+        .await
+        .unwrap();
+}
