@@ -24,6 +24,8 @@ pub struct Settings {
     )]
     pub group: String,
     #[command(flatten)]
+    pub membership: MembershipArgs,
+    #[command(flatten)]
     pub cql: CqlArgs,
     #[command(flatten)]
     pub store: StoreArgs,
@@ -68,6 +70,7 @@ impl Settings {
         Settings {
             kafka: KafkaArgs::default(),
             group: "taxiway-projector".to_owned(),
+            membership: MembershipArgs::default(),
             cql: CqlArgs::default(),
             store: StoreArgs::default(),
             batch: BatchArgs::default(),
@@ -76,6 +79,46 @@ impl Settings {
             log: LogArgs::default(),
             metrics_addr: None,
             command,
+        }
+    }
+}
+
+/// How the projector is a member of its consumer group: how soon a dead member's partitions
+/// move on, and whether a restarted process takes its own back without a rebalance.
+/// docs/reliability.md ("Projector restarts") gives the measured effect of each choice.
+#[derive(Debug, Clone, Args)]
+pub struct MembershipArgs {
+    // 10 s instead of Kafka's 45 s: a dead member's partitions wait this long for a new owner,
+    // and a projector's work is idempotent, so declaring a slow member dead early costs only a
+    // rebalance and some re-applied messages. The brokers' group.min.session.timeout.ms
+    // (6 s by default) is the floor; a batch's writes never block the heartbeat, which
+    // librdkafka sends from its own thread.
+    /// How long the group coordinator waits for a silent member before giving its partitions
+    /// to others (`session.timeout.ms`).
+    #[arg(long, env = "TAXIWAY_PROJECTOR_SESSION_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub session_timeout: Duration,
+    /// How often the member tells the coordinator it is alive (`heartbeat.interval.ms`); Kafka
+    /// advises at most a third of the session timeout.
+    #[arg(long, env = "TAXIWAY_PROJECTOR_HEARTBEAT_INTERVAL", default_value = "3s", value_parser = parse_duration, global = true)]
+    pub heartbeat_interval: Duration,
+    // No default: an id must be unique among the live members of the group (two members with
+    // one id fence each other), which only the deployment knows (a StatefulSet's pod name, a
+    // systemd instance name). A host name breaks when two replicas share a host.
+    /// Static membership (`group.instance.id`): a stable id per replica, e.g. its pod name. A
+    /// restarted member with the same id gets its partitions back at once, without a
+    /// rebalance; unset (the default), a member that died without leaving keeps its partitions
+    /// until the session timeout.
+    #[arg(long, env = "TAXIWAY_PROJECTOR_INSTANCE_ID", global = true)]
+    pub instance_id: Option<String>,
+}
+
+/// As the flags default to.
+impl Default for MembershipArgs {
+    fn default() -> Self {
+        MembershipArgs {
+            session_timeout: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(3),
+            instance_id: None,
         }
     }
 }
@@ -187,6 +230,8 @@ mod tests {
             ("keyspace", "taxiway"),
             ("consistency", "local-quorum"),
             ("group", "taxiway-projector"),
+            ("session_timeout", "10s"),
+            ("heartbeat_interval", "3s"),
         ] {
             assert_eq!(default_of(&command, id).as_deref(), Some(expected), "{id}");
         }
@@ -203,6 +248,17 @@ mod tests {
             format!("{:?}", Settings::new(Command::Run)),
             format!("{declared:?}")
         );
+    }
+
+    #[test]
+    fn static_membership_is_off_unless_an_instance_id_is_given() {
+        let settings = Settings::try_parse_from(["projector", "run"]).unwrap();
+        let given =
+            Settings::try_parse_from(["projector", "run", "--instance-id", "projector-0"]).unwrap();
+        assert_eq!(given.membership.instance_id.as_deref(), Some("projector-0"));
+        if std::env::var_os("TAXIWAY_PROJECTOR_INSTANCE_ID").is_none() {
+            assert_eq!(settings.membership.instance_id, None);
+        }
     }
 
     #[test]

@@ -14,13 +14,17 @@ use std::time::Duration;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use service::KafkaArgs;
+
+use crate::config::MembershipArgs;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::gaps::Committed;
 
 /// How long [`EventConsumer::rewind`] keeps trying: longer than the default session timeout
-/// (45 s), after which the broker drops a member that vanished without leaving.
+/// (10 s, see [`MembershipArgs`]), after which the broker drops a member that vanished without
+/// leaving (or a static member, which never leaves). A longer session timeout makes rewinds
+/// after a restart wait longer; past this they fail, and the process exits to be restarted.
 const REWIND_PATIENCE: Duration = Duration::from_secs(60);
 
 /// One message as the projector needs it (owned: batches outlive the consumer's buffers).
@@ -45,12 +49,28 @@ impl EventConsumer {
     /// the group's committed offsets with the projections (and may rewind them), then calls
     /// [`EventConsumer::subscribe`]. A group without committed offsets starts at the beginning
     /// of the topic: the topic is the source of truth, and a new generation must see all of it.
-    pub fn new(kafka: &KafkaArgs, group: &str) -> Result<EventConsumer> {
+    pub fn new(
+        kafka: &KafkaArgs,
+        membership: &MembershipArgs,
+        group: &str,
+    ) -> Result<EventConsumer> {
         let topic = kafka.objects_topic.as_str();
         let timeout = kafka.timeout;
-        let consumer: StreamConsumer = kafka
-            .client_config()
+        let mut config = kafka.client_config();
+        config
             .set("group.id", group)
+            .set(
+                "session.timeout.ms",
+                membership.session_timeout.as_millis().to_string(),
+            )
+            .set(
+                "heartbeat.interval.ms",
+                membership.heartbeat_interval.as_millis().to_string(),
+            );
+        if let Some(id) = &membership.instance_id {
+            config.set("group.instance.id", id);
+        }
+        let consumer: StreamConsumer = config
             .set("client.id", "taxiway-projector")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")

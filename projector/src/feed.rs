@@ -92,7 +92,7 @@ impl Feed {
             shutdown.clone(),
         );
         let group = group_for(&settings.group, generation);
-        let consumer = EventConsumer::new(&settings.kafka, &group)?;
+        let consumer = EventConsumer::new(&settings.kafka, &settings.membership, &group)?;
         let recorded = writer.applied_offsets(consumer.topic()).await?;
         let gaps = gaps::find(&consumer.committed().await?, &recorded);
         if !gaps.is_empty() {

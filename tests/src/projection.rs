@@ -335,3 +335,27 @@ pub async fn releases(
     }
     Ok(out)
 }
+
+/// Drops a test's control keyspace and its generations' keyspaces (`<control>_g<N>`):
+/// Cassandra's heap is small, and every keyspace costs some of it.
+pub async fn drop_keyspaces(session: &Session, control: &str) -> anyhow::Result<()> {
+    let rows = session
+        .query_unpaged("SELECT keyspace_name FROM system_schema.keyspaces", ())
+        .await?
+        .into_rows_result()?;
+    let prefix = format!("{control}_g");
+    let mut doomed = Vec::new();
+    for row in rows.rows::<(String,)>()? {
+        let (name,) = row?;
+        if name == control || name.starts_with(&prefix) {
+            doomed.push(name);
+        }
+    }
+    for name in doomed {
+        let mut statement =
+            scylla::statement::Statement::new(format!("DROP KEYSPACE IF EXISTS {name}"));
+        statement.set_request_timeout(Some(Duration::from_secs(120)));
+        session.query_unpaged(statement, ()).await?;
+    }
+    Ok(())
+}

@@ -97,3 +97,16 @@ fn read_all_blocking(brokers: &str, topic: &str) -> anyhow::Result<Vec<Record>> 
     records.sort_by_key(|r| (r.partition, r.offset));
     Ok(records)
 }
+
+/// Deletes `topics` from the test broker (a test's own topics, once it is done with them).
+pub async fn delete(topics: &[&str]) -> anyhow::Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", crate::kafka_brokers())
+        .create()?;
+    for deleted in admin.delete_topics(topics, &AdminOptions::new()).await? {
+        deleted.map_err(|(topic, code)| anyhow::anyhow!("deleting {topic}: {code}"))?;
+    }
+    Ok(())
+}
