@@ -230,18 +230,9 @@ impl CqlStore {
                 .await?;
             versions.extend(rows.into_iter().filter_map(
                 |(date_added, object_id, version, stix_type, spec, text)| {
-                    Some(VersionRow {
-                        version_text: text.unwrap_or_else(|| {
-                            schemas::Timestamp::from_micros(version).to_canonical()
-                        }),
-                        object_id,
-                        version,
-                        stix_type: stix_type?,
-                        spec_version: spec.unwrap_or_else(|| "2.1".to_owned()),
-                        date_added,
-                        object_json: Bytes::new(),
-                        content: None,
-                    })
+                    Some(index_row(
+                        object_id, version, stix_type?, spec, text, date_added, None,
+                    ))
                 },
             ));
         }
@@ -368,18 +359,15 @@ impl CqlStore {
                     {
                         return None;
                     }
-                    Some(VersionRow {
-                        version_text: text.unwrap_or_else(|| {
-                            schemas::Timestamp::from_micros(version).to_canonical()
-                        }),
+                    Some(index_row(
                         object_id,
                         version,
-                        stix_type: stix_type?,
-                        spec_version: spec.unwrap_or_else(|| "2.1".to_owned()),
+                        stix_type?,
+                        spec,
+                        text,
                         date_added,
-                        object_json: Bytes::new(),
-                        content: Some(digest),
-                    })
+                        Some(digest),
+                    ))
                 },
             )
             .collect())
@@ -581,5 +569,29 @@ impl Store for CqlStore {
         versions: &'a [ContentKey<'a>],
     ) -> futures::future::BoxFuture<'a, Result<Vec<Bytes>, StoreError>> {
         Box::pin(self.fetch(generation, collection_id, versions))
+    }
+}
+
+/// A version as an index holds it (no JSON), with the defaults of rows written before the
+/// version text and spec version were stored.
+fn index_row(
+    object_id: String,
+    version: i64,
+    stix_type: String,
+    spec: Option<String>,
+    text: Option<String>,
+    date_added: i64,
+    content: Option<[u8; 32]>,
+) -> VersionRow {
+    VersionRow {
+        version_text: text
+            .unwrap_or_else(|| schemas::Timestamp::from_micros(version).to_canonical()),
+        object_id,
+        version,
+        stix_type,
+        spec_version: spec.unwrap_or_else(|| "2.1".to_owned()),
+        date_added,
+        object_json: Bytes::new(),
+        content,
     }
 }

@@ -103,6 +103,31 @@ async fn check_media_types(api: &Api, root: &str, id: &str) {
     );
 }
 
+/// The history root serves every version of `releases` (oldest first) once, each with the
+/// content of the newest release that has it.
+async fn check_history<'a>(api: &Api, id: &str, releases: impl Iterator<Item = &'a Release>) {
+    let mut newest: BTreeMap<(String, String), &Value> = BTreeMap::new();
+    for release in releases {
+        for o in &release.objects {
+            newest.insert(key_of(o), o);
+        }
+    }
+    let history = api
+        .page(
+            &format!("/api/v21/history/collections/{id}/objects/?match[version]=all"),
+            "objects",
+        )
+        .await
+        .unwrap()
+        .items;
+    let got: BTreeMap<(String, String), &Value> = history.iter().map(|o| (key_of(o), o)).collect();
+    assert_eq!(got.len(), history.len(), "history: each version once");
+    assert_eq!(got.len(), newest.len(), "history: every version");
+    for (k, o) in &got {
+        assert_eq!(*o, newest[k], "history: {k:?} has the newest content");
+    }
+}
+
 /// Every response the test compares across re-imports: each root's objects of each collection.
 async fn snapshot_of_roots(api: &Api, roots: &[String], ids: &[String]) -> Vec<String> {
     let mut out = Vec::new();
@@ -175,27 +200,7 @@ async fn every_root_serves_its_own_releases_content_and_reimports_publish_nothin
 
         // The history root: every version once, with the content of the newest release that
         // has it.
-        let mut newest: BTreeMap<(String, String), &Value> = BTreeMap::new();
-        for release in domain {
-            for o in &release.objects {
-                newest.insert(key_of(o), o);
-            }
-        }
-        let history = api
-            .page(
-                &format!("/api/v21/history/collections/{id}/objects/?match[version]=all"),
-                "objects",
-            )
-            .await
-            .unwrap()
-            .items;
-        let got: BTreeMap<(String, String), &Value> =
-            history.iter().map(|o| (key_of(o), o)).collect();
-        assert_eq!(got.len(), history.len(), "history: each version once");
-        assert_eq!(got.len(), newest.len(), "history: every version");
-        for (k, o) in &got {
-            assert_eq!(*o, newest[k], "history: {k:?} has the newest content");
-        }
+        check_history(&api, &id, domain.iter()).await;
         check_media_types(&api, "/api/v21/history/", &id).await;
     }
     // What the README's table says the files re-issue, computed from the files themselves above.
@@ -398,29 +403,8 @@ async fn enterprise_releases_from_stix_2_0_files_are_served_exactly_on_every_roo
     let served = objects(&api, "/api/v21/", &id).await;
     check_exact("default root", &served, latest, None);
     check_media_types(&api, "/api/v21/", &id).await;
-    let mut newest: BTreeMap<(String, String), &Value> = BTreeMap::new();
-    for (_, _, release) in &releases {
-        for o in &release.objects {
-            newest.insert(key_of(o), o);
-        }
-    }
-    let history = api
-        .page(
-            &format!("/api/v21/history/collections/{id}/objects/?match[version]=all"),
-            "objects",
-        )
-        .await
-        .unwrap()
-        .items;
-    assert_eq!(history.len(), newest.len(), "history: every version once");
-    for o in &history {
-        assert_eq!(
-            o,
-            newest[&key_of(o)],
-            "history: {:?} is the newest content",
-            key_of(o)
-        );
-    }
+    check_history(&api, &id, releases.iter().map(|(_, _, r)| r)).await;
+    check_media_types(&api, "/api/v21/history/", &id).await;
     println!(
         "Enterprise objects re-issued between neighbouring releases, served as each file has them: {reissued:?}"
     );
