@@ -398,52 +398,35 @@ impl CqlStore {
         }
         // Owned ids: a stream closure taking borrowed ones trips the compiler's lifetime
         // inference for boxed futures.
-        let per_object: Vec<(String, Vec<JsonRow>)> = futures::stream::iter(by_object)
-            .map(|(object_id, wanted)| {
-                let s = s.clone();
-                async move {
-                    // Never closed: the semaphore lives as long as the store.
-                    let _permit = self
-                        .reads
-                        .acquire()
-                        .await
-                        .map_err(|e| err("reading object JSON")(&e))?;
-                    let rows = self
-                        .rows(
-                            &s.fetch,
-                            (id, object_id.as_str(), wanted),
-                            "reading object JSON",
-                        )
-                        .await?;
-                    Ok::<_, StoreError>((object_id, rows))
-                }
-            })
-            .buffer_unordered(OBJECT_READS_IN_FLIGHT)
-            .try_collect()
-            .await?;
-        let per_content: Vec<ContentRow> = futures::stream::iter(others)
-            .map(|(object_id, version, digest)| {
-                let s = s.clone();
-                async move {
-                    let _permit = self
-                        .reads
-                        .acquire()
-                        .await
-                        .map_err(|e| err("reading object JSON")(&e))?;
-                    let rows: Vec<(Option<String>,)> = self
-                        .rows(
-                            &s.content,
-                            (id, object_id.as_str(), version, &digest[..]),
-                            "reading a release's content",
-                        )
-                        .await?;
-                    let json = rows.into_iter().next().and_then(|(json,)| json);
-                    Ok::<_, StoreError>(((object_id, version, digest), json))
-                }
-            })
-            .buffer_unordered(OBJECT_READS_IN_FLIGHT)
-            .try_collect()
-            .await?;
+        let per_object: Vec<(String, Vec<JsonRow>)> = bounded(by_object, |(object_id, wanted)| {
+            let s = s.clone();
+            async move {
+                let rows = self
+                    .read_rows(
+                        &s.fetch,
+                        (id, object_id.as_str(), wanted),
+                        "reading object JSON",
+                    )
+                    .await?;
+                Ok((object_id, rows))
+            }
+        })
+        .await?;
+        let per_content: Vec<ContentRow> = bounded(others, |(object_id, version, digest)| {
+            let s = s.clone();
+            async move {
+                let rows: Vec<(Option<String>,)> = self
+                    .read_rows(
+                        &s.content,
+                        (id, object_id.as_str(), version, &digest[..]),
+                        "reading a release's content",
+                    )
+                    .await?;
+                let json = rows.into_iter().next().and_then(|(json,)| json);
+                Ok(((object_id, version, digest), json))
+            }
+        })
+        .await?;
         let mut found: HashMap<(&str, i64, Option<&[u8; 32]>), Bytes> =
             HashMap::with_capacity(versions.len());
         for (object_id, rows) in &per_object {
@@ -487,6 +470,22 @@ impl CqlStore {
                     })
             })
             .collect()
+    }
+
+    /// [`Self::rows`] under the replica's read semaphore, for the per-object reads a snapshot
+    /// fill or a lean page fans out.
+    async fn read_rows<R>(
+        &self,
+        statement: &PreparedStatement,
+        values: impl scylla::serialize::row::SerializeRow,
+        context: &'static str,
+    ) -> Result<Vec<R>, StoreError>
+    where
+        R: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm> + Send + 'static,
+    {
+        // Never closed: the semaphore lives as long as the store.
+        let _permit = self.reads.acquire().await.map_err(|e| err(context)(&e))?;
+        self.rows(statement, values, context).await
     }
 
     /// All rows of a paged query.
@@ -570,6 +569,22 @@ impl Store for CqlStore {
     ) -> futures::future::BoxFuture<'a, Result<Vec<Bytes>, StoreError>> {
         Box::pin(self.fetch(generation, collection_id, versions))
     }
+}
+
+/// Runs `read` for every item, [`OBJECT_READS_IN_FLIGHT`] at a time; the results in any order.
+async fn bounded<T, O, F, Fut>(
+    items: impl IntoIterator<Item = T>,
+    read: F,
+) -> Result<Vec<O>, StoreError>
+where
+    F: FnMut(T) -> Fut,
+    Fut: std::future::Future<Output = Result<O, StoreError>>,
+{
+    futures::stream::iter(items)
+        .map(read)
+        .buffer_unordered(OBJECT_READS_IN_FLIGHT)
+        .try_collect()
+        .await
 }
 
 /// A version as an index holds it (no JSON), with the defaults of rows written before the
