@@ -80,7 +80,10 @@ impl Producer {
             let record = FutureRecord::to(&self.objects_topic)
                 .key(&key)
                 .payload(&payload)
-                .partition(partition);
+                .partition(partition)
+                .headers(service::kafka_headers(&schemas::headers::event_headers(
+                    event, &payload,
+                )));
             self.send(record, &mut in_flight).await?;
         }
         for letter in letters {
@@ -93,7 +96,10 @@ impl Producer {
                 .unwrap_or_default();
             let record = FutureRecord::to(&self.dead_letter_topic)
                 .key(&key)
-                .payload(&payload);
+                .payload(&payload)
+                .headers(service::kafka_headers(
+                    &schemas::headers::dead_letter_headers(&payload),
+                ));
             self.send(record, &mut in_flight).await?;
         }
         in_flight.wait_all().await

@@ -59,9 +59,13 @@ impl DeadLetters {
         let bytes = schemas::encode_dead_letter(letter)
             .map_err(|e| Error::State(format!("encoding a dead letter: {e}")))?;
         let key = letter.original_key.clone().unwrap_or_default();
+        let headers = schemas::headers::dead_letter_headers(&bytes);
         let mut backoff = Duration::from_millis(100);
         loop {
-            let record = FutureRecord::to(&self.topic).payload(&bytes).key(&key);
+            let record = FutureRecord::to(&self.topic)
+                .payload(&bytes)
+                .key(&key)
+                .headers(service::kafka_headers(&headers));
             match self.producer.send(record, Duration::from_secs(10)).await {
                 Ok(_) => return Ok(()),
                 Err((e, _)) => {

@@ -7,6 +7,7 @@ pub mod codec;
 pub mod cql;
 pub mod event;
 pub mod fingerprint;
+pub mod headers;
 pub mod key;
 pub mod stix;
 mod version_writer;

@@ -106,6 +106,19 @@ impl KafkaArgs {
     }
 }
 
+/// The contract's message headers ([`schemas::headers`]) as librdkafka's.
+pub fn kafka_headers(headers: &schemas::headers::Headers) -> rdkafka::message::OwnedHeaders {
+    headers.iter().fold(
+        rdkafka::message::OwnedHeaders::new_with_capacity(4),
+        |all, (key, value)| {
+            all.insert(rdkafka::message::Header {
+                key,
+                value: Some(value),
+            })
+        },
+    )
+}
+
 /// The partition ids of `topic` in `metadata`; none when the broker does not know the topic.
 pub fn partition_ids(metadata: &rdkafka::metadata::Metadata, topic: &str) -> Vec<i32> {
     metadata

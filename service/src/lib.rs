@@ -9,7 +9,7 @@ mod shutdown;
 mod units;
 
 pub use clock::now_micros;
-pub use connections::{CqlArgs, KafkaArgs, partition_ids};
+pub use connections::{CqlArgs, KafkaArgs, kafka_headers, partition_ids};
 pub use logging::{LogArgs, LogFormat, init_tracing};
 pub use metrics::{render, serve_metrics, spawn_metrics};
 pub use secret::Secret;

@@ -14,6 +14,7 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
+use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -63,28 +64,41 @@ async fn raw_produce(brokers: &str, objects: &[&RawValue], compacted: bool) -> D
     produce_timed(brokers, compacted, objects.len(), |i| {
         let object = objects[i].get();
         let id: Id<'_> = serde_json::from_str(object).unwrap();
-        (id.id.as_bytes(), object.as_bytes())
+        (id.id.as_bytes(), object.as_bytes(), None)
     })
     .await
 }
 
-/// Raw produce of exactly the messages ingest publishes for the bundle (its keys and Avro
-/// payloads, ~30 % more bytes than the objects' JSON and ids), into an auto-created topic.
-async fn raw_produce_messages(brokers: &str, messages: &[(Vec<u8>, Vec<u8>)]) -> Duration {
+/// One message as ingest published it.
+struct Published {
+    key: Vec<u8>,
+    payload: Vec<u8>,
+    headers: OwnedHeaders,
+}
+
+/// Raw produce of exactly the messages ingest publishes for the bundle (its keys, Avro
+/// payloads and headers, ~30 % more bytes than the objects' JSON and ids), into an
+/// auto-created topic.
+async fn raw_produce_messages(brokers: &str, messages: &[Published]) -> Duration {
     produce_timed(brokers, false, messages.len(), |i| {
-        (messages[i].0.as_slice(), messages[i].1.as_slice())
+        let m = &messages[i];
+        (
+            m.key.as_slice(),
+            m.payload.as_slice(),
+            Some(m.headers.clone()),
+        )
     })
     .await
 }
 
-/// Produces `count` messages (`message(i)`: key and payload) to partition 0 of a new topic with
+/// Produces `count` messages (`message(i)`: key, payload and headers) to partition 0 of a new topic with
 /// ingest's producer settings, on an already connected and warmed producer; returns the time
 /// from the first send to the last acknowledgement.
 async fn produce_timed<'m>(
     brokers: &str,
     compacted: bool,
     count: usize,
-    message: impl Fn(usize) -> (&'m [u8], &'m [u8]),
+    message: impl Fn(usize) -> (&'m [u8], &'m [u8], Option<OwnedHeaders>),
 ) -> Duration {
     let topic = unique("raw");
     if compacted {
@@ -114,14 +128,16 @@ async fn produce_timed<'m>(
     let started = Instant::now();
     let mut pending = Vec::with_capacity(count);
     for i in 0..count {
-        let (key, payload) = message(i);
+        let (key, payload, headers) = message(i);
         loop {
-            match producer.send_result(
-                FutureRecord::to(&topic)
-                    .key(key)
-                    .payload(payload)
-                    .partition(0),
-            ) {
+            let mut record = FutureRecord::to(&topic)
+                .key(key)
+                .payload(payload)
+                .partition(0);
+            if let Some(headers) = &headers {
+                record = record.headers(headers.clone());
+            }
+            match producer.send_result(record) {
                 Ok(delivery) => {
                     pending.push(delivery);
                     break;
@@ -137,8 +153,9 @@ async fn produce_timed<'m>(
 }
 
 /// Every message on `topic` (key, payload), partition by partition in offset order.
-fn read_topic(brokers: &str, topic: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+fn read_topic(brokers: &str, topic: &str) -> Vec<Published> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Header, Headers as _};
     use rdkafka::{Message, Offset, TopicPartitionList};
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -166,10 +183,19 @@ fn read_topic(brokers: &str, topic: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
                 .poll(Duration::from_secs(10))
                 .expect("no message within 10 s while reading back")
                 .unwrap();
-            messages.push((
-                message.key().unwrap_or_default().to_vec(),
-                message.payload().unwrap_or_default().to_vec(),
-            ));
+            let headers = message.headers().map_or_else(OwnedHeaders::new, |read| {
+                read.iter().fold(OwnedHeaders::new(), |all, h| {
+                    all.insert(Header {
+                        key: h.key,
+                        value: h.value,
+                    })
+                })
+            });
+            messages.push(Published {
+                key: message.key().unwrap_or_default().to_vec(),
+                payload: message.payload().unwrap_or_default().to_vec(),
+                headers,
+            });
             if message.offset() + 1 >= high {
                 break;
             }
@@ -324,7 +350,7 @@ async fn main() {
             .await
             .unwrap()
     };
-    let message_bytes: usize = messages.iter().map(|(k, p)| k.len() + p.len()).sum();
+    let message_bytes: usize = messages.iter().map(|m| m.key.len() + m.payload.len()).sum();
     println!(
         "ingest's messages for it: {} ({:.1} MB of keys and payloads)",
         messages.len(),

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::message::Headers as _;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 /// One message as stored.
@@ -14,11 +15,21 @@ pub struct Record {
     pub offset: i64,
     pub key: Vec<u8>,
     pub payload: Vec<u8>,
+    /// `(name, value)` in the order the message has them.
+    pub headers: Vec<(String, Vec<u8>)>,
 }
 
 impl Record {
     pub fn key_str(&self) -> String {
         String::from_utf8_lossy(&self.key).into_owned()
+    }
+
+    /// The value of header `name` as text, if the message has it.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
     }
 }
 
@@ -91,6 +102,12 @@ fn read_all_blocking(brokers: &str, topic: &str) -> anyhow::Result<Vec<Record>> 
                 offset: m.offset(),
                 key: m.key().unwrap_or_default().to_vec(),
                 payload: m.payload().unwrap_or_default().to_vec(),
+                headers: m.headers().map_or_else(Vec::new, |headers| {
+                    headers
+                        .iter()
+                        .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                        .collect()
+                }),
             }),
         }
     }

@@ -18,6 +18,7 @@ mod ingest_attack_domain;
 mod ingest_attack_index;
 mod ingest_bundles;
 mod ingest_workbench;
+mod kafka_headers;
 mod memory_server;
 mod projector_generations;
 mod projector_kills;
