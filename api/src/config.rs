@@ -159,6 +159,12 @@ pub struct Limits {
     #[arg(long, env = "TAXIWAY_API_MAX_IN_FLIGHT", default_value_t = 512,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
+    /// Live streams (`…/collections/{id}/stream/`) open at once; one more is answered 503 with
+    /// `Retry-After`. An idle subscriber costs a task, a connection and a small buffer (measured
+    /// in docs/benchmarks.md); a stream holds no request-in-flight slot once its head is sent.
+    #[arg(long, env = "TAXIWAY_API_MAX_STREAM_SUBSCRIBERS", default_value_t = 2_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_stream_subscribers: u32,
     /// On shutdown, time open responses get to finish after the listener closes; connections
     /// still open then are cut. Within Kubernetes' default 30 s grace period.
     #[arg(long, env = "TAXIWAY_API_DRAIN_TIMEOUT", default_value = "20s", value_parser = positive_duration)]
@@ -173,6 +179,7 @@ impl Default for Limits {
             response_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             max_in_flight: 512,
+            max_stream_subscribers: 2_000,
             drain_timeout: Duration::from_secs(20),
         }
     }

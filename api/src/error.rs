@@ -35,6 +35,10 @@ pub enum ApiError {
     /// Nothing loaded yet (the store was never reachable since start).
     #[error("{0}")]
     Unavailable(String),
+    /// Every stream subscription slot of this replica is taken: refused at once, with
+    /// `Retry-After` (a client retries, or a load balancer sends it to another replica).
+    #[error("too many stream subscribers (at most {0})")]
+    TooManySubscribers(u32),
     /// Too many requests in flight: shed at once, with `Retry-After`.
     #[error("too many requests in flight")]
     Overloaded,
@@ -62,7 +66,9 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Unavailable(_) | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Overloaded | ApiError::TooManySubscribers(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::TimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -109,6 +115,14 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable(d) => {
                 ("Service Unavailable", "unavailable", Some(d.clone()), None)
             }
+            ApiError::TooManySubscribers(cap) => (
+                "Service Unavailable",
+                "too_many_subscribers",
+                Some(format!(
+                    "this replica streams to at most {cap} subscribers; retry after {RETRY_AFTER_SECONDS} s"
+                )),
+                None,
+            ),
             ApiError::Overloaded => (
                 "Service Unavailable",
                 "overloaded",
@@ -157,7 +171,7 @@ impl IntoResponse for ApiError {
                     HeaderValue::from_static("Basic realm=\"taxiway\", Bearer realm=\"taxiway\""),
                 );
             }
-            ApiError::Overloaded => {
+            ApiError::Overloaded | ApiError::TooManySubscribers(_) => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));

@@ -116,7 +116,8 @@ impl Filter {
     }
 }
 
-fn timestamp(parameter: &str, text: &str) -> Result<i64, ApiError> {
+/// A TAXII timestamp parameter in microseconds; the error names `parameter`.
+pub(crate) fn timestamp(parameter: &str, text: &str) -> Result<i64, ApiError> {
     Timestamp::parse(text)
         .map(Timestamp::as_micros)
         .map_err(|e| {

@@ -61,6 +61,12 @@ pub async fn serve(
         source,
     })?;
     let refresher = tokio::spawn(refresh::run(state.clone(), store, shutdown.clone()));
+    let stopping = state.stopping.clone();
+    let stop_streams = shutdown.clone();
+    tokio::spawn(async move {
+        stop_streams.cancelled().await;
+        stopping.cancel();
+    });
     let limits = &state.server.limits;
     tracing::info!(%addr, ?limits, "serving TAXII 2.1");
     let server = server::Server::new(limits, state.metrics.clone());

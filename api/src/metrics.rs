@@ -50,6 +50,10 @@ pub struct Metrics {
     pub connections_open: IntGauge,
     /// Connections ended, by reason (`closed`, `idle`, `header_timeout`, `error`, `drain_cut`).
     pub connections_closed: IntCounterVec,
+    /// Live streams open now.
+    pub stream_subscribers: IntGauge,
+    /// Object versions sent on live streams.
+    pub stream_events: IntCounter,
 }
 
 impl Metrics {
@@ -156,6 +160,16 @@ impl Metrics {
             ),
             &["reason"],
         )?;
+        let stream_subscribers = IntGauge::new(
+            "stream_subscribers",
+            "Live streams (Server-Sent Events) open now",
+        )?;
+        let stream_events = IntCounter::new(
+            "stream_events_total",
+            "Object versions sent on live streams",
+        )?;
+        registry.register(Box::new(stream_subscribers.clone()))?;
+        registry.register(Box::new(stream_events.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(cache.clone()))?;
@@ -194,6 +208,8 @@ impl Metrics {
             connections,
             connections_open,
             connections_closed,
+            stream_subscribers,
+            stream_events,
         })
     }
 

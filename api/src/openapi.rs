@@ -40,6 +40,10 @@ fn summary(endpoint: Endpoint) -> &'static str {
         Endpoint::Object => "One object's selected versions (envelope)",
         Endpoint::Versions => "Versions of one object",
         Endpoint::Manifest => "Manifest of a collection",
+        Endpoint::Stream => {
+            "Live stream of the versions added to the collection on this root (Server-Sent \
+             Events; a Taxiway extension): event id = date_added, data = the STIX object"
+        }
         Endpoint::Status => "Status of a write (none exist: read-only server)",
         Endpoint::HealthPing => "Liveness as attack-taxii.mitre.org answers it (204)",
         Endpoint::Healthz => "Liveness",
@@ -96,9 +100,17 @@ fn taxii_errors(responses: &mut Map<String, Value>, endpoint: Endpoint) {
     ];
     if matches!(
         endpoint,
-        Endpoint::Objects | Endpoint::Object | Endpoint::Versions | Endpoint::Manifest
+        Endpoint::Objects
+            | Endpoint::Object
+            | Endpoint::Versions
+            | Endpoint::Manifest
+            | Endpoint::Stream
     ) {
         errors.push(("400", "Invalid parameter (TAXII error naming it)"));
+    }
+    if endpoint == Endpoint::Stream {
+        // Streams are not held to the TAXII media types.
+        errors.retain(|(status, _)| *status != "406");
     }
     for (status, description) in errors {
         responses.insert(status.into(), error_response(description));
@@ -140,6 +152,20 @@ fn get_responses(endpoint: Endpoint) -> Value {
                 "200".into(),
                 json!({"description": "OpenAPI 3 document",
                        "content": {"application/json": {"schema": {"type": "object"}}}}),
+            );
+        }
+        Endpoint::Stream => {
+            responses.insert(
+                "200".into(),
+                json!({"description": "An endless event stream: `event: object`, `id:` the \
+                                       version's date_added, `data:` the STIX object; comment \
+                                       lines as heartbeats",
+                       "content": {"text/event-stream": {"schema": {"type": "string"}}}}),
+            );
+            taxii_errors(&mut responses, endpoint);
+            responses.insert(
+                "503".into(),
+                error_response("Nothing loaded yet, or every stream slot taken (Retry-After)"),
             );
         }
         taxii => {
@@ -283,6 +309,18 @@ pub fn document(prefix: &str) -> Value {
                 json!({"name": name, "in": "query", "required": false, "description": description,
                        "schema": {"type": if *name == "limit" { "integer" } else { "string" }}})
             }));
+        }
+        if spec.endpoint == Endpoint::Stream {
+            query.push(
+                json!({"name": "added_after", "in": "query", "required": false,
+                "description": "Send the versions added strictly after this timestamp first",
+                "schema": {"type": "string"}}),
+            );
+            query.push(
+                json!({"name": "Last-Event-ID", "in": "header", "required": false,
+                "description": "Resume after this event id (a date_added); wins over added_after",
+                "schema": {"type": "string"}}),
+            );
         }
         let mut item = Map::new();
         if !path_parameters.is_empty() {

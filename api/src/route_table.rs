@@ -14,6 +14,8 @@ pub enum Endpoint {
     Object,
     Versions,
     Manifest,
+    /// Live stream of new versions (Server-Sent Events): a Taxiway extension.
+    Stream,
     Status,
     HealthPing,
     Healthz,
@@ -66,6 +68,7 @@ pub fn route_table(prefix: &str) -> Vec<RouteSpec> {
                 Endpoint::Versions,
             ),
             (format!("{collection}/manifest/"), Endpoint::Manifest),
+            (format!("{collection}/stream/"), Endpoint::Stream),
             (format!("{root}/status/{{status_id}}/"), Endpoint::Status),
         ] {
             table.push(RouteSpec { template, endpoint });

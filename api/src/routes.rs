@@ -14,7 +14,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
 use crate::filters::Listing;
-use crate::handlers::{self, collections, discovery, listing::listing};
+use crate::handlers::{self, collections, discovery, listing::listing, stream};
 use crate::media::{TAXII_CONTENT_TYPE, accepts_taxii};
 use crate::route_table::{Endpoint, route_table};
 use crate::state::AppState;
@@ -37,6 +37,7 @@ fn method_router(endpoint: Endpoint) -> MethodRouter<AppState> {
         Endpoint::Object => listed(Listing::Object).delete(handlers::write_refused),
         Endpoint::Versions => listed(Listing::Versions),
         Endpoint::Manifest => listed(Listing::Manifest),
+        Endpoint::Stream => get(stream::stream),
         Endpoint::HealthPing => get(health::ping),
         Endpoint::Healthz => get(health::healthz),
         Endpoint::Readyz => get(health::readyz),
@@ -52,9 +53,14 @@ fn method_router(endpoint: Endpoint) -> MethodRouter<AppState> {
 pub fn app(state: AppState) -> Router {
     let table = route_table(&state.prefix);
     let mut taxii = Router::new();
+    // Live streams answer text/event-stream: authenticated and limited like TAXII routes, but
+    // not held to the TAXII media types.
+    let mut streams = Router::new();
     let mut ops = Router::new();
     for spec in &table {
-        let target = if spec.endpoint.is_taxii() {
+        let target = if spec.endpoint == Endpoint::Stream {
+            &mut streams
+        } else if spec.endpoint.is_taxii() {
             &mut taxii
         } else {
             &mut ops
@@ -72,6 +78,7 @@ pub fn app(state: AppState) -> Router {
     // The limits come last, so they run first: a shed request costs no authentication.
     let taxii = taxii
         .route_layer(from_fn(require_taxii_accept))
+        .merge(streams)
         .route_layer(from_fn_with_state(state.auth.clone(), auth::authenticate));
     let taxii = limits::limit(taxii, &state.server.limits, &state.metrics);
     Router::new()

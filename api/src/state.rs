@@ -3,6 +3,9 @@
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
+use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+
 use crate::auth::Auth;
 use crate::compressed::CompressedCache;
 use crate::config::ServerConfig;
@@ -29,6 +32,13 @@ pub struct Shared {
     pub(crate) cursor_key: CursorKey,
     pub(crate) auth: Option<Arc<Auth>>,
     health: Mutex<Health>,
+    /// Bumped at every catalog swap: live streams wait on it instead of polling.
+    catalog_swaps: watch::Sender<u64>,
+    /// One permit per live stream ([`ServerConfig`]'s `max_stream_subscribers`).
+    pub(crate) stream_slots: Arc<Semaphore>,
+    /// Cancelled when the server starts shutting down: live streams end so the drain need not
+    /// wait for them (their clients resume with `Last-Event-ID`).
+    pub(crate) stopping: CancellationToken,
 }
 
 /// What `/readyz` reports on.
@@ -70,6 +80,11 @@ impl AppState {
                 auth: auth.map(Arc::new),
                 catalog: RwLock::new(Arc::new(Catalog::default())),
                 health: Mutex::new(Health::default()),
+                catalog_swaps: watch::Sender::new(0),
+                stream_slots: Arc::new(Semaphore::new(
+                    server.limits.max_stream_subscribers as usize,
+                )),
+                stopping: CancellationToken::new(),
                 server,
             }),
         })
@@ -87,6 +102,12 @@ impl AppState {
 
     pub(crate) fn set_catalog(&self, catalog: Catalog) {
         *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(catalog);
+        self.catalog_swaps.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes whenever the catalog is swapped ([`AppState::catalog`] then has the new one).
+    pub(crate) fn catalog_swaps(&self) -> watch::Receiver<u64> {
+        self.catalog_swaps.subscribe()
     }
 
     pub(crate) fn health(&self) -> Health {

@@ -11,6 +11,7 @@ pub mod fixtures;
 pub mod pipeline;
 pub mod projection;
 pub mod python;
+pub mod sse;
 pub mod topic;
 pub mod workbench_double;
 

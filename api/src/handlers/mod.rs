@@ -3,6 +3,7 @@
 pub(crate) mod collections;
 pub(crate) mod discovery;
 pub(crate) mod listing;
+pub(crate) mod stream;
 
 use std::sync::Arc;
 

@@ -11,6 +11,7 @@ use axum::middleware::{Next, from_fn};
 use axum::response::Response;
 use base64::Engine;
 use sha2::{Digest, Sha256};
+use tower::ServiceExt;
 
 use crate::memory_server::*;
 use api::Auth;
@@ -329,9 +330,16 @@ async fn openapi_document_matches_the_router() {
             if variant.is_empty() {
                 continue;
             }
-            let reply = get(&app, &variant).await;
-            let matched = reply
-                .header("x-matched")
+            // Only the response head: a live stream's body never ends.
+            let head = app
+                .clone()
+                .oneshot(Request::get(&variant).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let matched = head
+                .headers()
+                .get("x-matched")
+                .and_then(|v| v.to_str().ok())
                 .unwrap_or_else(|| panic!("{variant} is not routed"));
             assert_eq!(
                 matched.trim_end_matches('/'),
@@ -559,6 +567,10 @@ async fn schemathesis_finds_no_server_error_and_only_taxii_error_bodies() {
             "30",
             "--generation-database",
             "none",
+            // A live stream never ends: a request-response check cannot call it (its own
+            // tests are in api_stream).
+            "--exclude-path-regex",
+            "/stream/$",
             "--no-color",
         ],
         &[

@@ -11,6 +11,7 @@ mod api_hostile_http;
 mod api_lean;
 mod api_limits;
 mod api_pipeline;
+mod api_stream;
 mod child_process;
 mod clients_python;
 mod deployment;
