@@ -14,6 +14,8 @@ mod api_pipeline;
 mod child_process;
 mod clients_python;
 mod deployment;
+mod faults_cassandra;
+mod faults_kafka;
 mod ingest_attack_domain;
 mod ingest_attack_index;
 mod ingest_bundles;
