@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 pub mod api;
 pub mod child;
+pub mod engines;
 pub mod fixtures;
 pub mod pipeline;
 pub mod projection;

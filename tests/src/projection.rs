@@ -359,3 +359,56 @@ pub async fn drop_keyspaces(session: &Session, control: &str) -> anyhow::Result<
     }
     Ok(())
 }
+
+/// Checks that the projections of `keyspace` serve exactly `files`: every version with the
+/// newest file's content (the history root), and every file's release complete with exactly its
+/// versions (its release root). The truth comes from the files, not from Taxiway.
+pub async fn check_serves(
+    session: &Session,
+    keyspace: &str,
+    files: &[crate::fixtures::Release],
+) -> anyhow::Result<()> {
+    let stored = object_versions(session, keyspace).await?;
+    let mut newest: BTreeMap<(String, String), &serde_json::Value> = BTreeMap::new();
+    for file in files {
+        newest.extend(file.by_version());
+    }
+    let missing: Vec<_> = newest.keys().filter(|k| !stored.contains_key(*k)).collect();
+    let extra: Vec<_> = stored.keys().filter(|k| !newest.contains_key(*k)).collect();
+    anyhow::ensure!(
+        missing.is_empty() && extra.is_empty(),
+        "{keyspace}: {} versions missing (e.g. {:?}), {} not in the files (e.g. {:?})",
+        missing.len(),
+        missing.first(),
+        extra.len(),
+        extra.first()
+    );
+    for (key, object) in &newest {
+        let projected: serde_json::Value = serde_json::from_str(&stored[key])?;
+        anyhow::ensure!(&&projected == object, "{keyspace}: content of {key:?}");
+    }
+    for file in files {
+        let label = file
+            .collection()
+            .and_then(|c| c["x_mitre_version"].as_str())
+            .ok_or_else(|| anyhow::anyhow!("{}: no x_mitre_version", file.name))?;
+        let found = releases(session, keyspace, &file.collection_id()).await?;
+        let release = found
+            .iter()
+            .find(|r| r.label == label)
+            .ok_or_else(|| anyhow::anyhow!("{}: release {label} not projected", file.name))?;
+        anyhow::ensure!(
+            release.complete,
+            "{}: release {label} incomplete",
+            file.name
+        );
+        anyhow::ensure!(
+            release.members == file.versions(),
+            "{}: release {label} has {} members, the file {} versions",
+            file.name,
+            release.members.len(),
+            file.versions().len()
+        );
+    }
+    Ok(())
+}

@@ -15,6 +15,8 @@ mod api_stream;
 mod child_process;
 mod clients_python;
 mod deployment;
+mod faults_cassandra;
+mod faults_kafka;
 mod ingest_attack_domain;
 mod ingest_attack_index;
 mod ingest_bundles;
