@@ -25,8 +25,8 @@ pub use key::{
     partition_for, release_chunk_key,
 };
 pub use stix::{
-    Invalid, InvalidKind, SpecVersion, StixObjectMeta, Timestamp, compact_json, content_digest,
-    object_version, spec_version, validate_object,
+    Invalid, InvalidKind, SpecVersion, StixObjectMeta, Timestamp, check_stix_id, compact_json,
+    content_digest, object_version, spec_version, validate_object,
 };
 
 /// Everything that can go wrong in this crate.

@@ -41,6 +41,16 @@ pub(super) fn check_id(id: &str, stix_type: &str) -> Result<(), String> {
     }
 }
 
+/// An id on its own (a release member names objects by id alone): `<type>--<UUID>` with a valid
+/// type.
+pub fn check_stix_id(id: &str) -> Result<(), String> {
+    let Some((stix_type, _)) = id.rsplit_once("--") else {
+        return Err(format!("{}: not of the form <type>--<UUID>", quoted(id)));
+    };
+    check_type(stix_type).map_err(|why| format!("{}: type {why}", quoted(id)))?;
+    check_id(id, stix_type).map_err(|why| format!("{}: {why}", quoted(id)))
+}
+
 /// RFC 4122 textual form: 8-4-4-4-12 hex digits (either case). The version and variant nibbles
 /// are not checked: STIX producers do not all use v4/v5 and the id only needs to be well-formed.
 fn is_uuid(text: &str) -> bool {
@@ -50,4 +60,25 @@ fn is_uuid(text: &str) -> bool {
             8 | 13 | 18 | 23 => *c == b'-',
             _ => c.is_ascii_hexdigit(),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_alone_is_checked_by_its_own_type() {
+        assert_eq!(
+            check_stix_id("x-mitre-tactic--00000000-0000-4000-8000-000000000001"),
+            Ok(())
+        );
+        for bad in [
+            "nope",
+            "AP--00000000-0000-4000-8000-000000000001",
+            "attack-pattern--not-a-uuid",
+            "--00000000-0000-4000-8000-000000000001",
+        ] {
+            assert!(check_stix_id(bad).is_err(), "{bad}");
+        }
+    }
 }

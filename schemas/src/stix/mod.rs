@@ -12,6 +12,7 @@ mod version;
 pub use canonical::{canonical_json, content_digest};
 pub use check::{StixObjectMeta, validate_object};
 pub use compact::compact_json;
+pub use id::check_stix_id;
 pub use invalid::{Invalid, InvalidKind};
 pub use timestamp::Timestamp;
 pub use version::{SpecVersion, object_version, spec_version};

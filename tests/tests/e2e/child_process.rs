@@ -1,4 +1,4 @@
-//! The entry a child process of this binary runs (see `taxiway_tests::child`).
+//! The entries child processes of this binary run (see `taxiway_tests::child` and `taxiway_tests::api_child`).
 
 /// Not a test: `child::spawn` re-executes this binary on it, with the settings of a projector
 /// in the environment; without them it does nothing.
@@ -6,4 +6,12 @@
 #[ignore = "the entry of a projector child process (taxiway_tests::child::spawn)"]
 fn projector_entry() {
     taxiway_tests::child::entry().unwrap();
+}
+
+/// Not a test: `api_child::spawn` re-executes this binary on it, with the settings of an API
+/// replica in the environment; without them it does nothing.
+#[test]
+#[ignore = "the entry of an API child process (taxiway_tests::api_child::spawn)"]
+fn api_entry() {
+    taxiway_tests::api_child::entry().unwrap();
 }

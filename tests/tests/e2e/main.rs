@@ -5,12 +5,14 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod api_auth_and_openapi;
+mod api_auth_coverage;
 mod api_exact_releases;
 mod api_handlers;
 mod api_hostile_http;
 mod api_lean;
 mod api_limits;
 mod api_pipeline;
+mod api_replicas;
 mod api_stream;
 mod child_process;
 mod clients_python;
@@ -26,6 +28,7 @@ mod memory_server;
 mod projector_generations;
 mod projector_kills;
 mod projector_lost_data;
+mod projector_poison;
 mod projector_releases;
 mod projector_replay;
 mod schemas_codec;
