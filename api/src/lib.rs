@@ -12,6 +12,7 @@ pub mod store;
 mod auth;
 mod compressed;
 mod connection;
+mod cors;
 mod cursor;
 mod error;
 mod etag;

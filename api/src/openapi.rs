@@ -46,6 +46,9 @@ fn summary(endpoint: Endpoint) -> &'static str {
         Endpoint::Readyz => "Readiness: store reachable and collections loaded",
         Endpoint::Metrics => "Prometheus metrics",
         Endpoint::OpenApi => "This document",
+        Endpoint::Home => "Home page for browsers (HTML); other clients get a TAXII 404",
+        Endpoint::ApiDocs => "This document rendered by Swagger UI (HTML)",
+        Endpoint::ApiDocsAsset => "A file of the embedded Swagger UI",
     }
 }
 
@@ -141,6 +144,30 @@ fn get_responses(endpoint: Endpoint) -> Value {
                 json!({"description": "OpenAPI 3 document",
                        "content": {"application/json": {"schema": {"type": "object"}}}}),
             );
+        }
+        Endpoint::Home | Endpoint::ApiDocs => {
+            responses.insert(
+                "200".into(),
+                json!({"description": "HTML page",
+                       "content": {"text/html": {"schema": {"type": "string"}}}}),
+            );
+            if endpoint == Endpoint::Home {
+                responses.insert(
+                    "404".into(),
+                    error_response(
+                        "The client does not accept text/html: TAXII discovery is at /taxii2/",
+                    ),
+                );
+            }
+        }
+        Endpoint::ApiDocsAsset => {
+            responses.insert(
+                "200".into(),
+                json!({"description": "The file (JavaScript or CSS)",
+                       "content": {"text/javascript": {"schema": {"type": "string"}},
+                                   "text/css": {"schema": {"type": "string"}}}}),
+            );
+            responses.insert("404".into(), error_response("No such file"));
         }
         taxii => {
             if let Some(name) = body_schema(taxii) {

@@ -20,10 +20,17 @@ pub enum Endpoint {
     Readyz,
     Metrics,
     OpenApi,
+    /// `/`: the HTML home page for people with a browser.
+    Home,
+    /// `/api-docs`: Swagger UI over `/openapi.json`.
+    ApiDocs,
+    /// `/api-docs/{asset}`: the embedded files of Swagger UI.
+    ApiDocsAsset,
 }
 
 impl Endpoint {
-    /// TAXII endpoints get media-type negotiation and authentication; operational ones don't.
+    /// TAXII endpoints get media-type negotiation and authentication; operational ones and
+    /// pages don't.
     pub fn is_taxii(self) -> bool {
         !matches!(
             self,
@@ -32,6 +39,14 @@ impl Endpoint {
                 | Endpoint::Readyz
                 | Endpoint::Metrics
                 | Endpoint::OpenApi
+        ) && !self.is_page()
+    }
+
+    /// Pages for browsers: under the request limits like TAXII routes, but public and HTML.
+    pub fn is_page(self) -> bool {
+        matches!(
+            self,
+            Endpoint::Home | Endpoint::ApiDocs | Endpoint::ApiDocsAsset
         )
     }
 }
@@ -77,6 +92,9 @@ pub fn route_table(prefix: &str) -> Vec<RouteSpec> {
         ("/readyz", Endpoint::Readyz),
         ("/metrics", Endpoint::Metrics),
         ("/openapi.json", Endpoint::OpenApi),
+        ("/", Endpoint::Home),
+        ("/api-docs", Endpoint::ApiDocs),
+        ("/api-docs/{asset}", Endpoint::ApiDocsAsset),
     ] {
         table.push(RouteSpec {
             template: template.to_owned(),

@@ -1,6 +1,6 @@
-//! [`app`]: the router built from the route table, with its layers (request limits, TAXII media
-//! negotiation, authentication, metrics, compression, tracing). Every TAXII path is served with and without its
-//! trailing slash.
+//! [`app`]: the router built from the route table, with its layers (CORS, request limits, TAXII
+//! media negotiation, authentication, metrics, compression, tracing). Every TAXII path is served
+//! with and without its trailing slash.
 
 use axum::extract::Request;
 use axum::http::header;
@@ -14,7 +14,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
 use crate::filters::Listing;
-use crate::handlers::{self, collections, discovery, listing::listing};
+use crate::handlers::{self, api_docs, collections, discovery, home, listing::listing};
 use crate::media::{TAXII_CONTENT_TYPE, accepts_taxii};
 use crate::route_table::{Endpoint, route_table};
 use crate::state::AppState;
@@ -42,20 +42,26 @@ fn method_router(endpoint: Endpoint) -> MethodRouter<AppState> {
         Endpoint::Readyz => get(health::readyz),
         Endpoint::Metrics => get(health::metrics),
         Endpoint::OpenApi => get(openapi::serve),
+        Endpoint::Home => get(home::home),
+        Endpoint::ApiDocs => get(api_docs::page),
+        Endpoint::ApiDocsAsset => get(api_docs::asset),
     };
     read_only.fallback(handlers::method_not_allowed)
 }
 
-/// The whole application: routes, request limits, TAXII media negotiation, auth, metrics,
+/// The whole application: routes, CORS, request limits, TAXII media negotiation, auth, metrics,
 /// compression, tracing. Health, readiness and metrics routes are outside the request limits,
 /// so probes still answer while TAXII requests are shed.
 pub fn app(state: AppState) -> Router {
     let table = route_table(&state.prefix);
     let mut taxii = Router::new();
+    let mut pages = Router::new();
     let mut ops = Router::new();
     for spec in &table {
         let target = if spec.endpoint.is_taxii() {
             &mut taxii
+        } else if spec.endpoint.is_page() {
+            &mut pages
         } else {
             &mut ops
         };
@@ -74,8 +80,16 @@ pub fn app(state: AppState) -> Router {
         .route_layer(from_fn(require_taxii_accept))
         .route_layer(from_fn_with_state(state.auth.clone(), auth::authenticate));
     let taxii = limits::limit(taxii, &state.server.limits, &state.metrics);
+    // Outermost on the TAXII routes: the CORS layer answers a preflight itself, so a preflight
+    // needs no credentials, costs no slot of the limits and never reaches the 405 fallback.
+    let taxii = match &state.cors {
+        Some(cors) => taxii.route_layer(cors.clone()),
+        None => taxii,
+    };
+    let pages = limits::limit(pages, &state.server.limits, &state.metrics);
     Router::new()
         .merge(taxii)
+        .merge(pages)
         .merge(ops)
         .fallback(handlers::not_found)
         // Compression runs per response, streamed: the fastest level keeps a whole-collection

@@ -3,6 +3,8 @@
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
+use tower_http::cors::CorsLayer;
+
 use crate::auth::Auth;
 use crate::compressed::CompressedCache;
 use crate::config::ServerConfig;
@@ -28,6 +30,8 @@ pub struct Shared {
     pub metrics: Metrics,
     pub(crate) cursor_key: CursorKey,
     pub(crate) auth: Option<Arc<Auth>>,
+    /// The CORS layer of the TAXII routes, when origins are configured.
+    pub(crate) cors: Option<CorsLayer>,
     health: Mutex<Health>,
 }
 
@@ -60,8 +64,10 @@ impl AppState {
                 CursorKey::random().map_err(|e| Error::Randomness(e.to_string()))?
             }
         };
+        let cors = crate::cors::layer(&server.cors_origins)?;
         Ok(AppState {
             inner: Arc::new(Shared {
+                cors,
                 prefix: server.normalized_prefix(),
                 cache: ResultCache::new(server.result_cache_entries),
                 compressed: CompressedCache::new(server.compressed_cache_bytes),

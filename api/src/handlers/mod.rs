@@ -1,7 +1,9 @@
 //! Request handlers, and what they share: path extraction, root resolution, TAXII responses.
 
+pub(crate) mod api_docs;
 pub(crate) mod collections;
 pub(crate) mod discovery;
+pub(crate) mod home;
 pub(crate) mod listing;
 
 use std::sync::Arc;

@@ -10,6 +10,7 @@ mod api_handlers;
 mod api_hostile_http;
 mod api_lean;
 mod api_limits;
+mod api_pages;
 mod api_pipeline;
 mod child_process;
 mod clients_python;
