@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 pub mod api;
+pub mod browser;
 pub mod child;
 pub mod fixtures;
 pub mod pipeline;

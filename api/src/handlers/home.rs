@@ -25,7 +25,9 @@ h1 { margin-bottom: 0.2rem; }
 table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: 0.35rem 0.6rem; border-bottom: 1px solid #d0d7de; }
 td.objects { text-align: right; font-variant-numeric: tabular-nums; }
-pre { background: #f6f8fa; padding: 0.8rem; overflow-x: auto; border-radius: 4px; }
+td.date { white-space: nowrap; }
+pre { background: #f6f8fa; padding: 0.8rem; border-radius: 4px; white-space: pre-wrap;
+      overflow-wrap: anywhere; }
 code { font-size: 0.9em; }
 nav a { margin-right: 1rem; }
 ";

@@ -12,6 +12,7 @@ mod api_lean;
 mod api_limits;
 mod api_pages;
 mod api_pipeline;
+mod browser_pages;
 mod child_process;
 mod clients_python;
 mod deployment;
