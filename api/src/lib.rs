@@ -10,6 +10,7 @@ pub mod refresh;
 pub mod store;
 
 mod auth;
+mod changes;
 mod compressed;
 mod connection;
 mod cors;

@@ -20,8 +20,12 @@ pub enum Endpoint {
     Readyz,
     Metrics,
     OpenApi,
+    /// `{root}/collections/{id}/changes/` (history root only): what changed between releases.
+    Changes,
     /// `/`: the HTML home page for people with a browser.
     Home,
+    /// `/changes`: the changes between two releases as a page.
+    ChangesPage,
     /// `/api-docs`: Swagger UI over `/openapi.json`.
     ApiDocs,
     /// `/api-docs/{asset}`: the embedded files of Swagger UI.
@@ -42,11 +46,17 @@ impl Endpoint {
         ) && !self.is_page()
     }
 
+    /// TAXII endpoints whose `Accept` must admit the TAXII media type; the JSON extensions
+    /// (changes between releases) answer `application/json` to any client.
+    pub fn negotiates_taxii(self) -> bool {
+        self.is_taxii() && self != Endpoint::Changes
+    }
+
     /// Pages for browsers: under the request limits like TAXII routes, but public and HTML.
     pub fn is_page(self) -> bool {
         matches!(
             self,
-            Endpoint::Home | Endpoint::ApiDocs | Endpoint::ApiDocsAsset
+            Endpoint::Home | Endpoint::ChangesPage | Endpoint::ApiDocs | Endpoint::ApiDocsAsset
         )
     }
 }
@@ -86,6 +96,10 @@ pub fn route_table(prefix: &str) -> Vec<RouteSpec> {
             table.push(RouteSpec { template, endpoint });
         }
     }
+    table.push(RouteSpec {
+        template: format!("{prefix}/{{root}}/collections/{{id}}/changes/"),
+        endpoint: Endpoint::Changes,
+    });
     for (template, endpoint) in [
         ("/health/ping", Endpoint::HealthPing),
         ("/healthz", Endpoint::Healthz),
@@ -93,6 +107,7 @@ pub fn route_table(prefix: &str) -> Vec<RouteSpec> {
         ("/metrics", Endpoint::Metrics),
         ("/openapi.json", Endpoint::OpenApi),
         ("/", Endpoint::Home),
+        ("/changes", Endpoint::ChangesPage),
         ("/api-docs", Endpoint::ApiDocs),
         ("/api-docs/{asset}", Endpoint::ApiDocsAsset),
     ] {

@@ -14,7 +14,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
 use crate::filters::Listing;
-use crate::handlers::{self, api_docs, collections, discovery, home, listing::listing};
+use crate::handlers::{self, api_docs, changes, collections, discovery, home, listing::listing};
 use crate::media::{TAXII_CONTENT_TYPE, accepts_taxii};
 use crate::route_table::{Endpoint, route_table};
 use crate::state::AppState;
@@ -42,7 +42,9 @@ fn method_router(endpoint: Endpoint) -> MethodRouter<AppState> {
         Endpoint::Readyz => get(health::readyz),
         Endpoint::Metrics => get(health::metrics),
         Endpoint::OpenApi => get(openapi::serve),
+        Endpoint::Changes => get(changes::changes),
         Endpoint::Home => get(home::home),
+        Endpoint::ChangesPage => get(changes::page),
         Endpoint::ApiDocs => get(api_docs::page),
         Endpoint::ApiDocsAsset => get(api_docs::asset),
     };
@@ -55,11 +57,14 @@ fn method_router(endpoint: Endpoint) -> MethodRouter<AppState> {
 pub fn app(state: AppState) -> Router {
     let table = route_table(&state.prefix);
     let mut taxii = Router::new();
+    let mut extensions = Router::new();
     let mut pages = Router::new();
     let mut ops = Router::new();
     for spec in &table {
-        let target = if spec.endpoint.is_taxii() {
+        let target = if spec.endpoint.negotiates_taxii() {
             &mut taxii
+        } else if spec.endpoint.is_taxii() {
+            &mut extensions
         } else if spec.endpoint.is_page() {
             &mut pages
         } else {
@@ -78,6 +83,7 @@ pub fn app(state: AppState) -> Router {
     // The limits come last, so they run first: a shed request costs no authentication.
     let taxii = taxii
         .route_layer(from_fn(require_taxii_accept))
+        .merge(extensions)
         .route_layer(from_fn_with_state(state.auth.clone(), auth::authenticate));
     let taxii = limits::limit(taxii, &state.server.limits, &state.metrics);
     // Outermost on the TAXII routes: the CORS layer answers a preflight itself, so a preflight

@@ -18,7 +18,7 @@ use crate::media::{TAXII_CONTENT_TYPE, accepts_html};
 use crate::snapshot::{Catalog, Snapshot, ViewSel, format_micros};
 use crate::state::AppState;
 
-const STYLE: &str = "
+pub(super) const STYLE: &str = "
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; padding: 0 1rem;
        color: #1b1f24; line-height: 1.45; }
 h1 { margin-bottom: 0.2rem; }
@@ -42,6 +42,8 @@ struct Row {
     release: Option<(String, String)>,
     /// The collection's URL in the default root.
     url: String,
+    /// Labels of the release before the latest one and of the latest, for the changes page.
+    changes: Option<(String, String)>,
 }
 
 /// `GET /`.
@@ -122,7 +124,12 @@ fn row(state: &AppState, snapshot: &Snapshot, sel: ViewSel, base: &str) -> Row {
         }),
         ViewSel::All => None,
     };
+    let changes = match (snapshot.releases.first(), snapshot.releases.get(1)) {
+        (Some(latest), Some(before)) => Some((before.label.clone(), latest.label.clone())),
+        _ => None,
+    };
     Row {
+        changes,
         id: snapshot.meta.id.clone(),
         title: snapshot.meta.title.clone(),
         objects,
@@ -177,7 +184,7 @@ fn render(state: &AppState, catalog: &Catalog, base: &str, rows: &[Row], hidden:
                     table id="collections" {
                         thead { tr {
                             th { "Collection" } th { "Objects" } th { "Latest release" }
-                            th { "Released" } th { "URL" }
+                            th { "Released" } th { "Changes" } th { "URL" }
                         } }
                         tbody {
                             @for r in rows {
@@ -190,6 +197,13 @@ fn render(state: &AppState, catalog: &Catalog, base: &str, rows: &[Row], hidden:
                                     } @else {
                                         td class="release" { "—" }
                                         td class="date" { "—" }
+                                    }
+                                    td class="changes" {
+                                        @if let Some((before, latest)) = &r.changes {
+                                            a href=(format!("/changes?collection={}&from={before}&to={latest}", r.id)) {
+                                                (before) " → " (latest)
+                                            }
+                                        }
                                     }
                                     td class="url" { a href=(r.url) { code { (r.url) } } }
                                 }

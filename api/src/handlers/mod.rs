@@ -1,6 +1,7 @@
 //! Request handlers, and what they share: path extraction, root resolution, TAXII responses.
 
 pub(crate) mod api_docs;
+pub(crate) mod changes;
 pub(crate) mod collections;
 pub(crate) mod discovery;
 pub(crate) mod home;

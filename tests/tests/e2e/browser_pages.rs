@@ -1,6 +1,7 @@
 //! In a real browser (Debian's headless Chromium): the home page and the API documentation page
 //! of an api serving the shipped bundles from memory, checked for what they render and for a
-//! clean console, with screenshots for the README; and a page on another origin that reads a
+//! clean console, with screenshots for the README; the changes page against the bundle files;
+//! and a page on another origin that reads a
 //! collection through CORS when it is on and is refused when it is off.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,10 +19,10 @@ use crate::memory_server::*;
 use api::config::ServerConfig;
 use api::store::memory::MemoryStore;
 
-/// The api over the five shipped releases, on 127.0.0.1, ready.
+/// The api over the five shipped releases (re-issued contents included), on 127.0.0.1, ready.
 async fn serve(config: ServerConfig) -> Api {
     let store = MemoryStore::new();
-    for c in collections() {
+    for c in crate::api_changes::collections_with_contents() {
         store.put_collection(c);
     }
     let api = Api::serve_store(config, Arc::new(store)).await.unwrap();
@@ -107,7 +108,12 @@ const HOME_ROWS: &str =
     release: tr.querySelector('.release').innerText,
     date: tr.querySelector('.date').innerText,
     url: tr.querySelector('.url a').href,
+    changes: tr.querySelector('.changes a').getAttribute('href'),
 }))";
+
+const CHANGE_COUNTS: &str =
+    "Object.fromEntries(Array.from(document.querySelectorAll('#counts tbody tr'))
+    .map(tr => [tr.dataset.kind, Number(tr.querySelector('.objects').innerText)]))";
 
 const SWAGGER_OPERATIONS: &str = "Array.from(document.querySelectorAll('.opblock')).map(b => ({
     method: b.querySelector('.opblock-summary-method').innerText.trim().toLowerCase(),
@@ -130,8 +136,19 @@ async fn the_home_page_and_the_api_docs_render_in_chromium() {
         SWAGGER_OPERATIONS,
     );
     docs.screenshot = Some(screenshots.join("api-docs.png"));
+    let (from, to) = (bundle("ics-attack-17.1"), bundle("ics-attack-18.0"));
+    let mut changes = visit(
+        "changes",
+        format!(
+            "{}/changes?collection={ICS}&from={}&to={}",
+            api.base, from.label, to.label
+        ),
+        "#counts",
+        CHANGE_COUNTS,
+    );
+    changes.screenshot = Some(screenshots.join("changes.png"));
     let seen = browser
-        .visit(&[home, docs], Duration::from_secs(180))
+        .visit(&[home, docs, changes], Duration::from_secs(180))
         .await
         .unwrap();
 
@@ -159,6 +176,28 @@ async fn the_home_page_and_the_api_docs_render_in_chromium() {
             format!("{}/api/v21/collections/{id}/", api.base),
             "{id}"
         );
+        // The link to the changes from the release before the latest one.
+        let mut labels: Vec<(i64, &str)> = bundles()
+            .iter()
+            .filter(|b| &b.collection_id == id)
+            .map(|b| (b.release_timestamp, b.label.as_str()))
+            .collect();
+        labels.sort();
+        let [.., (_, before), (_, latest)] = labels[..] else {
+            panic!("{id}: fewer than two releases")
+        };
+        assert_eq!(
+            row["changes"],
+            format!("/changes?collection={id}&from={before}&to={latest}"),
+            "{id}"
+        );
+    }
+
+    let changes = &seen[2];
+    assert_clean(changes);
+    let want = crate::api_changes::expected(from, to);
+    for (kind, ids) in &want {
+        assert_eq!(changes.value[kind], ids.len(), "changes page: {kind}");
     }
 
     let docs = &seen[1];
@@ -182,7 +221,7 @@ async fn the_home_page_and_the_api_docs_render_in_chromium() {
         .collect();
     let missing: Vec<_> = documented.difference(&rendered).collect();
     assert!(missing.is_empty(), "not rendered: {missing:?}");
-    for shot in ["home.png", "api-docs.png"] {
+    for shot in ["home.png", "api-docs.png", "changes.png"] {
         let bytes = std::fs::read(screenshots.join(shot)).unwrap();
         assert!(bytes.starts_with(b"\x89PNG"), "{shot} is a PNG");
     }

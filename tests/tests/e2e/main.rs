@@ -5,6 +5,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod api_auth_and_openapi;
+mod api_changes;
 mod api_exact_releases;
 mod api_handlers;
 mod api_hostile_http;
