@@ -198,3 +198,97 @@ pub fn release_json(release: &Release) -> Value {
         "date": format_micros(release.timestamp),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::store::{CollectionData, ReleaseRow, VersionRow};
+
+    fn row(id: &str, version: i64, json: Value, content: Option<[u8; 32]>) -> VersionRow {
+        VersionRow {
+            object_id: id.into(),
+            version,
+            version_text: version.to_string(),
+            stix_type: id.split("--").next().unwrap_or_default().into(),
+            spec_version: "2.1".into(),
+            date_added: version * 10 + i64::from(content.is_some()),
+            object_json: Bytes::from(json.to_string()),
+            content,
+        }
+    }
+
+    #[test]
+    fn each_kind_of_change_is_told_apart() {
+        let technique = |modified: i64, description: &str, deprecated: bool| {
+            serde_json::json!({"id": "attack-pattern--t", "name": "Drive-by", "modified": modified,
+                "description": description, "x_mitre_deprecated": deprecated,
+                "external_references": [{"source_name": "mitre-attack", "external_id": "T1189"}]})
+        };
+        let old_rel = serde_json::json!({"id": "relationship--r", "x_mitre_deprecated": false});
+        let new_rel = serde_json::json!({"id": "relationship--r", "x_mitre_deprecated": true});
+        let gone = serde_json::json!({"id": "tool--gone", "name": "Gone"});
+        let new = serde_json::json!({"id": "malware--new", "name": "New"});
+        let same = serde_json::json!({"id": "identity--same"});
+        let snapshot = Snapshot::build(CollectionData {
+            versions: vec![
+                row("attack-pattern--t", 1, technique(1, "a", false), None),
+                row("attack-pattern--t", 2, technique(2, "b", true), None),
+                row("relationship--r", 1, old_rel, Some([7; 32])),
+                row("relationship--r", 1, new_rel, None),
+                row("tool--gone", 1, gone, None),
+                row("malware--new", 1, new, None),
+                row("identity--same", 1, same, None),
+            ],
+            releases: vec![
+                ReleaseRow {
+                    release_timestamp: 1,
+                    label: "1.0".into(),
+                    complete: true,
+                    members: vec![
+                        ("attack-pattern--t".into(), 1, None),
+                        ("relationship--r".into(), 1, Some([7; 32])),
+                        ("tool--gone".into(), 1, None),
+                        ("identity--same".into(), 1, None),
+                    ],
+                },
+                ReleaseRow {
+                    release_timestamp: 2,
+                    label: "2.0".into(),
+                    complete: true,
+                    members: vec![
+                        ("attack-pattern--t".into(), 2, None),
+                        ("relationship--r".into(), 1, None),
+                        ("malware--new".into(), 1, None),
+                        ("identity--same".into(), 1, None),
+                    ],
+                },
+            ],
+            ..Default::default()
+        });
+        let (to, from) = (&snapshot.releases[0], &snapshot.releases[1]);
+        let c = between(&snapshot, from, to).unwrap();
+        let ids =
+            |m: &ByType| -> Vec<String> { m.values().flatten().map(|c| c.id.clone()).collect() };
+        assert_eq!(ids(&c.added), ["malware--new"]);
+        assert_eq!(ids(&c.removed), ["tool--gone"]);
+        assert_eq!(ids(&c.new_version), ["attack-pattern--t"]);
+        assert_eq!(ids(&c.reissued), ["relationship--r"]);
+        assert_eq!(ids(&c.deprecated), ["attack-pattern--t", "relationship--r"]);
+        assert!(c.revoked.is_empty());
+        let t = &c.new_version["attack-pattern"][0];
+        assert_eq!(t.attack_id.as_deref(), Some("T1189"));
+        assert_eq!(t.name.as_deref(), Some("Drive-by"));
+        assert_eq!(t.fields, ["description", "modified", "x_mitre_deprecated"]);
+        assert_eq!(c.reissued["relationship"][0].fields, ["x_mitre_deprecated"]);
+        // Nothing changes between a release and itself.
+        assert!(
+            between(&snapshot, to, to)
+                .unwrap()
+                .counts()
+                .values()
+                .all(|n| *n == 0)
+        );
+    }
+}
