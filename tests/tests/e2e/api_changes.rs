@@ -12,77 +12,103 @@ use sha2::{Digest, Sha256};
 use crate::memory_server::*;
 use api::config::ServerConfig;
 use api::store::memory::MemoryStore;
-use api::store::{CollectionData, VersionRow};
+use api::store::{CollectionData, CollectionMeta, ReleaseRow, VersionRow};
 
-/// As ingest and the projector store them: a version MITRE re-issued with other content keeps
-/// every content, the newest one unnamed and each older one under its digest, and each
-/// release names the content it shipped.
-pub(crate) fn collections_with_contents() -> Vec<CollectionData> {
-    let mut out = collections();
-    for data in &mut out {
-        let files: Vec<&Bundle> = bundles()
-            .iter()
-            .filter(|b| b.collection_id == data.meta.id)
-            .collect();
-        // (id, version) → contents in import order.
-        let mut contents: BTreeMap<(String, i64), Vec<&Value>> = BTreeMap::new();
-        for b in &files {
-            for o in &b.objects {
-                let list = contents
-                    .entry((o["id"].as_str().unwrap().to_owned(), version_of(o)))
-                    .or_default();
-                if !list.contains(&o) {
-                    list.push(o);
-                }
+/// One release of a collection for [`collection_data`].
+pub(crate) struct File<'a> {
+    pub label: String,
+    pub timestamp: i64,
+    pub objects: &'a [Value],
+}
+
+/// A collection as ingest and the projector store it: a version MITRE re-issued with other
+/// content keeps every content, the newest one unnamed and each older one under its digest,
+/// and each release names the content it shipped. `files` in import order.
+pub(crate) fn collection_data(meta: CollectionMeta, files: &[File<'_>]) -> CollectionData {
+    // (id, version) → its contents in import order, and the type of the object.
+    let mut contents: BTreeMap<(String, i64), Vec<&Value>> = BTreeMap::new();
+    for f in files {
+        for o in f.objects {
+            let list = contents
+                .entry((o["id"].as_str().unwrap().to_owned(), version_of(o)))
+                .or_default();
+            if !list.contains(&o) {
+                list.push(o);
             }
         }
-        let mut extra = Vec::new();
-        for ((id, version), list) in &contents {
-            let (older, _newest) = list.split_at(list.len() - 1);
-            let template = data
-                .versions
-                .iter()
-                .find(|v| &v.object_id == id && v.version == *version)
-                .unwrap()
-                .clone();
-            for (n, o) in older.iter().enumerate() {
-                let json = serde_json::to_string(o).unwrap();
-                extra.push(VersionRow {
-                    object_json: Bytes::from(json.clone()),
-                    content: Some(Sha256::digest(json.as_bytes()).into()),
-                    date_added: template.date_added - 1 - n as i64,
-                    ..template.clone()
-                });
-            }
+    }
+    let digest =
+        |o: &Value| -> [u8; 32] { Sha256::digest(serde_json::to_string(o).unwrap()).into() };
+    let mut versions = Vec::new();
+    let mut date_added = DATE_BASE;
+    for ((id, version), list) in &contents {
+        for (n, o) in list.iter().enumerate() {
+            date_added += 1001;
+            let newest = n + 1 == list.len();
+            versions.push(VersionRow {
+                object_id: id.clone(),
+                version: *version,
+                version_text: schemas::Timestamp::from_micros(*version).to_canonical(),
+                stix_type: o["type"].as_str().unwrap().to_owned(),
+                spec_version: o["spec_version"].as_str().unwrap_or("2.0").to_owned(),
+                date_added,
+                object_json: Bytes::from(serde_json::to_string(o).unwrap()),
+                content: (!newest).then(|| digest(o)),
+            });
         }
-        // The newest content of each version is its latest row (the snapshot keeps the latest).
-        for v in &mut data.versions {
-            let list = &contents[&(v.object_id.clone(), v.version)];
-            v.object_json = Bytes::from(serde_json::to_string(list[list.len() - 1]).unwrap());
-        }
-        data.versions.extend(extra);
-        for (release, b) in data.releases.iter_mut().zip(&files) {
-            release.members = b
+    }
+    let releases = files
+        .iter()
+        .map(|f| ReleaseRow {
+            release_timestamp: f.timestamp,
+            label: f.label.clone(),
+            complete: true,
+            members: f
                 .objects
                 .iter()
                 .map(|o| {
-                    let json = serde_json::to_string(o).unwrap();
-                    (
-                        o["id"].as_str().unwrap().to_owned(),
-                        version_of(o),
-                        Some(Sha256::digest(json.as_bytes()).into()),
-                    )
+                    let id = o["id"].as_str().unwrap().to_owned();
+                    (id, version_of(o), Some(digest(o)))
+                })
+                .collect(),
+        })
+        .collect();
+    CollectionData {
+        meta,
+        revision: 1,
+        versions,
+        releases,
+    }
+}
+
+/// The five shipped releases, re-issued contents included.
+pub(crate) fn collections_with_contents() -> Vec<CollectionData> {
+    collections()
+        .into_iter()
+        .map(|c| {
+            let files: Vec<File<'_>> = bundles()
+                .iter()
+                .filter(|b| b.collection_id == c.meta.id)
+                .map(|b| File {
+                    label: b.label.clone(),
+                    timestamp: b.release_timestamp,
+                    objects: &b.objects,
                 })
                 .collect();
-        }
-    }
-    out
+            collection_data(c.meta, &files)
+        })
+        .collect()
 }
 
 /// The expected changes between two bundle files: kind → set of object ids.
 pub(crate) fn expected(from: &Bundle, to: &Bundle) -> BTreeMap<&'static str, BTreeSet<String>> {
-    let index = |b: &Bundle| -> BTreeMap<String, Value> {
-        b.objects
+    expected_between(&from.objects, &to.objects)
+}
+
+/// The expected changes between two lists of objects: kind → set of object ids.
+fn expected_between(from: &[Value], to: &[Value]) -> BTreeMap<&'static str, BTreeSet<String>> {
+    let index = |objects: &[Value]| -> BTreeMap<String, Value> {
+        objects
             .iter()
             .map(|o| (o["id"].as_str().unwrap().to_owned(), o.clone()))
             .collect()
@@ -297,5 +323,59 @@ async fn changes_are_a_history_root_extension_with_checked_parameters() {
         let reply = get(&app, &uri).await;
         assert_eq!(reply.status, status, "{uri}");
         assert!(reply.json()["http_status"].is_string(), "{uri}");
+    }
+}
+
+/// Enterprise, from the STIX 2.0 releases only the shared data has (15.1, 18.0, 18.1): the
+/// endpoint against the files for each consecutive pair.
+#[tokio::test]
+async fn enterprise_changes_between_consecutive_releases_are_what_the_files_say() {
+    let labels = ["15.1", "18.0", "18.1"];
+    let mut releases = Vec::new();
+    for label in labels {
+        let name = format!("stix-2.0/enterprise-attack-{label}.json.zst");
+        if taxiway_tests::fixtures::shared_only(&name).is_none() {
+            return;
+        }
+        releases.push(taxiway_tests::fixtures::Release::load(&name).unwrap());
+    }
+    // STIX 2.0 bundles have no collection object: the id is Enterprise's in the 2.1 files.
+    let id = "x-mitre-collection--1f5f1533-f617-4ca8-9ab4-6a02367fa019";
+    let files: Vec<File<'_>> = labels
+        .iter()
+        .zip(&releases)
+        .enumerate()
+        .map(|(n, (label, r))| File {
+            label: (*label).to_owned(),
+            timestamp: DATE_BASE + n as i64,
+            objects: &r.objects,
+        })
+        .collect();
+    let meta = CollectionMeta {
+        id: id.to_owned(),
+        title: "Enterprise ATT&CK".to_owned(),
+        released: true,
+        ..CollectionMeta::default()
+    };
+    let store = MemoryStore::new();
+    store.put_collection(collection_data(meta, &files));
+    let state = api::AppState::new(ServerConfig::default(), None).unwrap();
+    refresh(&state, &store).await;
+    let app = api::app(state);
+    for pair in files.windows(2) {
+        let (from, to) = (&pair[0], &pair[1]);
+        let uri = format!(
+            "/api/v21/history/collections/{id}/changes/?from={}&to={}",
+            from.label, to.label
+        );
+        let reply = get(&app, &uri).await;
+        assert_eq!(reply.status, StatusCode::OK, "{uri}");
+        let body = reply.json();
+        let want = expected_between(from.objects, to.objects);
+        assert!(want["new_version"].len() > 100, "{uri}: a real release");
+        for (kind, ids) in &want {
+            assert_eq!(&served(&body, kind), ids, "{uri}: {kind}");
+            assert_eq!(body["counts"][kind], ids.len(), "{uri}: {kind}");
+        }
     }
 }
