@@ -209,6 +209,11 @@ impl Auth {
         Auth::from_json_named(&text, &path.display().to_string())
     }
 
+    /// What a caller without credentials may read; `None`: nothing (401).
+    pub fn anonymous_rights(&self) -> Option<&Rights> {
+        self.anonymous.as_ref()
+    }
+
     /// The rights of a request, from its `Authorization` header.
     pub async fn authenticate(
         self: &Arc<Self>,

@@ -120,6 +120,19 @@ pub struct ServerConfig {
     /// each process signs with a random key, and its cursors fail on any other replica.
     #[arg(long, env = "TAXIWAY_API_CURSOR_KEY", hide_env_values = true)]
     pub cursor_key: Option<Secret>,
+    /// Origins whose pages may read the TAXII routes from a browser (CORS), e.g.
+    /// `https://mitre-attack.github.io` for the ATT&CK Navigator: repeat the flag or separate
+    /// with commas; `*` lets any site read (a public server). CORS is off without it.
+    #[arg(
+        long = "cors-origin",
+        env = "TAXIWAY_API_CORS_ORIGIN",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+    /// The URL clients reach this server at (`https://taxii.example.org`), for the links and
+    /// snippets of the home page; without it they are built from the request's `Host`.
+    #[arg(long, env = "TAXIWAY_API_PUBLIC_URL")]
+    pub public_url: Option<String>,
     #[command(flatten)]
     pub limits: Limits,
 }
@@ -214,6 +227,8 @@ impl Default for ServerConfig {
             compressed_cache_bytes: 256 << 20,
             max_snapshot_bytes: 4 << 30,
             cursor_key: None,
+            cors_origins: Vec::new(),
+            public_url: None,
             limits: Limits::default(),
         }
     }
@@ -254,6 +269,27 @@ mod tests {
         assert!(error.to_string().contains("max-content-length"), "{error}");
         let c = Config::try_parse_from(["api", "--max-content-length", "4096"]).unwrap();
         assert_eq!(c.server.max_content_length, 4096);
+    }
+
+    #[test]
+    fn cors_origins_repeat_or_split_on_commas_and_default_to_none() {
+        let c = Config::try_parse_from([
+            "api",
+            "--cors-origin",
+            "https://a.example",
+            "--cors-origin",
+            "https://b.example,http://c.example:8080",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.server.cors_origins,
+            [
+                "https://a.example",
+                "https://b.example",
+                "http://c.example:8080"
+            ]
+        );
+        assert!(ServerConfig::default().cors_origins.is_empty());
     }
 
     #[test]

@@ -227,6 +227,9 @@ pub enum Error {
     Randomness(String),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// A `--cors-origin` that no browser would send as its `Origin`.
+    #[error("--cors-origin {origin:?}: {reason}")]
+    CorsOrigin { origin: String, reason: String },
 }
 
 #[cfg(test)]

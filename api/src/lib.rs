@@ -10,8 +10,10 @@ pub mod refresh;
 pub mod store;
 
 mod auth;
+mod changes;
 mod compressed;
 mod connection;
+mod cors;
 mod cursor;
 mod error;
 mod etag;

@@ -40,9 +40,43 @@ pub fn accepts_taxii(accept: &str) -> bool {
     })
 }
 
+/// Whether an `Accept` header value names HTML (`text/html`, `application/xhtml+xml`), as
+/// browsers' do; the `*/*` of curl and TAXII clients does not, so they keep getting TAXII
+/// answers at `/`.
+pub fn accepts_html(accept: &str) -> bool {
+    accept.split(',').any(|range| {
+        let mut parts = range.split(';').map(str::trim);
+        let essence = parts.next().unwrap_or("").to_ascii_lowercase();
+        let q_zero = parts.any(|p| {
+            p.split_once('=').is_some_and(|(name, value)| {
+                name.trim().eq_ignore_ascii_case("q")
+                    && value.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
+            })
+        });
+        !q_zero && matches!(essence.as_str(), "text/html" | "application/xhtml+xml")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn browsers_ask_for_html_and_curl_and_taxii_clients_do_not() {
+        let chromium = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,\
+                        image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7";
+        assert!(accepts_html(chromium));
+        assert!(accepts_html("TEXT/HTML"));
+        for other in [
+            "*/*",
+            "application/taxii+json;version=2.1",
+            "application/json",
+            "text/html;q=0",
+            "",
+        ] {
+            assert!(!accepts_html(other), "{other}");
+        }
+    }
 
     #[test]
     fn taxii_media_types_and_wildcards_are_accepted() {

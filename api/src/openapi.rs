@@ -50,6 +50,13 @@ fn summary(endpoint: Endpoint) -> &'static str {
         Endpoint::Readyz => "Readiness: store reachable and collections loaded",
         Endpoint::Metrics => "Prometheus metrics",
         Endpoint::OpenApi => "This document",
+        Endpoint::Changes => {
+            "What changed between two releases (Taxiway extension; history root only)"
+        }
+        Endpoint::Home => "Home page for browsers (HTML); other clients get a TAXII 404",
+        Endpoint::ChangesPage => "What changed between two releases (HTML page)",
+        Endpoint::ApiDocs => "This document rendered by Swagger UI (HTML)",
+        Endpoint::ApiDocsAsset => "A file of the embedded Swagger UI",
     }
 }
 
@@ -167,6 +174,54 @@ fn get_responses(endpoint: Endpoint) -> Value {
                 "503".into(),
                 error_response("Nothing loaded yet, or every stream slot taken (Retry-After)"),
             );
+        }
+        Endpoint::Home | Endpoint::ApiDocs | Endpoint::ChangesPage => {
+            responses.insert(
+                "200".into(),
+                json!({"description": "HTML page",
+                       "content": {"text/html": {"schema": {"type": "string"}}}}),
+            );
+            if endpoint == Endpoint::ChangesPage {
+                responses.insert(
+                    "400".into(),
+                    error_response("No collection named, unknown parameter, or no such release"),
+                );
+                responses.insert(
+                    "404".into(),
+                    error_response("No such collection (or not readable without credentials)"),
+                );
+            }
+            if endpoint == Endpoint::Home {
+                responses.insert(
+                    "404".into(),
+                    error_response(
+                        "The client does not accept text/html: TAXII discovery is at /taxii2/",
+                    ),
+                );
+            }
+        }
+        Endpoint::Changes => {
+            responses.insert(
+                "200".into(),
+                json!({"description": "Objects added, removed, with a new version, re-issued \
+                                       without one, newly deprecated and newly revoked, by STIX type",
+                       "content": {"application/json": {"schema": {"type": "object"}}}}),
+            );
+            taxii_errors(&mut responses, endpoint);
+            responses.remove("406");
+            responses.insert(
+                "400".into(),
+                error_response("Unknown parameter, or no such release"),
+            );
+        }
+        Endpoint::ApiDocsAsset => {
+            responses.insert(
+                "200".into(),
+                json!({"description": "The file (JavaScript or CSS)",
+                       "content": {"text/javascript": {"schema": {"type": "string"}},
+                                   "text/css": {"schema": {"type": "string"}}}}),
+            );
+            responses.insert("404".into(), error_response("No such file"));
         }
         taxii => {
             if let Some(name) = body_schema(taxii) {
@@ -320,6 +375,25 @@ pub fn document(prefix: &str) -> Value {
                 json!({"name": "Last-Event-ID", "in": "header", "required": false,
                 "description": "Resume after this event id (a date_added); wins over added_after",
                 "schema": {"type": "string"}}),
+            );
+        }
+        if spec.endpoint == Endpoint::Changes {
+            query.extend(
+                [
+                    (
+                        "from",
+                        "Release label to compare from; default: the release before `to`",
+                    ),
+                    (
+                        "to",
+                        "Release label to compare to; default: the latest release",
+                    ),
+                ]
+                .iter()
+                .map(|(name, description)| {
+                    json!({"name": name, "in": "query", "required": false,
+                       "description": description, "schema": {"type": "string"}})
+                }),
             );
         }
         let mut item = Map::new();

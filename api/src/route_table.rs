@@ -22,10 +22,21 @@ pub enum Endpoint {
     Readyz,
     Metrics,
     OpenApi,
+    /// `{root}/collections/{id}/changes/` (history root only): what changed between releases.
+    Changes,
+    /// `/`: the HTML home page for people with a browser.
+    Home,
+    /// `/changes`: the changes between two releases as a page.
+    ChangesPage,
+    /// `/api-docs`: Swagger UI over `/openapi.json`.
+    ApiDocs,
+    /// `/api-docs/{asset}`: the embedded files of Swagger UI.
+    ApiDocsAsset,
 }
 
 impl Endpoint {
-    /// TAXII endpoints get media-type negotiation and authentication; operational ones don't.
+    /// TAXII endpoints get media-type negotiation and authentication; operational ones and
+    /// pages don't.
     pub fn is_taxii(self) -> bool {
         !matches!(
             self,
@@ -34,6 +45,21 @@ impl Endpoint {
                 | Endpoint::Readyz
                 | Endpoint::Metrics
                 | Endpoint::OpenApi
+        ) && !self.is_page()
+    }
+
+    /// TAXII endpoints whose `Accept` must admit the TAXII media type; the extensions answer
+    /// their own media types to any client (changes: `application/json`, live stream:
+    /// `text/event-stream`).
+    pub fn negotiates_taxii(self) -> bool {
+        self.is_taxii() && !matches!(self, Endpoint::Changes | Endpoint::Stream)
+    }
+
+    /// Pages for browsers: under the request limits like TAXII routes, but public and HTML.
+    pub fn is_page(self) -> bool {
+        matches!(
+            self,
+            Endpoint::Home | Endpoint::ChangesPage | Endpoint::ApiDocs | Endpoint::ApiDocsAsset
         )
     }
 }
@@ -74,12 +100,20 @@ pub fn route_table(prefix: &str) -> Vec<RouteSpec> {
             table.push(RouteSpec { template, endpoint });
         }
     }
+    table.push(RouteSpec {
+        template: format!("{prefix}/{{root}}/collections/{{id}}/changes/"),
+        endpoint: Endpoint::Changes,
+    });
     for (template, endpoint) in [
         ("/health/ping", Endpoint::HealthPing),
         ("/healthz", Endpoint::Healthz),
         ("/readyz", Endpoint::Readyz),
         ("/metrics", Endpoint::Metrics),
         ("/openapi.json", Endpoint::OpenApi),
+        ("/", Endpoint::Home),
+        ("/changes", Endpoint::ChangesPage),
+        ("/api-docs", Endpoint::ApiDocs),
+        ("/api-docs/{asset}", Endpoint::ApiDocsAsset),
     ] {
         table.push(RouteSpec {
             template: template.to_owned(),

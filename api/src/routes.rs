@@ -1,6 +1,6 @@
-//! [`app`]: the router built from the route table, with its layers (request limits, TAXII media
-//! negotiation, authentication, metrics, compression, tracing). Every TAXII path is served with and without its
-//! trailing slash.
+//! [`app`]: the router built from the route table, with its layers (CORS, request limits, TAXII
+//! media negotiation, authentication, metrics, compression, tracing). Every TAXII path is served
+//! with and without its trailing slash.
 
 use axum::extract::Request;
 use axum::http::header;
@@ -14,7 +14,9 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
 use crate::filters::Listing;
-use crate::handlers::{self, collections, discovery, listing::listing, stream};
+use crate::handlers::{
+    self, api_docs, changes, collections, discovery, home, listing::listing, stream,
+};
 use crate::media::{TAXII_CONTENT_TYPE, accepts_taxii};
 use crate::route_table::{Endpoint, route_table};
 use crate::state::AppState;
@@ -43,25 +45,31 @@ fn method_router(endpoint: Endpoint) -> MethodRouter<AppState> {
         Endpoint::Readyz => get(health::readyz),
         Endpoint::Metrics => get(health::metrics),
         Endpoint::OpenApi => get(openapi::serve),
+        Endpoint::Changes => get(changes::changes),
+        Endpoint::Home => get(home::home),
+        Endpoint::ChangesPage => get(changes::page),
+        Endpoint::ApiDocs => get(api_docs::page),
+        Endpoint::ApiDocsAsset => get(api_docs::asset),
     };
     read_only.fallback(handlers::method_not_allowed)
 }
 
-/// The whole application: routes, request limits, TAXII media negotiation, auth, metrics,
+/// The whole application: routes, CORS, request limits, TAXII media negotiation, auth, metrics,
 /// compression, tracing. Health, readiness and metrics routes are outside the request limits,
 /// so probes still answer while TAXII requests are shed.
 pub fn app(state: AppState) -> Router {
     let table = route_table(&state.prefix);
     let mut taxii = Router::new();
-    // Live streams answer text/event-stream: authenticated and limited like TAXII routes, but
-    // not held to the TAXII media types.
-    let mut streams = Router::new();
+    let mut extensions = Router::new();
+    let mut pages = Router::new();
     let mut ops = Router::new();
     for spec in &table {
-        let target = if spec.endpoint == Endpoint::Stream {
-            &mut streams
-        } else if spec.endpoint.is_taxii() {
+        let target = if spec.endpoint.negotiates_taxii() {
             &mut taxii
+        } else if spec.endpoint.is_taxii() {
+            &mut extensions
+        } else if spec.endpoint.is_page() {
+            &mut pages
         } else {
             &mut ops
         };
@@ -78,11 +86,19 @@ pub fn app(state: AppState) -> Router {
     // The limits come last, so they run first: a shed request costs no authentication.
     let taxii = taxii
         .route_layer(from_fn(require_taxii_accept))
-        .merge(streams)
+        .merge(extensions)
         .route_layer(from_fn_with_state(state.auth.clone(), auth::authenticate));
     let taxii = limits::limit(taxii, &state.server.limits, &state.metrics);
+    // Outermost on the TAXII routes: the CORS layer answers a preflight itself, so a preflight
+    // needs no credentials, costs no slot of the limits and never reaches the 405 fallback.
+    let taxii = match &state.cors {
+        Some(cors) => taxii.route_layer(cors.clone()),
+        None => taxii,
+    };
+    let pages = limits::limit(pages, &state.server.limits, &state.metrics);
     Router::new()
         .merge(taxii)
+        .merge(pages)
         .merge(ops)
         .fallback(handlers::not_found)
         // Compression runs per response, streamed: the fastest level keeps a whole-collection

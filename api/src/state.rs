@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
+use tower_http::cors::CorsLayer;
 
 use crate::auth::Auth;
 use crate::compressed::CompressedCache;
@@ -31,6 +32,8 @@ pub struct Shared {
     pub metrics: Metrics,
     pub(crate) cursor_key: CursorKey,
     pub(crate) auth: Option<Arc<Auth>>,
+    /// The CORS layer of the TAXII routes, when origins are configured.
+    pub(crate) cors: Option<CorsLayer>,
     health: Mutex<Health>,
     /// Bumped at every catalog swap: live streams wait on it instead of polling.
     catalog_swaps: watch::Sender<u64>,
@@ -70,8 +73,10 @@ impl AppState {
                 CursorKey::random().map_err(|e| Error::Randomness(e.to_string()))?
             }
         };
+        let cors = crate::cors::layer(&server.cors_origins)?;
         Ok(AppState {
             inner: Arc::new(Shared {
+                cors,
                 prefix: server.normalized_prefix(),
                 cache: ResultCache::new(server.result_cache_entries),
                 compressed: CompressedCache::new(server.compressed_cache_bytes),

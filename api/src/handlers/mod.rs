@@ -1,7 +1,10 @@
 //! Request handlers, and what they share: path extraction, root resolution, TAXII responses.
 
+pub(crate) mod api_docs;
+pub(crate) mod changes;
 pub(crate) mod collections;
 pub(crate) mod discovery;
+pub(crate) mod home;
 pub(crate) mod listing;
 pub(crate) mod stream;
 

@@ -325,7 +325,8 @@ async fn openapi_document_matches_the_router() {
             .replace("{root}", "history")
             .replace("{id}", ICS)
             .replace("{object_id}", object)
-            .replace("{status_id}", "s1");
+            .replace("{status_id}", "s1")
+            .replace("{asset}", "swagger-ui.css");
         for variant in [concrete.clone(), concrete.trim_end_matches('/').to_owned()] {
             if variant.is_empty() {
                 continue;

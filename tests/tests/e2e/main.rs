@@ -6,14 +6,17 @@
 
 mod api_auth_and_openapi;
 mod api_auth_coverage;
+mod api_changes;
 mod api_exact_releases;
 mod api_handlers;
 mod api_hostile_http;
 mod api_lean;
 mod api_limits;
+mod api_pages;
 mod api_pipeline;
 mod api_replicas;
 mod api_stream;
+mod browser_pages;
 mod child_process;
 mod clients_python;
 mod deployment;
