@@ -93,6 +93,9 @@ impl EventStream {
     fn parse(&mut self, block: &str) -> Option<SseEvent> {
         let (mut id, mut event, mut data, mut any) = (None, None, Vec::new(), false);
         for line in block.lines() {
+            if line.is_empty() {
+                continue;
+            }
             if line.starts_with(':') {
                 self.comments += 1;
                 continue;
