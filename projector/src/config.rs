@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+pub use service::ConsistencyLevel;
 use service::{CqlArgs, KafkaArgs, LogArgs, parse_duration};
 
 #[derive(Debug, Clone, Parser)]
@@ -129,8 +130,9 @@ pub struct StoreArgs {
     /// Replication map of the keyspaces the migrations create.
     #[arg(long, env = "TAXIWAY_CQL_REPLICATION", default_value = schemas::cql::DEFAULT_REPLICATION, global = true)]
     pub replication: String,
-    /// Consistency of every read and write (reads check what writes did, so use the same level).
-    #[arg(long, env = "TAXIWAY_CQL_CONSISTENCY", value_enum, default_value_t = ConsistencyLevel::LocalQuorum, global = true)]
+    /// Consistency of the projector's writes and of its own reads (they check what the writes
+    /// did, so they use the same level): `local-quorum` in production, `one` on a single node.
+    #[arg(long, alias = "cql-write-consistency", env = "TAXIWAY_CQL_CONSISTENCY", value_enum, default_value_t = ConsistencyLevel::LocalQuorum, global = true)]
     pub consistency: ConsistencyLevel,
     // Separate from the request timeout: a node applies a DROP KEYSPACE or CREATE TABLE
     // before it answers, which took over 10 s on a loaded CI node, and every schema statement
@@ -187,17 +189,6 @@ impl Default for BatchArgs {
             batch_wait: Duration::from_millis(200),
         }
     }
-}
-
-/// The consistency levels that make sense for the projector (read-your-writes needs the same
-/// level on both sides: `local-quorum` in production, `one` is fine on a single node).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ConsistencyLevel {
-    One,
-    LocalOne,
-    Quorum,
-    LocalQuorum,
-    All,
 }
 
 #[cfg(test)]

@@ -7,15 +7,12 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
-use scylla::client::session_builder::SessionBuilder;
-use scylla::statement::Consistency;
 use scylla::statement::unprepared::Statement;
 
 use service::CqlArgs;
 
-use crate::config::{ConsistencyLevel, StoreArgs};
+use crate::config::StoreArgs;
 use crate::error::{Error, Result};
 
 mod generation;
@@ -59,22 +56,16 @@ pub struct Store {
 
 impl Store {
     /// Connects with one execution profile for everything: the configured consistency (reads
-    /// must see the writes before them) and a driver-side request timeout.
+    /// must see the writes before them), the driver-side request timeout, and the connection
+    /// settings `CqlArgs` turns into a session builder (credentials, TLS, local datacenter).
     pub async fn connect(cql: &CqlArgs, options: &StoreArgs) -> Result<Store> {
-        let profile = ExecutionProfile::builder()
-            .consistency(consistency(options.consistency))
-            .request_timeout(Some(cql.request_timeout))
-            .build();
-        let mut builder = SessionBuilder::new()
-            .known_nodes(&cql.nodes)
-            .default_execution_profile_handle(profile.into_handle());
-        if let Some((user, password)) = cql.credentials() {
-            builder = builder.user(user, password);
-        }
-        let session = builder
+        let endpoint = cql.nodes.join(",");
+        let session = cql
+            .session_builder(options.consistency)
+            .map_err(Error::cql(format!("connecting to {endpoint}")))?
             .build()
             .await
-            .map_err(Error::cql(format!("connecting to {:?}", cql.nodes)))?;
+            .map_err(Error::cql(format!("connecting to {endpoint}")))?;
         Ok(Store {
             session: Arc::new(session),
             control: cql.keyspace.clone(),
@@ -336,16 +327,6 @@ impl Store {
     /// an error message would only suggest, in the same words on ScyllaDB and Cassandra.
     pub async fn missing_tables(&self, keyspace: &str) -> Result<Vec<&'static str>> {
         missing_tables(&self.session, keyspace).await
-    }
-}
-
-fn consistency(level: ConsistencyLevel) -> Consistency {
-    match level {
-        ConsistencyLevel::One => Consistency::One,
-        ConsistencyLevel::LocalOne => Consistency::LocalOne,
-        ConsistencyLevel::Quorum => Consistency::Quorum,
-        ConsistencyLevel::LocalQuorum => Consistency::LocalQuorum,
-        ConsistencyLevel::All => Consistency::All,
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod clock;
 mod connections;
+mod error;
 mod logging;
 mod metrics;
 mod secret;
@@ -9,7 +10,8 @@ mod shutdown;
 mod units;
 
 pub use clock::now_micros;
-pub use connections::{CqlArgs, KafkaArgs, kafka_headers, partition_ids};
+pub use connections::{ConsistencyLevel, CqlArgs, KafkaArgs, kafka_headers, partition_ids};
+pub use error::Error;
 pub use logging::{LogArgs, LogFormat, init_tracing};
 pub use metrics::{render, serve_metrics, spawn_metrics};
 pub use secret::Secret;

@@ -18,10 +18,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
-use scylla::client::session_builder::SessionBuilder;
-use scylla::statement::Consistency;
 use scylla::statement::prepared::PreparedStatement;
 use tokio::sync::{Mutex, Semaphore};
 
@@ -74,23 +71,16 @@ fn err(context: &'static str) -> impl Fn(&dyn std::fmt::Display) -> StoreError {
 }
 
 impl CqlStore {
-    /// Connects and prepares the control statement. Reads use LOCAL_QUORUM so that a replica
-    /// sees what the projector wrote before bumping a revision.
+    /// Connects with the configured read consistency (LOCAL_QUORUM by default, so that a
+    /// replica sees what the projector wrote before bumping a revision).
     pub async fn connect(config: &CqlArgs) -> Result<CqlStore, StoreError> {
-        let profile = ExecutionProfile::builder()
-            .consistency(Consistency::LocalQuorum)
-            .request_timeout(Some(config.request_timeout))
-            .build();
-        let mut builder = SessionBuilder::new()
-            .known_nodes(&config.nodes)
-            .default_execution_profile_handle(profile.into_handle());
-        if let Some((user, password)) = config.credentials() {
-            builder = builder.user(user, password);
-        }
-        let session = builder
+        let context = format!("connecting to {}", config.nodes.join(","));
+        let session = config
+            .session_builder(config.read_consistency)
+            .map_err(|e| StoreError::new(context.clone(), e))?
             .build()
             .await
-            .map_err(|e| StoreError::new(format!("connecting to {:?}", config.nodes), e))?;
+            .map_err(|e| StoreError::new(context, e))?;
         Ok(CqlStore {
             session: Arc::new(session),
             control: config.keyspace.clone(),
