@@ -1,7 +1,8 @@
 // Readiness probe for the local Cassandra node, run by dev/services with Java's
 // single-file source launcher against Cassandra's own jars, which include the
 // DataStax Java driver 3.x (cassandra-driver-core-*-shaded.jar):
-//   java -cp '<cassandra libs>/*' dev/probes/CqlProbe.java HOST:PORT PID TIMEOUT_SECONDS
+//   java -cp '<cassandra libs>/*' dev/probes/CqlProbe.java HOST:PORT PID TIMEOUT_SECONDS [USER PASSWORD CA_PEM]
+// With USER PASSWORD CA_PEM (dev/services' secure mode) it logs in over TLS, trusting CA_PEM only.
 // Waits until the CQL port accepts TCP, then until the real query
 // `SELECT release_version FROM system.local` answers (native protocol v4, as the
 // Rust scylla driver uses). PID 0 = do not watch a process.
@@ -11,10 +12,17 @@ import ch.qos.logback.classic.Logger;
 import com.datastax.driver.core.Cluster;
 import com.datastax.driver.core.ProtocolVersion;
 import com.datastax.driver.core.QueryOptions;
+import com.datastax.driver.core.RemoteEndpointAwareJdkSSLOptions;
 import com.datastax.driver.core.Row;
 import com.datastax.driver.core.Session;
 import com.datastax.driver.core.SocketOptions;
+import java.io.InputStream;
 import java.net.InetSocketAddress;
+import java.security.KeyStore;
+import java.security.cert.Certificate;
+import java.security.cert.CertificateFactory;
+import javax.net.ssl.SSLContext;
+import javax.net.ssl.TrustManagerFactory;
 import java.net.Socket;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -45,7 +53,12 @@ public class CqlProbe {
                 warm = true;
                 Cluster cluster = null;
                 try {
-                    cluster = Cluster.builder()
+                    Cluster.Builder builder = Cluster.builder();
+                    if (args.length >= 6) {
+                        builder.withCredentials(args[3], args[4])
+                                .withSSL(RemoteEndpointAwareJdkSSLOptions.builder().withSSLContext(trusting(args[5])).build());
+                    }
+                    cluster = builder
                             .addContactPoint(host)
                             .withPort(port)
                             .withProtocolVersion(ProtocolVersion.V4)
@@ -75,6 +88,23 @@ public class CqlProbe {
         } catch (Exception e) {
             return false;
         }
+    }
+
+    /** A TLS context that trusts the certificates of one PEM file and nothing else. */
+    static SSLContext trusting(String caPem) throws Exception {
+        KeyStore roots = KeyStore.getInstance(KeyStore.getDefaultType());
+        roots.load(null, null);
+        try (InputStream in = Files.newInputStream(Path.of(caPem))) {
+            int i = 0;
+            for (Certificate cert : CertificateFactory.getInstance("X.509").generateCertificates(in)) {
+                roots.setCertificateEntry("ca" + i++, cert);
+            }
+        }
+        TrustManagerFactory trust = TrustManagerFactory.getInstance(TrustManagerFactory.getDefaultAlgorithm());
+        trust.init(roots);
+        SSLContext context = SSLContext.getInstance("TLS");
+        context.init(null, trust.getTrustManagers(), null);
+        return context;
     }
 
     /** Alive and not a zombie (a zombie still has /proc/PID, state Z). */
