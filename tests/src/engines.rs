@@ -22,6 +22,10 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 const KAFKA_HEAP: &str = "256m:512m";
 const CASSANDRA_HEAP: &str = "256m:512m";
 
+/// The role a secure Cassandra accepts: its built-in superuser, as `dev/services` documents.
+pub const SECURE_CQL_USER: &str = "cassandra";
+pub const SECURE_CQL_PASSWORD: &str = "cassandra";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
     Kafka,
@@ -55,6 +59,22 @@ impl Engines {
     /// Cassandra flush schema changes as production does (`TAXIWAY_CASSANDRA_FLUSH_SCHEMA=1`),
     /// so its keyspaces survive a SIGKILL.
     pub async fn start(engines: &[Engine], flush_schema: bool) -> anyhow::Result<Engines> {
+        Self::start_with_env(engines, flush_schema, Vec::new()).await
+    }
+
+    /// Starts a Cassandra in `dev/services`' secure mode (`TAXIWAY_CASSANDRA_SECURE=1`): password
+    /// authentication ([`SECURE_CQL_USER`], [`SECURE_CQL_PASSWORD`]) and TLS required on the
+    /// CQL port, its certificate signed by the throwaway CA at [`Engines::cql_tls_ca`].
+    pub async fn start_secure_cassandra() -> anyhow::Result<Engines> {
+        let secure = vec![("TAXIWAY_CASSANDRA_SECURE", "1".to_owned())];
+        Self::start_with_env(&[Engine::Cassandra], false, secure).await
+    }
+
+    async fn start_with_env(
+        engines: &[Engine],
+        flush_schema: bool,
+        extra_env: Vec<(&'static str, String)>,
+    ) -> anyhow::Result<Engines> {
         let name = unique_name("engines");
         let run_dir = std::env::temp_dir().join(&name);
         std::fs::create_dir_all(&run_dir)?;
@@ -65,7 +85,7 @@ impl Engines {
             .map_or_else(|| repo.join(".cache"), |d| repo.join(d));
         let [kafka_port, controller_port, cql_port, storage_port] = free_ports()?;
         let services: Vec<&str> = engines.iter().map(|e| e.name()).collect();
-        let env = vec![
+        let mut env = vec![
             ("TAXIWAY_RUN_DIR", run_dir.display().to_string()),
             ("TAXIWAY_CACHE_DIR", cache.display().to_string()),
             ("TAXIWAY_SERVICES", services.join(" ")),
@@ -81,6 +101,7 @@ impl Engines {
             ),
             ("TAXIWAY_READY_TIMEOUT", READY_TIMEOUT.as_secs().to_string()),
         ];
+        env.extend(extra_env);
         // Built before starting, so that a failed start is cleaned up by Drop too.
         let engines = Engines {
             name,
@@ -108,6 +129,11 @@ impl Engines {
     /// The private Cassandra's contact point.
     pub fn cql_nodes(&self) -> Vec<String> {
         vec![format!("127.0.0.1:{}", self.cql_port)]
+    }
+
+    /// The CA (PEM) that signed a secure Cassandra's certificate: what its clients trust.
+    pub fn cql_tls_ca(&self) -> PathBuf {
+        self.run_dir.join("tls/ca.pem")
     }
 
     /// SIGKILLs `engine`, as a crash or the OOM killer would, and waits until it is gone: its
