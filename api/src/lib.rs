@@ -80,7 +80,9 @@ pub async fn serve(
     Ok(())
 }
 
-/// The whole service: connect to CQL, then [`serve`].
+/// The whole service: [`serve`] over the CQL store. A cluster that is down or refuses the
+/// connection (credentials, certificate) leaves the api up but not ready, `/readyz` saying why,
+/// until it answers; settings that cannot work (an unreadable CA file) stop it at start.
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -92,6 +94,6 @@ pub async fn run(
         .map(Auth::from_file)
         .transpose()?;
     let state = AppState::new(config.server.clone(), auth)?;
-    let store = store::cql::CqlStore::connect(&config.cql).await?;
+    let store = store::connecting::Connecting::new(config.cql)?;
     serve(state, Arc::new(store), listener, shutdown).await
 }

@@ -7,6 +7,7 @@
 //! listings fetch the JSON of the versions they send, page by page. [`cql::CqlStore`] reads the
 //! projector's tables (the only module importing `scylla`); [`memory::MemoryStore`] serves tests.
 
+pub mod connecting;
 pub mod cql;
 pub mod memory;
 

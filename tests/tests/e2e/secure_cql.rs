@@ -1,7 +1,7 @@
 //! Taxiway on a secured Cassandra (password authentication, TLS required on the CQL port): the
 //! projector projects a shipped release and the api serves it as the files say; a wrong
-//! password, an untrusted CA and a plaintext client each fail at start with one line naming the
-//! node and the cause, and write nothing.
+//! password, an untrusted CA and a plaintext client each stop the projector at start and keep
+//! the api not ready, with one line naming the node and the cause, and write nothing.
 //!
 //! The Cassandra is a private one in `dev/services`' secure mode (`taxiway_tests::engines`);
 //! the topic is on the shared, plaintext broker.
@@ -14,8 +14,6 @@ use projector::config::Command;
 use reqwest::StatusCode;
 use scylla::client::session::Session;
 use service::{ConsistencyLevel, CqlArgs, Secret};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use taxiway_tests::Deadline;
 use taxiway_tests::api::{Api, Expected, check_objects};
@@ -74,8 +72,9 @@ async fn keyspace_exists(session: &Session, keyspace: &str) -> bool {
     rows.rows_num() > 0
 }
 
-/// The projector and the api, each with `cql`, must stop with an error naming the node and
-/// `cause` on one line (the line their binaries print before exiting 1), within a bounded time.
+/// The projector with `cql` must stop with an error naming the node and `cause` on one line
+/// (the line its binary prints before exiting 1), within a bounded time; the api must stay up
+/// but not ready, `/readyz` answering 503 with that line as its last error.
 async fn refused(what: &str, topics: &Topics, cql: CqlArgs, cause: &[&str]) {
     let node = cql.nodes[0].clone();
     let mut settings = projection::settings(topics, &cql.keyspace, Command::Run);
@@ -96,20 +95,33 @@ async fn refused(what: &str, topics: &Topics, cql: CqlArgs, cause: &[&str]) {
 
     let mut config = Api::config(&cql.keyspace);
     config.cql = cql;
-    let listener = TcpListener::bind(config.listen).await.unwrap();
     let started = Instant::now();
-    let outcome = tokio::time::timeout(
-        REFUSED_WITHIN,
-        ::api::run(config, listener, CancellationToken::new()),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("{what}: the api still runs after {REFUSED_WITHIN:?}"));
-    let error = outcome.expect_err(what).to_string();
+    let api = Api::start_with(config).await.unwrap();
+    let deadline = Deadline::after(REFUSED_WITHIN);
+    let readyz = loop {
+        let reply = api.get("/readyz").await.unwrap();
+        assert_eq!(
+            reply.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{what}: {}",
+            reply.text()
+        );
+        let body = reply.json();
+        if body["last_error"].is_string() {
+            break body;
+        }
+        assert!(!deadline.passed(), "{what}: /readyz names no error: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let error = readyz["last_error"].as_str().unwrap().to_owned();
     println!(
-        "secure_cql: {what}: api refused in {:?}: {error}",
+        "secure_cql: {what}: api not ready after {:?}: {error}",
         started.elapsed()
     );
     check_message(what, &error, &node, cause);
+    assert_eq!(readyz["status"], "not ready");
+    assert_eq!(readyz["store_reachable"], false);
+    api.stop().await.unwrap();
 }
 
 fn check_message(what: &str, error: &str, node: &str, cause: &[&str]) {
