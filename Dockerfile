@@ -7,8 +7,8 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # The commit built, for taxiway_build_info on /metrics (docker-compose.yml passes it).
-ARG TAXIWAY_GIT_SHA=unknown
-ENV TAXIWAY_GIT_SHA=${TAXIWAY_GIT_SHA}
+ARG GIT_SHA=unknown
+ENV TAXIWAY_GIT_SHA=${GIT_SHA}
 COPY . .
 RUN cargo build --release --locked -p taxiway-ingest -p taxiway-projector -p taxiway-api \
     && cp target/release/ingest target/release/projector target/release/api /usr/local/bin/
