@@ -6,6 +6,9 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential perl zlib1g-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
+# The commit built, for taxiway_build_info on /metrics (docker-compose.yml passes it).
+ARG GIT_SHA=unknown
+ENV TAXIWAY_GIT_SHA=${GIT_SHA}
 COPY . .
 RUN cargo build --release --locked -p taxiway-ingest -p taxiway-projector -p taxiway-api \
     && cp target/release/ingest target/release/projector target/release/api /usr/local/bin/

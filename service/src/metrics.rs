@@ -1,20 +1,69 @@
-//! The small HTTP endpoint serving Prometheus metrics and a liveness check.
+//! The small HTTP endpoint serving Prometheus metrics and a liveness check, and the metrics
+//! every service shares (build info, process).
 
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use prometheus::{Encoder, Registry, TextEncoder};
+use prometheus::{Encoder, IntGauge, Opts, Registry, TextEncoder};
 use tokio_util::sync::CancellationToken;
 
-/// The registry in Prometheus' text format.
+/// The version the binaries were built from; the workspace shares one version.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The commit the image was built from, when the build passed it (`TAXIWAY_GIT_SHA`, a build
+/// argument of the Dockerfile); a plain `cargo build` has none.
+const GIT_SHA: &str = match option_env!("TAXIWAY_GIT_SHA") {
+    Some(sha) => sha,
+    None => "unknown",
+};
+
+/// What every service exports besides its own metrics, unprefixed so that one dashboard query
+/// covers the three: `taxiway_build_info` and, on Linux, the `process_*` family.
+fn shared_registry() -> &'static Registry {
+    static SHARED: OnceLock<Registry> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let registry = Registry::new();
+        let build_info = IntGauge::with_opts(
+            Opts::new(
+                "taxiway_build_info",
+                "Always 1; the labels say what is running",
+            )
+            .const_label("version", VERSION)
+            .const_label("git_sha", GIT_SHA),
+        );
+        // Registering fresh, validly named collectors in an empty registry cannot fail; were it
+        // to, the service would still serve its own metrics, so log rather than stop.
+        match build_info {
+            Ok(gauge) => {
+                gauge.set(1);
+                if let Err(e) = registry.register(Box::new(gauge)) {
+                    tracing::warn!(error = %e, "registering taxiway_build_info");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "creating taxiway_build_info"),
+        }
+        #[cfg(target_os = "linux")]
+        if let Err(e) = registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        )) {
+            tracing::warn!(error = %e, "registering the process metrics");
+        }
+        registry
+    })
+}
+
+/// The registry, with the shared metrics, in Prometheus' text format.
 pub fn render(registry: &Registry) -> Vec<u8> {
+    let mut families = registry.gather();
+    families.extend(shared_registry().gather());
     let mut buffer = Vec::new();
     // Encoding into a Vec cannot run out of space; a family that fails to encode is logged and
     // the rest is still served.
-    if let Err(e) = TextEncoder::new().encode(&registry.gather(), &mut buffer) {
+    if let Err(e) = TextEncoder::new().encode(&families, &mut buffer) {
         tracing::warn!(error = %e, "encoding metrics");
     }
     buffer
@@ -88,6 +137,16 @@ mod tests {
         }
         assert!(body.starts_with("HTTP/1.1 200"), "{body}");
         assert!(body.contains("probe_total 3"), "{body}");
+        let version =
+            format!("taxiway_build_info{{git_sha=\"{GIT_SHA}\",version=\"{VERSION}\"}} 1");
+        assert!(body.contains(&version), "{body}");
+        let rss = body
+            .lines()
+            .find_map(|line| line.strip_prefix("process_resident_memory_bytes "))
+            .and_then(|value| value.trim().parse::<f64>().ok());
+        if cfg!(target_os = "linux") {
+            assert!(rss.is_some_and(|bytes| bytes > 0.0), "{body}");
+        }
         shutdown.cancel();
         server.await.unwrap().unwrap();
     }

@@ -15,7 +15,7 @@ fn repo_file(name: &str) -> String {
 }
 
 /// Every environment variable any of the three services reads (clap `env = …` on every flag).
-fn variables_the_services_read() -> BTreeSet<String> {
+pub(crate) fn variables_the_services_read() -> BTreeSet<String> {
     fn collect(command: &clap::Command, into: &mut BTreeSet<String>) {
         for arg in command.get_arguments() {
             if let Some(env) = arg.get_env() {
@@ -103,7 +103,7 @@ fn every_service_command_in_the_compose_file_parses() {
 
 /// Parses as the service would, with the variables the compose file sets for it filled in where
 /// a flag is required (the Workbench URL, say).
-trait ParseWithEnv: Sized {
+pub(crate) trait ParseWithEnv: Sized {
     fn try_parse_from_with_env(words: &[String]) -> Result<Self, clap::Error>;
 }
 

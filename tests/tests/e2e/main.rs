@@ -20,6 +20,7 @@ mod browser_pages;
 mod child_process;
 mod clients_python;
 mod deployment;
+mod deployment_kit;
 mod faults_cassandra;
 mod faults_kafka;
 mod ingest_attack_domain;
