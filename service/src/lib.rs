@@ -2,6 +2,7 @@
 
 mod clock;
 mod connections;
+mod kafka_check;
 mod logging;
 mod metrics;
 mod secret;
@@ -9,7 +10,10 @@ mod shutdown;
 mod units;
 
 pub use clock::now_micros;
-pub use connections::{CqlArgs, KafkaArgs, kafka_headers, partition_ids};
+pub use connections::{
+    CqlArgs, KafkaArgs, KafkaOption, KafkaSaslMechanism, KafkaSecurityProtocol, kafka_headers,
+    partition_ids,
+};
 pub use logging::{LogArgs, LogFormat, init_tracing};
 pub use metrics::{render, serve_metrics, spawn_metrics};
 pub use secret::Secret;
