@@ -36,6 +36,7 @@ mod projector_releases;
 mod projector_replay;
 mod schemas_codec;
 mod schemas_stix;
+mod secure_kafka;
 mod smoke_cql;
 mod smoke_kafka;
 mod workbench_double;
