@@ -26,6 +26,9 @@ pub enum Error {
     },
     #[error("kafka: {0}")]
     KafkaState(String),
+    /// The brokers could not be reached or refused us: the message names them and the cause.
+    #[error("{0}")]
+    KafkaUnreachable(String),
     #[error("event encoding: {0}")]
     Codec(#[from] schemas::Error),
     #[error("configuration: {0}")]

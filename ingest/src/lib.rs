@@ -97,6 +97,13 @@ async fn connect(
     topics: &TopicArgs,
     metrics: &Metrics,
 ) -> Result<Connection, Error> {
+    // First, so that a refused login or an untrusted certificate ends the run at once with its
+    // cause instead of a timeout of whichever client tried first.
+    let check = kafka.clone();
+    tokio::task::spawn_blocking(move || check.check_brokers())
+        .await
+        .map_err(|e| Error::KafkaState(format!("checking the brokers: {e}")))?
+        .map_err(Error::KafkaUnreachable)?;
     let (producer, checkpoint) =
         tokio::try_join!(Producer::connect(kafka, topics), Checkpoint::load(kafka))?;
     metrics.record_checkpoint(&checkpoint);

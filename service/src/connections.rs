@@ -11,6 +11,89 @@ use scylla::statement::Consistency;
 
 use crate::{Error, Secret, parse_duration};
 
+/// librdkafka's `security.protocol`: how clients talk to the brokers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum KafkaSecurityProtocol {
+    #[default]
+    Plaintext,
+    Ssl,
+    // librdkafka's spelling, with an underscore.
+    #[value(name = "sasl_plaintext")]
+    SaslPlaintext,
+    #[value(name = "sasl_ssl")]
+    SaslSsl,
+}
+
+impl KafkaSecurityProtocol {
+    /// The value librdkafka expects.
+    fn as_librdkafka(self) -> &'static str {
+        match self {
+            KafkaSecurityProtocol::Plaintext => "plaintext",
+            KafkaSecurityProtocol::Ssl => "ssl",
+            KafkaSecurityProtocol::SaslPlaintext => "sasl_plaintext",
+            KafkaSecurityProtocol::SaslSsl => "sasl_ssl",
+        }
+    }
+}
+
+/// The SASL mechanisms librdkafka supports without Kerberos or OAuth setup of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KafkaSaslMechanism {
+    #[value(name = "PLAIN")]
+    Plain,
+    #[value(name = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[value(name = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl KafkaSaslMechanism {
+    fn as_librdkafka(self) -> &'static str {
+        match self {
+            KafkaSaslMechanism::Plain => "PLAIN",
+            KafkaSaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            KafkaSaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+/// One `key=value` librdkafka property passed through as is.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KafkaOption {
+    pub key: String,
+    pub value: String,
+}
+
+/// Properties whose values are secrets: printed redacted, like [`Secret`].
+const SECRET_OPTION_MARKERS: [&str; 3] = ["password", "secret", "sasl.jaas.config"];
+
+impl std::fmt::Debug for KafkaOption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key = self.key.to_ascii_lowercase();
+        if SECRET_OPTION_MARKERS.iter().any(|m| key.contains(m)) {
+            write!(f, "{}=<redacted>", self.key)
+        } else {
+            write!(f, "{}={}", self.key, self.value)
+        }
+    }
+}
+
+impl std::str::FromStr for KafkaOption {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => Ok(KafkaOption {
+                key: key.trim().to_owned(),
+                value: value.to_owned(),
+            }),
+            _ => Err(format!(
+                "a Kafka option is key=value (a librdkafka property), not '{s}'"
+            )),
+        }
+    }
+}
+
 /// Where the event log is: the brokers and the two topics.
 #[derive(Debug, Clone, clap::Args)]
 pub struct KafkaArgs {
@@ -31,6 +114,76 @@ pub struct KafkaArgs {
     /// How long to wait for Kafka before giving up on a metadata or delivery request.
     #[arg(long, env = "TAXIWAY_KAFKA_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
     pub timeout: Duration,
+    /// How clients talk to the brokers: plaintext, ssl, sasl_plaintext or sasl_ssl.
+    #[arg(
+        long = "kafka-security-protocol",
+        env = "TAXIWAY_KAFKA_SECURITY_PROTOCOL",
+        value_enum,
+        default_value = "plaintext",
+        global = true
+    )]
+    pub security_protocol: KafkaSecurityProtocol,
+    /// The SASL mechanism (sasl_plaintext and sasl_ssl): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    #[arg(
+        long = "kafka-sasl-mechanism",
+        env = "TAXIWAY_KAFKA_SASL_MECHANISM",
+        value_enum,
+        global = true
+    )]
+    pub sasl_mechanism: Option<KafkaSaslMechanism>,
+    /// The SASL user name.
+    #[arg(
+        long = "kafka-sasl-username",
+        env = "TAXIWAY_KAFKA_SASL_USERNAME",
+        global = true
+    )]
+    pub sasl_username: Option<String>,
+    /// The SASL password; prefer the environment or `--kafka-sasl-password-file` to a flag,
+    /// which other users of the machine can read in the process list.
+    #[arg(
+        long = "kafka-sasl-password",
+        env = "TAXIWAY_KAFKA_SASL_PASSWORD",
+        hide_env_values = true,
+        global = true
+    )]
+    pub sasl_password: Option<Secret>,
+    /// A file holding the SASL password (one line; the trailing newline is dropped).
+    #[arg(
+        long = "kafka-sasl-password-file",
+        env = "TAXIWAY_KAFKA_SASL_PASSWORD_FILE",
+        conflicts_with = "sasl_password",
+        global = true
+    )]
+    pub sasl_password_file: Option<PathBuf>,
+    /// The CA certificates (PEM) that sign the brokers' certificates; unset, the system's.
+    #[arg(long = "kafka-ssl-ca", env = "TAXIWAY_KAFKA_SSL_CA", global = true)]
+    pub ssl_ca: Option<PathBuf>,
+    /// A client certificate (PEM), for brokers that authenticate clients by certificate.
+    #[arg(
+        long = "kafka-ssl-cert",
+        env = "TAXIWAY_KAFKA_SSL_CERT",
+        requires = "ssl_key",
+        global = true
+    )]
+    pub ssl_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(
+        long = "kafka-ssl-key",
+        env = "TAXIWAY_KAFKA_SSL_KEY",
+        requires = "ssl_cert",
+        global = true
+    )]
+    pub ssl_key: Option<PathBuf>,
+    /// Any other librdkafka property, key=value; repeatable, and comma-separated in the
+    /// environment. Applied last, so it overrides what the flags above set.
+    #[arg(
+        long = "kafka-option",
+        env = "TAXIWAY_KAFKA_OPTIONS",
+        value_delimiter = ',',
+        hide_env_values = true,
+        global = true
+    )]
+    pub options: Vec<KafkaOption>,
 }
 
 /// Where the projections are: the CQL cluster, its credentials and the control keyspace.
@@ -136,6 +289,15 @@ impl Default for KafkaArgs {
             objects_topic: schemas::OBJECTS_TOPIC.to_owned(),
             dead_letter_topic: schemas::DEAD_LETTER_TOPIC.to_owned(),
             timeout: Duration::from_secs(30),
+            security_protocol: KafkaSecurityProtocol::Plaintext,
+            sasl_mechanism: None,
+            sasl_username: None,
+            sasl_password: None,
+            sasl_password_file: None,
+            ssl_ca: None,
+            ssl_cert: None,
+            ssl_key: None,
+            options: Vec::new(),
         }
     }
 }
@@ -163,10 +325,54 @@ impl Default for CqlArgs {
 impl KafkaArgs {
     /// A client configuration that reaches the brokers: every Kafka client of the services starts
     /// from it and adds its role's settings, so connection settings are applied in one place.
+    ///
+    /// Panics never: a password file that cannot be read leaves the password unset, and the
+    /// brokers then refuse the login, which names the cause; [`KafkaArgs::sasl_password`] reads
+    /// it with the error for callers that check first.
     pub fn client_config(&self) -> rdkafka::ClientConfig {
         let mut config = rdkafka::ClientConfig::new();
         config.set("bootstrap.servers", &self.brokers);
+        config.set("security.protocol", self.security_protocol.as_librdkafka());
+        if let Some(mechanism) = self.sasl_mechanism {
+            config.set("sasl.mechanism", mechanism.as_librdkafka());
+        }
+        if let Some(user) = &self.sasl_username {
+            config.set("sasl.username", user);
+        }
+        if let Ok(Some(password)) = self.sasl_password() {
+            config.set("sasl.password", password.0);
+        }
+        let paths = [
+            ("ssl.ca.location", &self.ssl_ca),
+            ("ssl.certificate.location", &self.ssl_cert),
+            ("ssl.key.location", &self.ssl_key),
+        ];
+        for (key, path) in paths {
+            if let Some(path) = path {
+                config.set(key, path.display().to_string());
+            }
+        }
+        for option in &self.options {
+            config.set(&option.key, &option.value);
+        }
         config
+    }
+
+    /// The SASL password, from the flag or environment, else read from the password file.
+    pub fn sasl_password(&self) -> Result<Option<Secret>, String> {
+        if let Some(password) = &self.sasl_password {
+            return Ok(Some(password.clone()));
+        }
+        let Some(file) = &self.sasl_password_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            format!(
+                "reading the Kafka SASL password file {}: {e}",
+                file.display()
+            )
+        })?;
+        Ok(Some(Secret(text.trim_end_matches(['\r', '\n']).to_owned())))
     }
 }
 
@@ -507,5 +713,138 @@ mod tests {
                 .unwrap_or_default();
             assert!(error.contains(&ca.display().to_string()), "{error}");
         }
+    }
+
+    #[test]
+    fn the_kafka_security_flags_reach_librdkafka_and_options_come_last() {
+        let parsed = Both::try_parse_from([
+            "x",
+            "--kafka-security-protocol",
+            "sasl_ssl",
+            "--kafka-sasl-mechanism",
+            "SCRAM-SHA-512",
+            "--kafka-sasl-username",
+            "taxiway",
+            "--kafka-sasl-password",
+            "hunter2",
+            "--kafka-ssl-ca",
+            "/etc/ca.pem",
+            "--kafka-option",
+            "client.rack=eu-1a",
+            "--kafka-option",
+            "sasl.mechanism=PLAIN",
+        ])
+        .unwrap();
+        let config = parsed.kafka.client_config();
+        for (key, expected) in [
+            ("security.protocol", "sasl_ssl"),
+            ("sasl.username", "taxiway"),
+            ("sasl.password", "hunter2"),
+            ("ssl.ca.location", "/etc/ca.pem"),
+            ("client.rack", "eu-1a"),
+            // The pass-through overrides the flag: it is the escape hatch.
+            ("sasl.mechanism", "PLAIN"),
+        ] {
+            assert_eq!(config.get(key), Some(expected), "{key}");
+        }
+        assert_eq!(config.get("ssl.certificate.location"), None);
+        let plain = KafkaArgs::default().client_config();
+        assert_eq!(plain.get("security.protocol"), Some("plaintext"));
+        assert_eq!(plain.get("sasl.username"), None);
+    }
+
+    #[test]
+    fn bad_kafka_security_values_are_refused() {
+        for args in [
+            &["x", "--kafka-security-protocol", "tls"][..],
+            &["x", "--kafka-sasl-mechanism", "GSSAPI"],
+            &["x", "--kafka-option", "no-equals-sign"],
+            &["x", "--kafka-option", "=value"],
+            // A certificate without its key, or the reverse, cannot work.
+            &["x", "--kafka-ssl-cert", "c.pem"],
+            &["x", "--kafka-ssl-key", "k.pem"],
+            &[
+                "x",
+                "--kafka-sasl-password",
+                "a",
+                "--kafka-sasl-password-file",
+                "f",
+            ],
+        ] {
+            assert!(Both::try_parse_from(args).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn the_kafka_password_comes_from_a_file_without_its_newline() {
+        let file = std::env::temp_dir().join(format!("taxiway-kafka-pw-{}", std::process::id()));
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let parsed =
+            Both::try_parse_from(["x", "--kafka-sasl-password-file", file.to_str().unwrap()])
+                .unwrap();
+        assert_eq!(
+            parsed.kafka.sasl_password().unwrap(),
+            Some(Secret("s3cret".to_owned()))
+        );
+        assert_eq!(
+            parsed.kafka.client_config().get("sasl.password"),
+            Some("s3cret")
+        );
+        std::fs::remove_file(&file).unwrap();
+        let missing = parsed.kafka.sasl_password().unwrap_err();
+        assert!(missing.contains(file.to_str().unwrap()), "{missing}");
+    }
+
+    #[test]
+    fn kafka_secrets_are_redacted_from_the_printed_settings() {
+        let parsed = Both::try_parse_from([
+            "x",
+            "--kafka-sasl-password",
+            "hunter2",
+            "--kafka-option",
+            "ssl.key.password=k3ypass",
+            "--kafka-option",
+            "sasl.oauthbearer.client.secret=0auth",
+            "--kafka-option",
+            "sasl.jaas.config=user=u password=jaaspw",
+            "--kafka-option",
+            "client.id=visible",
+        ])
+        .unwrap();
+        let printed = format!("{:?}", parsed.kafka);
+        for secret in ["hunter2", "k3ypass", "0auth", "jaaspw"] {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+        assert!(printed.contains("client.id=visible"), "{printed}");
+        assert!(printed.contains("ssl.key.password=<redacted>"), "{printed}");
+    }
+
+    #[test]
+    fn kafka_options_from_the_environment_are_comma_separated() {
+        use clap::{CommandFactory, FromArgMatches};
+        // The variable's value, as clap would read it, without touching the process environment.
+        let command = Both::command();
+        let matches = command
+            .try_get_matches_from(["x", "--kafka-option", "a=1,b=2"])
+            .unwrap();
+        let parsed = Both::from_arg_matches(&matches).unwrap();
+        let pairs: Vec<(&str, &str)> = parsed
+            .kafka
+            .options
+            .iter()
+            .map(|o| (o.key.as_str(), o.value.as_str()))
+            .collect();
+        assert_eq!(pairs, [("a", "1"), ("b", "2")]);
+        let env_of = |id: &str| {
+            Both::command()
+                .get_arguments()
+                .find(|a| a.get_id() == id)
+                .and_then(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+        };
+        assert_eq!(env_of("options").as_deref(), Some("TAXIWAY_KAFKA_OPTIONS"));
+        assert_eq!(
+            env_of("sasl_password").as_deref(),
+            Some("TAXIWAY_KAFKA_SASL_PASSWORD")
+        );
     }
 }

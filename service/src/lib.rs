@@ -3,6 +3,7 @@
 mod clock;
 mod connections;
 mod error;
+mod kafka_check;
 mod logging;
 mod metrics;
 mod secret;
@@ -10,7 +11,10 @@ mod shutdown;
 mod units;
 
 pub use clock::now_micros;
-pub use connections::{ConsistencyLevel, CqlArgs, KafkaArgs, kafka_headers, partition_ids};
+pub use connections::{
+    ConsistencyLevel, CqlArgs, KafkaArgs, KafkaOption, KafkaSaslMechanism, KafkaSecurityProtocol,
+    kafka_headers, partition_ids,
+};
 pub use error::Error;
 pub use logging::{LogArgs, LogFormat, init_tracing};
 pub use metrics::{render, serve_metrics, spawn_metrics};

@@ -52,14 +52,19 @@ pub struct Engines {
     controller_port: u16,
     cql_port: u16,
     storage_port: u16,
+    secure_port: Option<u16>,
 }
+
+/// The SCRAM-SHA-512 user and password of a secure private Kafka (dev values, never reused).
+pub const KAFKA_SCRAM_USER: &str = "taxiway";
+pub const KAFKA_SCRAM_PASSWORD: &str = "taxiway-test-secret";
 
 impl Engines {
     /// Starts `engines` on free ports and returns once they answer. `flush_schema` makes
     /// Cassandra flush schema changes as production does (`TAXIWAY_CASSANDRA_FLUSH_SCHEMA=1`),
     /// so its keyspaces survive a SIGKILL.
     pub async fn start(engines: &[Engine], flush_schema: bool) -> anyhow::Result<Engines> {
-        Self::start_with_env(engines, flush_schema, Vec::new()).await
+        Self::start_with(engines, flush_schema, false, Vec::new()).await
     }
 
     /// Starts a Cassandra in `dev/services`' secure mode (`TAXIWAY_CASSANDRA_SECURE=1`): password
@@ -67,12 +72,19 @@ impl Engines {
     /// CQL port, its certificate signed by the throwaway CA at [`Engines::cql_tls_ca`].
     pub async fn start_secure_cassandra() -> anyhow::Result<Engines> {
         let secure = vec![("TAXIWAY_CASSANDRA_SECURE", "1".to_owned())];
-        Self::start_with_env(&[Engine::Cassandra], false, secure).await
+        Self::start_with(&[Engine::Cassandra], false, false, secure).await
     }
 
-    async fn start_with_env(
+    /// Starts a private Kafka in `dev/services`' secure mode: a SASL_SSL listener
+    /// (SCRAM-SHA-512, [`KAFKA_SCRAM_USER`]) with a throwaway CA beside the PLAINTEXT one.
+    pub async fn start_secure_kafka() -> anyhow::Result<Engines> {
+        Self::start_with(&[Engine::Kafka], false, true, Vec::new()).await
+    }
+
+    async fn start_with(
         engines: &[Engine],
         flush_schema: bool,
+        secure: bool,
         extra_env: Vec<(&'static str, String)>,
     ) -> anyhow::Result<Engines> {
         let name = unique_name("engines");
@@ -83,7 +95,13 @@ impl Engines {
         let cache = std::env::var_os("TAXIWAY_CACHE_DIR")
             .filter(|d| !d.is_empty())
             .map_or_else(|| repo.join(".cache"), |d| repo.join(d));
-        let [kafka_port, controller_port, cql_port, storage_port] = free_ports()?;
+        let [
+            kafka_port,
+            controller_port,
+            cql_port,
+            storage_port,
+            secure_port,
+        ] = free_ports()?;
         let services: Vec<&str> = engines.iter().map(|e| e.name()).collect();
         let mut env = vec![
             ("TAXIWAY_RUN_DIR", run_dir.display().to_string()),
@@ -100,6 +118,16 @@ impl Engines {
                 if flush_schema { "1" } else { "0" }.to_owned(),
             ),
             ("TAXIWAY_READY_TIMEOUT", READY_TIMEOUT.as_secs().to_string()),
+            (
+                "TAXIWAY_KAFKA_SECURE",
+                if secure { "1" } else { "0" }.to_owned(),
+            ),
+            ("TAXIWAY_KAFKA_SECURE_PORT", secure_port.to_string()),
+            ("TAXIWAY_KAFKA_SCRAM_USER", KAFKA_SCRAM_USER.to_owned()),
+            (
+                "TAXIWAY_KAFKA_SCRAM_PASSWORD",
+                KAFKA_SCRAM_PASSWORD.to_owned(),
+            ),
         ];
         env.extend(extra_env);
         // Built before starting, so that a failed start is cleaned up by Drop too.
@@ -111,6 +139,7 @@ impl Engines {
             controller_port,
             cql_port,
             storage_port,
+            secure_port: secure.then_some(secure_port),
         };
         let took = engines.services_start().await?;
         println!(
@@ -124,6 +153,16 @@ impl Engines {
     /// The private broker's bootstrap address.
     pub fn kafka_brokers(&self) -> String {
         format!("127.0.0.1:{}", self.kafka_port)
+    }
+
+    /// The secure (SASL_SSL) listener's bootstrap address, when started in secure mode.
+    pub fn kafka_secure_brokers(&self) -> Option<String> {
+        self.secure_port.map(|port| format!("127.0.0.1:{port}"))
+    }
+
+    /// The CA (PEM) that signed the secure listener's certificate.
+    pub fn kafka_ca_file(&self) -> PathBuf {
+        self.run_dir.join("kafka/tls/ca.pem")
     }
 
     /// The private Cassandra's contact point.
@@ -147,8 +186,11 @@ impl Engines {
             .await?;
         anyhow::ensure!(status.success(), "kill -KILL {pid} failed: {status}");
         let ports = match engine {
-            Engine::Kafka => [self.kafka_port, self.controller_port],
-            Engine::Cassandra => [self.cql_port, self.storage_port],
+            Engine::Kafka => vec![self.kafka_port, self.controller_port]
+                .into_iter()
+                .chain(self.secure_port)
+                .collect::<Vec<_>>(),
+            Engine::Cassandra => vec![self.cql_port, self.storage_port],
         };
         let deadline = Instant::now() + EXIT_TIMEOUT;
         while !exited(pid) || ports.iter().any(|&p| accepts(p)) {
@@ -293,11 +335,11 @@ fn services_script() -> PathBuf {
     fixtures::repo_root().join("dev/services")
 }
 
-/// Four ports free now, below Linux's ephemeral range (32768 and up), so that no client's
+/// Five ports free now, below Linux's ephemeral range (32768 and up), so that no client's
 /// outgoing connection takes one between now and the engines' start.
-fn free_ports() -> anyhow::Result<[u16; 4]> {
+fn free_ports() -> anyhow::Result<[u16; 5]> {
     let mut held = Vec::new();
-    let mut ports = [0u16; 4];
+    let mut ports = [0u16; 5];
     let seed = uuid::Uuid::new_v4().as_u128();
     let mut slot = 0;
     for attempt in 0..2000u128 {
@@ -305,7 +347,7 @@ fn free_ports() -> anyhow::Result<[u16; 4]> {
         if ports.contains(&port) {
             continue;
         }
-        // Held until all four are chosen, so the same one is not picked twice.
+        // Held until all are chosen, so the same one is not picked twice.
         if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
             held.push(listener);
             ports[slot] = port;
@@ -315,5 +357,5 @@ fn free_ports() -> anyhow::Result<[u16; 4]> {
             }
         }
     }
-    anyhow::bail!("no four free ports between 20000 and 32000")
+    anyhow::bail!("no five free ports between 20000 and 32000")
 }

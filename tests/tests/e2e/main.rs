@@ -38,6 +38,7 @@ mod projector_replay;
 mod schemas_codec;
 mod schemas_stix;
 mod secure_cql;
+mod secure_kafka;
 mod smoke_cql;
 mod smoke_kafka;
 mod workbench_double;
