@@ -14,7 +14,10 @@
 //!    so everything up to that value is written.
 //!
 //! A failed write is retried with backoff until it succeeds or shutdown is requested: never
-//! skipped, so the caller never commits past it. The exception is a generation whose keyspace
+//! skipped, so the caller never commits past it. A batch during which any request failed is then
+//! written once more, whole: a node that crashed may have lost writes it had already acknowledged
+//! (Cassandra's periodic commit log syncs every 10 s), and only the failed ones were retried.
+//! Every write is idempotent, so the second pass costs time, never correctness. The exception is a generation whose keyspace
 //! or tables are gone (asked of `system_schema` after each failure): no retry can bring them
 //! back, so that ends the batch with [`Error::ProjectionsLost`] for `run` to recover from.
 
@@ -36,6 +39,8 @@ pub(crate) struct BatchWriter {
     concurrency: usize,
     metrics: Metrics,
     shutdown: CancellationToken,
+    /// Set by every failed request: the batch is written again once it is through.
+    failed: std::sync::atomic::AtomicBool,
 }
 
 /// One piece of phase 1.
@@ -62,12 +67,40 @@ impl BatchWriter {
             concurrency: concurrency.max(1),
             metrics,
             shutdown,
+            failed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    /// Writes `events` (valid, in offset order). Returns only when every write succeeded, or
-    /// with [`Error::Shutdown`].
+    /// Writes `events` (valid, in offset order). Returns only when every write succeeded in a
+    /// pass during which no request failed, or with [`Error::Shutdown`].
     pub(crate) async fn write_batch(&self, events: &[Event]) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        loop {
+            self.failed.store(false, Ordering::SeqCst);
+            self.write_pass(events).await?;
+            if !self.failed.load(Ordering::SeqCst) {
+                break;
+            }
+            self.metrics.batch_rewrites.inc();
+            tracing::warn!(
+                events = events.len(),
+                "a CQL request failed during this batch: writing it again, since writes \
+                 acknowledged before the failure may not have been made durable"
+            );
+        }
+        for event in events {
+            let kind = match event {
+                Event::Collection(_) => "collection",
+                Event::ObjectVersion(_) => "object_version",
+                Event::Release(_) => "release",
+            };
+            self.metrics.events.with_label_values(&[kind]).inc();
+        }
+        Ok(())
+    }
+
+    /// One pass over every write of `events`.
+    async fn write_pass(&self, events: &[Event]) -> Result<()> {
         let started = Instant::now();
         let units = units(events);
         // Futures collected first: a stream holding these closures would not be `Send` for
@@ -105,14 +138,6 @@ impl BatchWriter {
             .await?;
         self.phase_done("revisions", started);
 
-        for event in events {
-            let kind = match event {
-                Event::Collection(_) => "collection",
-                Event::ObjectVersion(_) => "object_version",
-                Event::Release(_) => "release",
-            };
-            self.metrics.events.with_label_values(&[kind]).inc();
-        }
         Ok(())
     }
 
@@ -226,6 +251,7 @@ impl BatchWriter {
                     return Ok(value);
                 }
                 Err(e) => {
+                    self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
                     if let Some(missing) = self.missing_tables().await {
                         return Err(Error::ProjectionsLost {
                             keyspace: self.store.keyspace().to_owned(),

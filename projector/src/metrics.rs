@@ -19,6 +19,8 @@ pub struct Metrics {
     pub cql_seconds: HistogramVec,
     /// Failed CQL requests that were retried.
     pub cql_retries: IntCounter,
+    /// Batches written a second time because a request failed during them.
+    pub batch_rewrites: IntCounter,
     /// Time per step of a batch (`fetch`, `decode`, `rows`, `releases`, `revisions`,
     /// `record`, `commit`): where a replay spends its time.
     pub phase_seconds: HistogramVec,
@@ -99,6 +101,11 @@ impl Metrics {
         registry.register(Box::new(events.clone()))?;
         registry.register(Box::new(dead_letters.clone()))?;
         registry.register(Box::new(cql_seconds.clone()))?;
+        let batch_rewrites = IntCounter::new(
+            "batch_rewrites_total",
+            "Batches written again, whole, because a CQL request failed during them",
+        )?;
+        registry.register(Box::new(batch_rewrites.clone()))?;
         registry.register(Box::new(cql_retries.clone()))?;
         registry.register(Box::new(phase_seconds.clone()))?;
         registry.register(Box::new(batch_size.clone()))?;
@@ -115,6 +122,7 @@ impl Metrics {
             dead_letters,
             cql_seconds,
             cql_retries,
+            batch_rewrites,
             phase_seconds,
             batch_size,
             consumer_lag,
