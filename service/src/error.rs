@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("reading the CQL password file {}: {source}", path.display())]
+    #[error("reading the password file {}: {source}", path.display())]
     PasswordFile {
         path: PathBuf,
         source: std::io::Error,
