@@ -29,6 +29,9 @@ pub enum Error {
     /// The brokers could not be reached or refused us: the message names them and the cause.
     #[error("{0}")]
     KafkaUnreachable(String),
+    /// The schema registry refused or could not be reached; the message names it.
+    #[error(transparent)]
+    Registry(#[from] service::Error),
     #[error("event encoding: {0}")]
     Codec(#[from] schemas::Error),
     #[error("configuration: {0}")]

@@ -15,6 +15,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer a
 
 use crate::config::{KafkaArgs, TopicArgs};
 use crate::error::Error;
+use schemas::registry::Framing;
 use schemas::{DeadLetter, Event};
 
 /// Largest message on the objects topic. A STIX 2.1 Enterprise `x-mitre-collection` object lists
@@ -39,12 +40,22 @@ pub struct Producer {
     dead_letter_topic: String,
     partitions: i32,
     timeout: Duration,
+    /// Single-object, or the registry's wire format with the ids it gave our schemas.
+    framing: Framing,
 }
 
 impl Producer {
-    /// Connects the producer, creates the topics if they are missing and learns the objects
-    /// topic's partition count.
+    /// Connects the producer, creates the topics if they are missing, learns the objects
+    /// topic's partition count and, with a schema registry, registers the event schemas.
     pub async fn connect(config: &KafkaArgs, topics: &TopicArgs) -> Result<Self, Error> {
+        let framing = match config.registry.client()? {
+            Some(registry) => {
+                registry
+                    .writer_framing(&config.objects_topic, &config.dead_letter_topic)
+                    .await?
+            }
+            None => Framing::SingleObject,
+        };
         // The producer first, so that getting its producer id overlaps the topic check. It asks
         // for no topic metadata until `partition_count`, so it cannot auto-create a topic
         // before `ensure_topics` made it compacted.
@@ -59,6 +70,7 @@ impl Producer {
             dead_letter_topic: config.dead_letter_topic.clone(),
             partitions,
             timeout: config.timeout,
+            framing,
         })
     }
 
@@ -74,7 +86,7 @@ impl Producer {
         let mut payload = Vec::new();
         for event in events {
             payload.clear();
-            schemas::encode_event_into(event, &mut payload)?;
+            schemas::encode_event_framed(event, &self.framing, &mut payload)?;
             let partition = schemas::partition_for(event.collection_id(), self.partitions);
             let key = event.key();
             let record = FutureRecord::to(&self.objects_topic)
@@ -88,7 +100,7 @@ impl Producer {
         }
         for letter in letters {
             payload.clear();
-            schemas::encode_dead_letter_into(letter, &mut payload)?;
+            schemas::encode_dead_letter_framed(letter, &self.framing, &mut payload)?;
             let key = letter
                 .source
                 .as_ref()

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use schemas::registry::Framing;
 use schemas::{DeadLetter, Source};
 use service::KafkaArgs;
 use tokio_util::sync::CancellationToken;
@@ -16,10 +17,19 @@ pub struct DeadLetters {
     producer: FutureProducer,
     topic: String,
     source_topic: String,
+    framing: Framing,
 }
 
 impl DeadLetters {
-    pub fn new(kafka: &KafkaArgs) -> Result<DeadLetters> {
+    /// The producer, and with a schema registry the ids of the schemas it writes with.
+    pub async fn new(kafka: &KafkaArgs) -> Result<DeadLetters> {
+        let framing = match kafka.registry.client().map_err(Error::registry)? {
+            Some(registry) => registry
+                .writer_framing(&kafka.objects_topic, &kafka.dead_letter_topic)
+                .await
+                .map_err(Error::registry)?,
+            None => Framing::SingleObject,
+        };
         let producer: FutureProducer = kafka
             .client_config()
             .set("enable.idempotence", "true")
@@ -35,6 +45,7 @@ impl DeadLetters {
             producer,
             topic: kafka.dead_letter_topic.clone(),
             source_topic: kafka.objects_topic.clone(),
+            framing,
         })
     }
 
@@ -56,7 +67,8 @@ impl DeadLetters {
     /// Publishes one dead letter and waits for the broker's acknowledgement, retrying until it
     /// is stored: the caller commits past the message only afterwards, so it is never lost.
     pub async fn send(&self, letter: &DeadLetter, shutdown: &CancellationToken) -> Result<()> {
-        let bytes = schemas::encode_dead_letter(letter)
+        let mut bytes = Vec::new();
+        schemas::encode_dead_letter_framed(letter, &self.framing, &mut bytes)
             .map_err(|e| Error::State(format!("encoding a dead letter: {e}")))?;
         let key = letter.original_key.clone().unwrap_or_default();
         let headers = schemas::headers::dead_letter_headers(&bytes);

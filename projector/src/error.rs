@@ -17,6 +17,9 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The schema registry refused a request or could not be reached.
+    #[error(transparent)]
+    Registry(service::Error),
     /// The stored control state does not allow the command (e.g. dropping the active generation).
     #[error("{0}")]
     State(String),
@@ -54,6 +57,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// A `map_err` adapter for the schema registry's errors.
+    pub fn registry(source: service::Error) -> Error {
+        Error::Registry(source)
+    }
+
     /// A `map_err` adapter for driver errors.
     pub fn cql<E>(context: impl Into<String>) -> impl FnOnce(E) -> Error
     where

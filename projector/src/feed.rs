@@ -38,6 +38,8 @@ pub(crate) struct Feed {
     consumer: EventConsumer,
     writer: BatchWriter,
     dead_letters: DeadLetters,
+    /// Registry ids met on the topic, looked up once each.
+    schemas: service::SchemaResolver,
     metrics: Metrics,
     shutdown: CancellationToken,
     batch_size: usize,
@@ -123,12 +125,16 @@ impl Feed {
                 })?;
         }
         consumer.subscribe()?;
-        let dead_letters = DeadLetters::new(&settings.kafka)?;
+        let dead_letters = DeadLetters::new(&settings.kafka).await?;
+        let schemas = service::SchemaResolver::new(
+            settings.kafka.registry.client().map_err(Error::registry)?,
+        );
         tracing::info!(generation, keyspace, group, topic = %settings.kafka.objects_topic, mode, "consuming");
         Ok(Feed {
             consumer,
             writer,
             dead_letters,
+            schemas,
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),
             batch_size: settings.batch.batch_size,
@@ -185,10 +191,11 @@ impl Feed {
             .batch_size
             .with_label_values(&[self.mode])
             .observe(batch.len() as f64);
+        self.resolve_schemas(&batch).await?;
         let mut events = Vec::with_capacity(batch.len());
         let mut letters = Vec::new();
         for record in &batch {
-            match schemas::decode_event(&record.payload) {
+            match schemas::decode_event_with(&record.payload, self.schemas.ids()) {
                 Err(e) => letters.push((
                     "undecodable",
                     self.dead_letters
@@ -251,6 +258,33 @@ impl Feed {
             messages: batch.len(),
             dead_lettered: letters.len(),
         })
+    }
+
+    /// Looks up the registry ids of `batch` not met before. A registry that cannot be reached
+    /// is waited for (the batch is not committed meanwhile); an id it does not have makes its
+    /// messages dead letters with that reason.
+    async fn resolve_schemas(&mut self, batch: &[Record]) -> Result<()> {
+        let pending = self
+            .schemas
+            .pending(batch.iter().map(|r| r.payload.as_slice()));
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self.schemas.resolve(&pending).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_retriable() => {
+                    tracing::warn!(error = %e, "schema registry unavailable; retrying");
+                    tokio::select! {
+                        () = self.shutdown.cancelled() => return Err(Error::Shutdown),
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(Error::registry(e)),
+            }
+        }
     }
 
     fn phase_done(&self, phase: &str, started: Instant) {

@@ -1,4 +1,7 @@
-//! Avro single-object encoding of the events: `C3 01`, the writer schema's CRC-64-AVRO fingerprint, the Avro body.
+//! Avro encoding of the events: single-object framing (`C3 01`, the writer schema's CRC-64-AVRO fingerprint, the Avro body) or the schema-registry wire format.
+//!
+//! Both framings carry the same Avro body written with the same schemas; a reader tells them
+//! apart by the first byte (`C3` or `00`, see [`crate::registry`]), so a topic can hold both.
 //!
 //! Every schema this build has ever written (the current `.avsc` files and those kept under
 //! `avro/history/`) is known by fingerprint, so old messages on the compacted topic keep decoding:
@@ -15,6 +18,7 @@ use serde::de::DeserializeOwned;
 
 use crate::event::{CollectionUpserted, DeadLetter, Event, ObjectVersionAdded, ReleasePublished};
 use crate::fingerprint;
+use crate::registry::{self, Framing, SchemaIds};
 use crate::version_writer;
 use crate::{Error, Result};
 
@@ -30,8 +34,8 @@ pub const HEADER_LEN: usize = 10;
 const MAX_ALLOCATION_BYTES: usize = 64 << 20;
 
 /// The record types on Taxiway's topics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Record {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Record {
     CollectionUpserted,
     ObjectVersionAdded,
     ReleasePublished,
@@ -39,13 +43,34 @@ enum Record {
 }
 
 impl Record {
-    fn name(self) -> &'static str {
+    const ALL: [Record; 4] = [
+        Record::CollectionUpserted,
+        Record::ObjectVersionAdded,
+        Record::ReleasePublished,
+        Record::DeadLetter,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Record::CollectionUpserted => "CollectionUpserted",
             Record::ObjectVersionAdded => "ObjectVersionAdded",
             Record::ReleasePublished => "ReleasePublished",
             Record::DeadLetter => "DeadLetter",
         }
+    }
+
+    /// The name with the namespace, as registries and the `taxiway-event-type` header give it.
+    pub(crate) fn full_name(self) -> &'static str {
+        match self {
+            Record::CollectionUpserted => "io.taxiway.events.CollectionUpserted",
+            Record::ObjectVersionAdded => "io.taxiway.events.ObjectVersionAdded",
+            Record::ReleasePublished => "io.taxiway.events.ReleasePublished",
+            Record::DeadLetter => "io.taxiway.events.DeadLetter",
+        }
+    }
+
+    pub(crate) fn from_full_name(name: &str) -> Option<Record> {
+        Record::ALL.into_iter().find(|r| r.full_name() == name)
     }
 }
 
@@ -221,6 +246,23 @@ pub fn known_schemas() -> Result<Vec<SchemaInfo>> {
     Ok(known.iter().map(|k| k.info.clone()).collect())
 }
 
+/// The record a known fingerprint belongs to, or `None` if this build knows no such schema.
+pub(crate) fn record_of(fingerprint: [u8; 8]) -> Result<Option<Record>> {
+    Ok(codecs()?
+        .iter()
+        .find(|c| c.fingerprint == fingerprint)
+        .map(|c| c.record))
+}
+
+/// The `.avsc` text of each record's current schema, in file order.
+pub(crate) fn current_schema_texts() -> Vec<(Record, &'static str)> {
+    SCHEMA_FILES
+        .iter()
+        .filter(|(_, _, _, current)| *current)
+        .map(|&(record, _, avsc, _)| (record, avsc))
+        .collect()
+}
+
 fn avro_error(context: &'static str) -> impl FnOnce(apache_avro::Error) -> Error {
     move |source| Error::Avro {
         context,
@@ -239,11 +281,31 @@ fn writer_of(record: Record) -> Result<([u8; 8], &'static GenericDatumWriter<'st
         .ok_or_else(|| Error::Schemas(format!("no writer for {}", record.name())))
 }
 
-fn write<T: Serialize>(record: Record, value: &T, out: &mut Vec<u8>) -> Result<()> {
-    let (fingerprint, writer) = writer_of(record)?;
+/// Appends the framing's header for `record`'s current schema.
+fn write_header(record: Record, framing: &Framing, out: &mut Vec<u8>) -> Result<()> {
+    match framing {
+        Framing::SingleObject => {
+            let (fingerprint, _) = writer_of(record)?;
+            out.extend_from_slice(&MARKER);
+            out.extend_from_slice(&fingerprint);
+        }
+        Framing::Registry(ids) => {
+            out.push(registry::MAGIC);
+            out.extend_from_slice(&ids.writer_id(record)?.to_be_bytes());
+        }
+    }
+    Ok(())
+}
+
+fn write<T: Serialize>(
+    record: Record,
+    value: &T,
+    framing: &Framing,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let (_, writer) = writer_of(record)?;
     let start = out.len();
-    out.extend_from_slice(&MARKER);
-    out.extend_from_slice(&fingerprint);
+    write_header(record, framing, out)?;
     writer.write_ser(out, value).map_err(|e| {
         out.truncate(start);
         avro_error("encode")(e)
@@ -251,8 +313,20 @@ fn write<T: Serialize>(record: Record, value: &T, out: &mut Vec<u8>) -> Result<(
     Ok(())
 }
 
-/// Splits off the header and finds the writer schema.
-fn header(bytes: &[u8]) -> Result<(&'static Codec, &[u8])> {
+/// Splits off the header and finds the writer schema; a registry-framed message is looked up in
+/// `ids`.
+fn header<'a>(bytes: &'a [u8], ids: Option<&SchemaIds>) -> Result<(&'static Codec, &'a [u8])> {
+    if let Some(id) = registry::schema_id(bytes) {
+        let fingerprint = match ids {
+            Some(ids) => ids.fingerprint_of(id)?,
+            None => return Err(Error::UnknownSchemaId(id)),
+        };
+        let codec = codecs()?
+            .iter()
+            .find(|c| c.fingerprint == fingerprint)
+            .ok_or(Error::UnknownSchemaId(id))?;
+        return Ok((codec, &bytes[registry::HEADER_LEN..]));
+    }
     if bytes.len() < HEADER_LEN {
         return Err(Error::TooShort { len: bytes.len() });
     }
@@ -308,26 +382,43 @@ pub fn encode_event(event: &Event) -> Result<Vec<u8>> {
 /// Appends the encoded event to `out` (which a caller may reuse across events); on error `out`
 /// is left as it was.
 pub fn encode_event_into(event: &Event, out: &mut Vec<u8>) -> Result<()> {
+    encode_event_framed(event, &Framing::SingleObject, out)
+}
+
+/// Appends the event to `out` in `framing`; on error `out` is left as it was.
+pub fn encode_event_framed(event: &Event, framing: &Framing, out: &mut Vec<u8>) -> Result<()> {
     match event {
-        Event::Collection(e) => write(Record::CollectionUpserted, e, out),
-        Event::ObjectVersion(e) => write_object_version(e, out),
-        Event::Release(e) => write(Record::ReleasePublished, e, out),
+        Event::Collection(e) => write(Record::CollectionUpserted, e, framing, out),
+        Event::ObjectVersion(e) => write_object_version(e, framing, out),
+        Event::Release(e) => write(Record::ReleasePublished, e, framing, out),
     }
 }
 
 /// Version events are written by [`version_writer`] (the hot path of an import), after the
 /// same header apache-avro's path writes.
-fn write_object_version(event: &ObjectVersionAdded, out: &mut Vec<u8>) -> Result<()> {
-    let (fingerprint, _) = writer_of(Record::ObjectVersionAdded)?;
-    out.extend_from_slice(&MARKER);
-    out.extend_from_slice(&fingerprint);
+fn write_object_version(
+    event: &ObjectVersionAdded,
+    framing: &Framing,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    write_header(Record::ObjectVersionAdded, framing, out)?;
     version_writer::write_object_version(event, out);
     Ok(())
 }
 
-/// Decodes an objects-topic message written with any known schema.
+/// Decodes an objects-topic message written with any known schema in single-object framing; a
+/// registry-framed one fails with [`Error::UnknownSchemaId`] (see [`decode_event_with`]).
 pub fn decode_event(bytes: &[u8]) -> Result<Event> {
-    let (codec, body) = header(bytes)?;
+    decode(bytes, None)
+}
+
+/// Decodes an objects-topic message in either framing, registry ids looked up in `ids`.
+pub fn decode_event_with(bytes: &[u8], ids: &SchemaIds) -> Result<Event> {
+    decode(bytes, Some(ids))
+}
+
+fn decode(bytes: &[u8], ids: Option<&SchemaIds>) -> Result<Event> {
+    let (codec, body) = header(bytes, ids)?;
     Ok(match codec.record {
         Record::CollectionUpserted => Event::Collection(read::<CollectionUpserted>(codec, body)?),
         Record::ObjectVersionAdded => {
@@ -353,12 +444,26 @@ pub fn encode_dead_letter(dead_letter: &DeadLetter) -> Result<Vec<u8>> {
 
 /// Appends the encoded dead letter to `out`; on error `out` is left as it was.
 pub fn encode_dead_letter_into(dead_letter: &DeadLetter, out: &mut Vec<u8>) -> Result<()> {
-    write(Record::DeadLetter, dead_letter, out)
+    encode_dead_letter_framed(dead_letter, &Framing::SingleObject, out)
 }
 
-/// Decodes a dead-letter-topic message.
+/// Appends the dead letter to `out` in `framing`; on error `out` is left as it was.
+pub fn encode_dead_letter_framed(
+    dead_letter: &DeadLetter,
+    framing: &Framing,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    write(Record::DeadLetter, dead_letter, framing, out)
+}
+
+/// Decodes a single-object dead-letter-topic message.
 pub fn decode_dead_letter(bytes: &[u8]) -> Result<DeadLetter> {
-    let (codec, body) = header(bytes)?;
+    decode_dead_letter_with(bytes, &SchemaIds::default())
+}
+
+/// Decodes a dead-letter-topic message in either framing, registry ids looked up in `ids`.
+pub fn decode_dead_letter_with(bytes: &[u8], ids: &SchemaIds) -> Result<DeadLetter> {
+    let (codec, body) = header(bytes, Some(ids))?;
     if codec.record != Record::DeadLetter {
         return Err(Error::WrongRecord {
             found: codec.record.name(),

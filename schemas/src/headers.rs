@@ -6,22 +6,25 @@
 
 use crate::Event;
 use crate::codec::{HEADER_LEN, MARKER};
+use crate::registry::{self, NAMESPACE};
 
 /// The Avro record's full name, e.g. `io.taxiway.events.ObjectVersionAdded`.
 pub const EVENT_TYPE: &str = "taxiway-event-type";
 /// The writer schema's CRC-64-AVRO fingerprint as 16 lowercase hex digits of the payload's
-/// header bytes 2..10 (the form `docs/events.md` tabulates and fastavro prints).
+/// header bytes 2..10 (the form `docs/events.md` tabulates and fastavro prints); single-object
+/// framing only.
 pub const SCHEMA_FINGERPRINT: &str = "taxiway-schema-fingerprint";
-/// [`AVRO_SINGLE_OBJECT`].
+/// The registry's schema id in decimal; schema-registry framing only.
+pub const SCHEMA_ID: &str = "taxiway-schema-id";
+/// [`AVRO_SINGLE_OBJECT`] or [`AVRO_REGISTRY`].
 pub const CONTENT_TYPE: &str = "content-type";
 /// The TAXII collection id; absent on a dead letter whose source names no collection.
 pub const COLLECTION_ID: &str = "taxiway-collection-id";
 
 /// The payload's media type: Avro's binary encoding in its single-object framing.
 pub const AVRO_SINGLE_OBJECT: &str = "application/avro; encoding=single-object";
-
-/// The Avro namespace of every record.
-const NAMESPACE: &str = "io.taxiway.events";
+/// The payload's media type: Avro's binary encoding in the schema-registry wire format.
+pub const AVRO_REGISTRY: &str = "application/avro; encoding=schema-registry";
 
 /// One message's headers, in the order they are written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,10 +62,15 @@ pub fn dead_letter_headers(payload: &[u8]) -> Headers {
 fn headers(record: &str, payload: &[u8], collection_id: Option<&str>) -> Headers {
     let mut pairs = Vec::with_capacity(4);
     pairs.push((EVENT_TYPE, format!("{NAMESPACE}.{record}")));
-    if payload.len() >= HEADER_LEN && payload[..2] == MARKER {
-        pairs.push((SCHEMA_FINGERPRINT, hex(&payload[2..HEADER_LEN])));
+    if let Some(id) = registry::schema_id(payload) {
+        pairs.push((SCHEMA_ID, id.to_string()));
+        pairs.push((CONTENT_TYPE, AVRO_REGISTRY.to_owned()));
+    } else {
+        if payload.len() >= HEADER_LEN && payload[..2] == MARKER {
+            pairs.push((SCHEMA_FINGERPRINT, hex(&payload[2..HEADER_LEN])));
+        }
+        pairs.push((CONTENT_TYPE, AVRO_SINGLE_OBJECT.to_owned()));
     }
-    pairs.push((CONTENT_TYPE, AVRO_SINGLE_OBJECT.to_owned()));
     if let Some(id) = collection_id {
         pairs.push((COLLECTION_ID, id.to_owned()));
     }

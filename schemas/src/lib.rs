@@ -9,12 +9,14 @@ pub mod event;
 pub mod fingerprint;
 pub mod headers;
 pub mod key;
+pub mod registry;
 pub mod stix;
 mod version_writer;
 
 pub use codec::{
-    SchemaInfo, decode_dead_letter, decode_event, encode_dead_letter, encode_dead_letter_into,
-    encode_event, encode_event_into, known_schemas,
+    SchemaInfo, decode_dead_letter, decode_dead_letter_with, decode_event, decode_event_with,
+    encode_dead_letter, encode_dead_letter_framed, encode_dead_letter_into, encode_event,
+    encode_event_framed, encode_event_into, known_schemas,
 };
 pub use event::{
     CollectionUpserted, DeadLetter, Event, ObjectVersionAdded, RELEASE_CHUNK_MAX_MEMBERS,
@@ -50,6 +52,15 @@ pub enum Error {
     /// A writer-schema fingerprint that matches none of the known schemas.
     #[error("unknown writer schema fingerprint {0:016x} (CRC-64-AVRO)")]
     UnknownFingerprint(u64),
+    /// A registry-framed message whose schema id was not looked up in the registry (or no
+    /// registry is configured).
+    #[error(
+        "schema-registry framed message with schema id {0}, which no configured registry resolved"
+    )]
+    UnknownSchemaId(u32),
+    /// A registry id whose schema is missing or not one this build reads.
+    #[error("{reason}")]
+    RefusedSchemaId { id: u32, reason: String },
     /// A known schema used where another kind of record was expected.
     #[error("message was written with schema {found}, expected {expected}")]
     WrongRecord {

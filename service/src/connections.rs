@@ -2,6 +2,7 @@
 
 mod cql;
 mod kafka;
+mod registry;
 #[cfg(test)]
 mod tests;
 
@@ -11,6 +12,7 @@ pub use cql::{ConsistencyLevel, CqlArgs};
 pub use kafka::{
     KafkaArgs, KafkaOption, KafkaSaslMechanism, KafkaSecurityProtocol, kafka_headers, partition_ids,
 };
+pub use registry::{RegistryArgs, SchemaRegistry, SchemaResolver};
 
 use crate::{Error, Secret};
 

@@ -13,7 +13,7 @@ mod units;
 pub use clock::now_micros;
 pub use connections::{
     ConsistencyLevel, CqlArgs, KafkaArgs, KafkaOption, KafkaSaslMechanism, KafkaSecurityProtocol,
-    kafka_headers, partition_ids,
+    RegistryArgs, SchemaRegistry, SchemaResolver, kafka_headers, partition_ids,
 };
 pub use error::Error;
 pub use logging::{LogArgs, LogFormat, init_tracing};

@@ -23,6 +23,13 @@ pub fn kafka_brokers() -> String {
     std::env::var("TAXIWAY_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
 }
 
+/// The schema registry's Confluent-compatible API, as exported by `dev/test`
+/// (`TAXIWAY_SCHEMA_REGISTRY_URL`; `dev/services` runs Apicurio Registry).
+pub fn schema_registry_url() -> String {
+    std::env::var("TAXIWAY_SCHEMA_REGISTRY_URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:8081/apis/ccompat/v7".to_owned())
+}
+
 /// CQL contact points, as exported by `dev/test` (`TAXIWAY_CQL_NODES`, comma-separated).
 pub fn cql_nodes() -> Vec<String> {
     std::env::var("TAXIWAY_CQL_NODES")

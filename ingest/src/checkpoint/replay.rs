@@ -26,9 +26,12 @@ impl Checkpoint {
     /// blocks.
     pub async fn load(config: &KafkaArgs) -> Result<Checkpoint, Error> {
         let reader = config.clone();
-        let (checkpoint, replayed) = tokio::task::spawn_blocking(move || read_all(&reader))
-            .await
-            .map_err(|e| Error::KafkaState(format!("checkpoint reader task failed: {e}")))??;
+        let resolver = service::SchemaResolver::new(config.registry.client()?);
+        let runtime = tokio::runtime::Handle::current();
+        let (checkpoint, replayed) =
+            tokio::task::spawn_blocking(move || read_all(&reader, resolver, &runtime))
+                .await
+                .map_err(|e| Error::KafkaState(format!("checkpoint reader task failed: {e}")))??;
         let size = checkpoint.size();
         tracing::info!(
             topic = %config.objects_topic,
@@ -74,7 +77,13 @@ pub fn watermarks(
     }
 }
 
-fn read_all(config: &KafkaArgs) -> Result<(Checkpoint, Replayed), Error> {
+/// Registry ids met on the topic are looked up through `resolver`, on `runtime` (this runs on a
+/// blocking thread).
+fn read_all(
+    config: &KafkaArgs,
+    resolver: service::SchemaResolver,
+    runtime: &tokio::runtime::Handle,
+) -> Result<(Checkpoint, Replayed), Error> {
     let started = Instant::now();
     let topic = config.objects_topic.as_str();
     // No group membership and no commits: this reader owns nothing on the broker.
@@ -87,7 +96,27 @@ fn read_all(config: &KafkaArgs) -> Result<(Checkpoint, Replayed), Error> {
         .set("fetch.max.bytes", "67108864")
         .create()
         .map_err(Error::kafka("creating the checkpoint reader"))?;
-    read_with(&consumer, config, topic, started)
+    let mut reader = Reader {
+        resolver,
+        runtime: runtime.clone(),
+    };
+    read_with(&consumer, config, topic, started, &mut reader)
+}
+
+/// Decodes either framing, looking registry ids up as they come.
+struct Reader {
+    resolver: service::SchemaResolver,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Reader {
+    fn decode(&mut self, payload: &[u8]) -> Result<Result<schemas::Event, schemas::Error>, Error> {
+        let pending = self.resolver.pending([payload]);
+        if !pending.is_empty() {
+            self.runtime.block_on(self.resolver.resolve(&pending))?;
+        }
+        Ok(schemas::decode_event_with(payload, self.resolver.ids()))
+    }
 }
 
 fn read_with(
@@ -95,6 +124,7 @@ fn read_with(
     config: &KafkaArgs,
     topic: &str,
     started: Instant,
+    reader: &mut Reader,
 ) -> Result<(Checkpoint, Replayed), Error> {
     let metadata = consumer
         .fetch_metadata(Some(topic), config.timeout)
@@ -152,7 +182,7 @@ fn read_with(
                 let payload = message.payload().unwrap_or_default();
                 replayed.messages += 1;
                 replayed.bytes += payload.len() as u64;
-                match schemas::decode_event(payload) {
+                match reader.decode(payload)? {
                     Ok(event) => checkpoint.observe(&event),
                     Err(e) => {
                         replayed.undecodable += 1;

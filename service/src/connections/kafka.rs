@@ -179,6 +179,9 @@ pub struct KafkaArgs {
         global = true
     )]
     pub options: Vec<KafkaOption>,
+    /// The schema registry the messages are framed for, if any.
+    #[command(flatten)]
+    pub registry: super::RegistryArgs,
 }
 
 /// The dev services on loopback, as the flags default to: for code that builds settings
@@ -199,6 +202,7 @@ impl Default for KafkaArgs {
             ssl_cert: None,
             ssl_key: None,
             options: Vec::new(),
+            registry: super::RegistryArgs::default(),
         }
     }
 }

@@ -35,6 +35,7 @@ mod projector_lost_data;
 mod projector_poison;
 mod projector_releases;
 mod projector_replay;
+mod schema_registry;
 mod schemas_codec;
 mod schemas_stix;
 mod secure_cql;

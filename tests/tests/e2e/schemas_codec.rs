@@ -660,3 +660,63 @@ proptest! {
         let _ = decode_dead_letter(&bytes);
     }
 }
+
+/// The ids a registry would give the current schemas (any distinct numbers do).
+fn registry_ids() -> schemas::registry::SchemaIds {
+    let mut ids = schemas::registry::SchemaIds::default();
+    for (n, schema) in schemas::registry::current_schemas().iter().enumerate() {
+        ids.write_with(schema.full_name, 100 + n as u32, schema.avsc)
+            .unwrap();
+    }
+    ids
+}
+
+#[test]
+fn registry_framing_carries_the_same_body_after_a_five_byte_header() {
+    let ids = registry_ids();
+    let framing = schemas::registry::Framing::Registry(ids.clone());
+    for event in all_events() {
+        let single = encode_event(&event).unwrap();
+        let mut framed = Vec::new();
+        schemas::encode_event_framed(&event, &framing, &mut framed).unwrap();
+        assert_eq!(framed[0], schemas::registry::MAGIC);
+        assert_eq!(framed[5..], single[HEADER_LEN..], "same Avro body");
+        let id = schemas::registry::schema_id(&framed).unwrap();
+        assert!((100..104).contains(&id));
+        assert_eq!(schemas::decode_event_with(&framed, &ids).unwrap(), event);
+        // The same reader takes the single-object message too.
+        assert_eq!(schemas::decode_event_with(&single, &ids).unwrap(), event);
+        // Without the ids the message names the id it could not resolve.
+        assert!(matches!(
+            decode_event(&framed),
+            Err(Error::UnknownSchemaId(i)) if i == id
+        ));
+    }
+    let letter = dead_letter();
+    let mut framed = Vec::new();
+    schemas::encode_dead_letter_framed(&letter, &framing, &mut framed).unwrap();
+    assert_eq!(
+        schemas::decode_dead_letter_with(&framed, &ids).unwrap(),
+        letter
+    );
+    // A dead letter is not an objects-topic event, whatever its framing.
+    assert!(matches!(
+        schemas::decode_event_with(&framed, &ids),
+        Err(Error::WrongRecord { .. })
+    ));
+}
+
+#[test]
+fn an_id_the_registry_gave_another_schema_is_refused() {
+    let mut ids = registry_ids();
+    let other = r#"{"type":"record","name":"Other","namespace":"elsewhere","fields":[{"name":"a","type":"long"}]}"#;
+    assert!(ids.learn(7, other).is_err());
+    let mut message = vec![schemas::registry::MAGIC];
+    message.extend_from_slice(&7u32.to_be_bytes());
+    message.push(2);
+    let error = schemas::decode_event_with(&message, &ids).unwrap_err();
+    assert!(
+        matches!(error, Error::RefusedSchemaId { id: 7, .. }),
+        "{error}"
+    );
+}
