@@ -28,6 +28,7 @@ pub struct RegistryArgs {
     /// readers look the ids they meet up there. Unset, messages use Avro single-object framing.
     /// Readers decode both framings either way.
     #[arg(
+        id = "schema_registry",
         long = "schema-registry",
         env = "TAXIWAY_SCHEMA_REGISTRY_URL",
         global = true
@@ -35,15 +36,17 @@ pub struct RegistryArgs {
     pub url: Option<String>,
     /// The registry's user name (HTTP basic authentication; an API key on Confluent Cloud).
     #[arg(
+        id = "schema_registry_username",
         long = "schema-registry-username",
         env = "TAXIWAY_SCHEMA_REGISTRY_USERNAME",
-        requires = "url",
+        requires = "schema_registry",
         global = true
     )]
     pub username: Option<String>,
     /// The registry's password (an API secret on Confluent Cloud); prefer the environment or
     /// the file.
     #[arg(
+        id = "schema_registry_password",
         long = "schema-registry-password",
         env = "TAXIWAY_SCHEMA_REGISTRY_PASSWORD",
         hide_env_values = true,
@@ -52,14 +55,16 @@ pub struct RegistryArgs {
     pub password: Option<Secret>,
     /// A file holding the registry's password (one line).
     #[arg(
+        id = "schema_registry_password_file",
         long = "schema-registry-password-file",
         env = "TAXIWAY_SCHEMA_REGISTRY_PASSWORD_FILE",
-        conflicts_with = "password",
+        conflicts_with = "schema_registry_password",
         global = true
     )]
     pub password_file: Option<PathBuf>,
     /// CA certificates (PEM) that sign the registry's certificate; unset, the system's.
     #[arg(
+        id = "schema_registry_ca",
         long = "schema-registry-ca",
         env = "TAXIWAY_SCHEMA_REGISTRY_CA",
         global = true
