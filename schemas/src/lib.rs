@@ -46,8 +46,11 @@ pub enum Error {
     /// A message shorter than the 10-byte single-object header.
     #[error("message of {len} bytes is too short for an Avro single-object header (10 bytes)")]
     TooShort { len: usize },
-    /// A message that does not start with the single-object marker `C3 01`.
-    #[error("not an Avro single-object message: marker {found:02x?}, expected [c3, 01]")]
+    /// A message that starts with neither the single-object marker `C3 01` nor the registry's
+    /// magic byte `00`.
+    #[error(
+        "neither an Avro single-object message (marker [c3, 01]) nor schema-registry framed (magic byte 00): starts with {found:02x?}"
+    )]
     BadMarker { found: [u8; 2] },
     /// A writer-schema fingerprint that matches none of the known schemas.
     #[error("unknown writer schema fingerprint {0:016x} (CRC-64-AVRO)")]

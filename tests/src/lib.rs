@@ -24,9 +24,10 @@ pub fn kafka_brokers() -> String {
 }
 
 /// The schema registry's Confluent-compatible API, as exported by `dev/test`
-/// (`TAXIWAY_SCHEMA_REGISTRY_URL`; `dev/services` runs Apicurio Registry).
+/// (`TAXIWAY_TEST_SCHEMA_REGISTRY_URL`; `dev/services` runs Apicurio Registry). Not
+/// `TAXIWAY_SCHEMA_REGISTRY_URL`, which every binary reads as its `--schema-registry`.
 pub fn schema_registry_url() -> String {
-    std::env::var("TAXIWAY_SCHEMA_REGISTRY_URL")
+    std::env::var("TAXIWAY_TEST_SCHEMA_REGISTRY_URL")
         .unwrap_or_else(|_| "http://127.0.0.1:8081/apis/ccompat/v7".to_owned())
 }
 
