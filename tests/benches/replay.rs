@@ -7,11 +7,9 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark that cannot run should stop loudly
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use ingest::config::ImportConfig;
 use projector::config::{Command, ConsistencyLevel, Settings};
 use projector::metrics::Metrics;
 use projector::rows;
@@ -20,14 +18,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use schemas::Event;
-use taxiway_tests::fixtures::data_dir;
 use taxiway_tests::pipeline::Topics;
 use taxiway_tests::{cql_nodes, kafka_brokers};
 use tokio_util::sync::CancellationToken;
 
-const ENTERPRISE: &str = "x-mitre-collection--1f5f1533-f617-4ca8-9ab4-6a02367fa019";
-const ICS: &str = "x-mitre-collection--90c00720-636b-4485-b342-8751d232bf09";
-const MOBILE: &str = "x-mitre-collection--dac0d2d7-8653-445c-9bff-82f934c1e858";
 const CONCURRENCY: usize = 256;
 
 /// Every payload of the topic, and how long fetching took.
@@ -95,58 +89,15 @@ async fn main() {
     }
     let topics = Topics::new("bench_replay");
     let topic = topics.objects.clone();
-    let dir = data_dir();
 
-    // 1. Publish every release: STIX 2.1 bundles carry their x-mitre-collection; the STIX 2.0
-    //    ones do not, so their collection and release label are given.
+    // 1. Publish every release.
     let started = Instant::now();
-    let mut files21: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.to_string_lossy().ends_with(".json.zst"))
-        .collect();
-    files21.sort();
-    topics.ingest(ImportConfig::new(&files21)).await.unwrap();
-    // The STIX 2.0 releases ship only with ../shared/attack-data; without them the bench
-    // replays the STIX 2.1 releases alone and says so.
-    let mut files20: Vec<PathBuf> = match std::fs::read_dir(dir.join("stix-2.0")) {
-        Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
-        Err(_) => {
-            println!(
-                "no stix-2.0/ beside {}: replaying the STIX 2.1 releases only",
-                dir.display()
-            );
-            Vec::new()
-        }
-    };
-    files20.sort();
-    for file in &files20 {
-        let name = file.file_name().unwrap().to_string_lossy().into_owned();
-        let label = name
-            .trim_end_matches(".json.zst")
-            .rsplit('-')
-            .next()
-            .unwrap()
-            .to_owned();
-        let (collection, title) = if name.starts_with("enterprise") {
-            (ENTERPRISE, "Enterprise ATT&CK")
-        } else if name.starts_with("ics") {
-            (ICS, "ICS ATT&CK")
-        } else {
-            (MOBILE, "Mobile ATT&CK")
-        };
-        topics
-            .ingest(
-                ImportConfig::new([file])
-                    .collection(collection, title)
-                    .release(&label),
-            )
-            .await
-            .unwrap();
-    }
+    let files = taxiway_tests::pipeline::ingest_every_release(&topics)
+        .await
+        .unwrap();
     println!(
         "ingest of {} files: {:.1} s",
-        files21.len() + files20.len(),
+        files.len(),
         started.elapsed().as_secs_f64()
     );
 
