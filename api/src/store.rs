@@ -10,6 +10,7 @@
 pub mod connecting;
 pub mod cql;
 pub mod memory;
+pub mod rows;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;

@@ -32,10 +32,11 @@ use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::rows::{self, Mutation};
 use crate::store::GenerationStore;
+use crate::tables::Tables;
 
-/// Writes batches into one generation.
-pub(crate) struct BatchWriter {
-    store: GenerationStore,
+/// Writes batches into one generation: the CQL one by default, or any other [`Tables`].
+pub struct BatchWriter<T: Tables = GenerationStore> {
+    store: T,
     concurrency: usize,
     metrics: Metrics,
     shutdown: CancellationToken,
@@ -55,9 +56,11 @@ enum Unit<'a> {
     },
 }
 
-impl BatchWriter {
-    pub(crate) fn new(
-        store: GenerationStore,
+impl<T: Tables> BatchWriter<T> {
+    /// A writer into `store` with at most `concurrency` writes in flight, stopping its retries
+    /// when `shutdown` is cancelled.
+    pub fn new(
+        store: T,
         concurrency: usize,
         metrics: Metrics,
         shutdown: CancellationToken,
@@ -73,7 +76,7 @@ impl BatchWriter {
 
     /// Writes `events` (valid, in offset order). Returns only when every write succeeded in a
     /// pass during which no request failed, or with [`Error::Shutdown`].
-    pub(crate) async fn write_batch(&self, events: &[Event]) -> Result<()> {
+    pub async fn write_batch(&self, events: &[Event]) -> Result<()> {
         use std::sync::atomic::Ordering;
         loop {
             self.failed.store(false, Ordering::SeqCst);
@@ -141,6 +144,13 @@ impl BatchWriter {
         Ok(())
     }
 
+    /// What the tables are called.
+    pub fn tables(&self) -> &T {
+        &self.store
+    }
+}
+
+impl BatchWriter<GenerationStore> {
     /// The next offset to apply per partition of `topic`, as the generation recorded it.
     pub(crate) async fn applied_offsets(&self, topic: &str) -> Result<BTreeMap<i32, i64>> {
         self.retry("read_applied_offsets", || self.store.applied_offsets(topic))
@@ -168,7 +178,9 @@ impl BatchWriter {
     pub(crate) fn keyspace(&self) -> &str {
         self.store.keyspace()
     }
+}
 
+impl<T: Tables> BatchWriter<T> {
     fn phase_done(&self, phase: &str, started: Instant) {
         self.metrics
             .phase_seconds
@@ -236,10 +248,10 @@ impl BatchWriter {
 
     /// Runs `op` until it succeeds, backing off from 50 ms to 5 s; gives up on shutdown, and
     /// when the generation's tables are gone.
-    async fn retry<T, F, Fut>(&self, op: &'static str, mut f: F) -> Result<T>
+    async fn retry<R, F, Fut>(&self, op: &'static str, mut f: F) -> Result<R>
     where
         F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T>>,
+        Fut: std::future::Future<Output = Result<R>>,
     {
         let histogram = self.metrics.cql_seconds.with_label_values(&[op]);
         let mut backoff = Duration::from_millis(50);
@@ -254,7 +266,7 @@ impl BatchWriter {
                     self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
                     if let Some(missing) = self.missing_tables().await {
                         return Err(Error::ProjectionsLost {
-                            keyspace: self.store.keyspace().to_owned(),
+                            keyspace: self.store.name().to_owned(),
                             detail: format!(
                                 "{op} failed ({e}); system_schema lacks {}",
                                 missing.join(", ")

@@ -8,7 +8,7 @@
 //! without I/O, which rows an event writes; [`store`] executes them with the scylla driver.
 //! `consumer` and `dead_letter` are the Kafka side. See `docs/projections.md`.
 
-mod batch;
+pub mod batch;
 mod check;
 mod commands;
 pub mod config;
@@ -20,6 +20,7 @@ mod gaps;
 pub mod metrics;
 pub mod rows;
 pub mod store;
+pub mod tables;
 
 pub use check::check;
 pub use error::{Error, Result};

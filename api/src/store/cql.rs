@@ -13,7 +13,7 @@
 //!
 //! Statements are prepared once per generation keyspace and reused until the generation changes.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -24,7 +24,7 @@ use tokio::sync::{Mutex, Semaphore};
 
 use super::{
     CollectionData, CollectionMeta, CollectionRevision, ContentKey, Generation, ReleaseRow, Store,
-    StoreError, VersionRow,
+    StoreError, VersionRow, rows,
 };
 use service::CqlArgs;
 
@@ -220,7 +220,7 @@ impl CqlStore {
                 .await?;
             versions.extend(rows.into_iter().filter_map(
                 |(date_added, object_id, version, stix_type, spec, text)| {
-                    Some(index_row(
+                    Some(rows::index_row(
                         object_id, version, stix_type?, spec, text, date_added, None,
                     ))
                 },
@@ -288,19 +288,7 @@ impl CqlStore {
                 "reading release member contents",
             )
             .await?;
-        let contents: HashMap<(String, i64), [u8; 32]> = contents
-            .into_iter()
-            .filter_map(|(object_id, version, digest)| {
-                Some(((object_id, version), digest?.try_into().ok()?))
-            })
-            .collect();
-        Ok(members
-            .into_iter()
-            .map(|(object_id, version)| {
-                let content = contents.get(&(object_id.clone(), version)).copied();
-                (object_id, version, content)
-            })
-            .collect())
+        Ok(rows::members(members, contents))
     }
 
     /// The index rows of the contents releases shipped that are not the newest content of
@@ -313,54 +301,13 @@ impl CqlStore {
         versions: &[VersionRow],
         releases: &[ReleaseRow],
     ) -> Result<Vec<VersionRow>, StoreError> {
-        let named: HashSet<(&str, i64, [u8; 32])> = releases
-            .iter()
-            .flat_map(|r| &r.members)
-            .filter_map(|(o, v, c)| Some((o.as_str(), *v, (*c)?)))
-            .collect();
-        if named.is_empty() {
+        if !rows::names_other_contents(releases) {
             return Ok(Vec::new());
         }
-        let newest: HashMap<(&str, i64), i64> = versions
-            .iter()
-            .map(|v| ((v.object_id.as_str(), v.version), v.date_added))
-            .collect();
-        type IndexRow = (
-            String,
-            i64,
-            Vec<u8>,
-            Option<i64>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        );
-        let index: Vec<IndexRow> = self
+        let index: Vec<rows::IndexRow> = self
             .rows(&s.content_index, (id,), "reading the content index")
             .await?;
-        Ok(index
-            .into_iter()
-            .filter_map(
-                |(object_id, version, digest, date_added, stix_type, spec, text)| {
-                    let digest: [u8; 32] = digest.try_into().ok()?;
-                    let date_added = date_added?;
-                    if !named.contains(&(object_id.as_str(), version, digest))
-                        // The newest content is the manifest's row: same date_added.
-                        || newest.get(&(object_id.as_str(), version)) == Some(&date_added)
-                    {
-                        return None;
-                    }
-                    Some(index_row(
-                        object_id,
-                        version,
-                        stix_type?,
-                        spec,
-                        text,
-                        date_added,
-                        Some(digest),
-                    ))
-                },
-            )
-            .collect())
+        Ok(rows::other_contents(versions, releases, index))
     }
 
     async fn fetch(
@@ -575,28 +522,4 @@ where
         .buffer_unordered(OBJECT_READS_IN_FLIGHT)
         .try_collect()
         .await
-}
-
-/// A version as an index holds it (no JSON), with the defaults of rows written before the
-/// version text and spec version were stored.
-fn index_row(
-    object_id: String,
-    version: i64,
-    stix_type: String,
-    spec: Option<String>,
-    text: Option<String>,
-    date_added: i64,
-    content: Option<[u8; 32]>,
-) -> VersionRow {
-    VersionRow {
-        version_text: text
-            .unwrap_or_else(|| schemas::Timestamp::from_micros(version).to_canonical()),
-        object_id,
-        version,
-        stix_type,
-        spec_version: spec.unwrap_or_else(|| "2.1".to_owned()),
-        date_added,
-        object_json: Bytes::new(),
-        content,
-    }
 }

@@ -508,3 +508,35 @@ impl GenerationStore {
         Ok(out)
     }
 }
+
+impl crate::tables::Tables for GenerationStore {
+    fn name(&self) -> &str {
+        self.keyspace()
+    }
+
+    fn write(&self, m: &Mutation) -> impl std::future::Future<Output = Result<()>> + Send {
+        GenerationStore::write(self, m)
+    }
+
+    fn date_addeds(
+        &self,
+        collection_id: &str,
+        object_id: &str,
+        version: i64,
+    ) -> impl std::future::Future<Output = Result<Vec<i64>>> + Send {
+        GenerationStore::date_addeds(self, collection_id, object_id, version)
+    }
+
+    fn release_chunks(
+        &self,
+        key: &ReleaseKey,
+    ) -> impl std::future::Future<Output = Result<Vec<i32>>> + Send {
+        GenerationStore::release_chunks(self, key)
+    }
+
+    fn missing_tables(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Vec<&'static str>>> + Send {
+        GenerationStore::missing_tables(self)
+    }
+}
