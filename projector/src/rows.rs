@@ -469,5 +469,7 @@ pub fn revision(collection_id: &str, revision: i64) -> Mutation {
     }
 }
 
+#[cfg(any(test, feature = "generated-logs"))]
+pub mod generated;
 #[cfg(test)]
 mod tests;
