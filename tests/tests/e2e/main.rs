@@ -29,6 +29,7 @@ mod ingest_bundles;
 mod ingest_workbench;
 mod kafka_headers;
 mod memory_server;
+mod node_projection;
 mod projector_generations;
 mod projector_kills;
 mod projector_lost_data;
