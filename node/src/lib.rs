@@ -7,7 +7,12 @@
 //! [`Store`](api::store::Store) seam, so the projection rules, the checks and the API's
 //! filtering and paging are the distributed deployment's own.
 
+mod error;
+mod project;
 mod projection;
 mod read;
+pub mod topics;
 
+pub use error::Error;
+pub use project::project;
 pub use projection::Projection;

@@ -11,11 +11,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use schemas::Event;
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::BatchWriter;
-use crate::check::check;
 use crate::config::Settings;
 use crate::consumer::{EventConsumer, Mode, Record};
 use crate::dead_letter::DeadLetters;
@@ -23,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::gaps;
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::triage::{Refusal, triage};
 
 /// How long a poll waits for a first message before giving the caller a turn (generation
 /// checks, progress reports).
@@ -195,23 +194,16 @@ impl Feed {
         let mut events = Vec::with_capacity(batch.len());
         let mut letters = Vec::new();
         for record in &batch {
-            match schemas::decode_event_with(&record.payload, self.schemas.ids()) {
-                Err(e) => letters.push((
-                    "undecodable",
-                    self.dead_letters
-                        .letter(record, format!("undecodable: {e}"), None),
-                )),
-                Ok(event) => match check(&event) {
-                    Ok(()) => events.push(event),
-                    Err(reason) => {
-                        let source = match &event {
-                            Event::ObjectVersion(v) => Some(v.source.clone()),
-                            Event::Collection(c) => Some(c.source.clone()),
-                            Event::Release(r) => Some(r.source.clone()),
-                        };
-                        letters.push(("invalid", self.dead_letters.letter(record, reason, source)));
-                    }
-                },
+            match triage(&record.payload, self.schemas.ids()) {
+                Ok(event) => events.push(event),
+                Err(refusal) => {
+                    let kind = refusal.kind();
+                    let (reason, source) = match refusal {
+                        Refusal::Undecodable(reason) => (reason, None),
+                        Refusal::Invalid { reason, source } => (reason, Some(source)),
+                    };
+                    letters.push((kind, self.dead_letters.letter(record, reason, source)));
+                }
             }
         }
         for (kind, letter) in &letters {

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod rows;
 pub mod store;
 pub mod tables;
+pub mod triage;
 
 pub use check::check;
 pub use error::{Error, Result};
