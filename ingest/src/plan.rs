@@ -82,6 +82,10 @@ pub struct Context<'a> {
 
 /// Plans the events of one batch and records them in the checkpoint as published.
 ///
+/// Each object version is recorded as the checkpoint's `publish` decides it (a bundle may hold
+/// the same version twice); the collection's metadata and the release chunks are recorded once
+/// the batch is planned, since nothing later in the batch reads them.
+///
 /// Order: the collection's metadata (when new or changed), then every new or corrected
 /// version with strictly increasing `date_added`, then the release chunks, so that a consumer
 /// that sees a release has already seen all its members.
@@ -115,6 +119,11 @@ pub fn plan_batch(
             .map(|o| ReleaseMember::new(o.meta.id.clone(), o.meta.version, o.meta.content_sha256))
             .collect();
         plan_release(checkpoint, collection, members, release, context, &mut plan);
+    }
+    for event in &plan.events {
+        if !matches!(event, Event::ObjectVersion(_)) {
+            checkpoint.observe(event);
+        }
     }
     plan
 }
@@ -153,14 +162,10 @@ fn plan_collection(
     });
     if changed {
         let updated_at = checkpoint.next_date_added(&collection.id, context.now_micros);
-        push(
-            checkpoint,
-            plan,
-            Event::Collection(CollectionUpserted {
-                updated_at,
-                ..metadata
-            }),
-        );
+        plan.events.push(Event::Collection(CollectionUpserted {
+            updated_at,
+            ..metadata
+        }));
     }
 }
 
@@ -251,7 +256,7 @@ fn plan_release(
         context.source,
         context.run_id,
     ) {
-        push(checkpoint, plan, Event::Release(chunk));
+        plan.events.push(Event::Release(chunk));
     }
     plan.counts.releases += 1;
 }
@@ -282,11 +287,6 @@ pub fn dead_letter(
         payload: Some(json.as_bytes().to_vec()),
         at: context.now_micros,
     }
-}
-
-fn push(checkpoint: &mut Checkpoint, plan: &mut Plan, event: Event) {
-    checkpoint.observe(&event);
-    plan.events.push(event);
 }
 
 #[cfg(test)]
