@@ -17,6 +17,14 @@ use taxiway_tests::workbench_double::{Fault, WorkbenchConfig, WorkbenchDouble};
 use tokio_util::sync::CancellationToken;
 
 /// [`start_mirror`] polling every 100 ms, with `--include-unreleased` scanning every `interval`.
+/// The mirror of `double` with `--include-unreleased`.
+fn unreleased_mirror_of(double: &WorkbenchDouble) -> MirrorConfig {
+    MirrorConfig {
+        include_unreleased: true,
+        ..mirror_of(double)
+    }
+}
+
 fn start_unreleased_mirror(
     topics: &Topics,
     double: &WorkbenchDouble,
@@ -26,9 +34,8 @@ fn start_unreleased_mirror(
         topics,
         MirrorConfig {
             poll_interval: Duration::from_millis(100),
-            include_unreleased: true,
             unreleased_poll_interval: interval,
-            ..mirror_of(double)
+            ..unreleased_mirror_of(double)
         },
     )
 }
@@ -125,15 +132,9 @@ async fn with_include_unreleased_an_edit_is_one_new_version_per_collection_holdi
     assert_eq!(topics.object_records().await.unwrap().len(), released.len());
 
     assert_eq!(
-        sync_once(
-            &topics,
-            MirrorConfig {
-                include_unreleased: true,
-                ..mirror_of(&double)
-            },
-        )
-        .await
-        .unwrap(),
+        sync_once(&topics, unreleased_mirror_of(&double),)
+            .await
+            .unwrap(),
         ingest::Outcome::Complete
     );
     let events = topics.events().await.unwrap();
@@ -170,15 +171,9 @@ async fn with_include_unreleased_an_edit_is_one_new_version_per_collection_holdi
     // A restart rebuilds the checkpoint from the topic and republishes nothing.
     let after = events.len();
     assert_eq!(
-        sync_once(
-            &topics,
-            MirrorConfig {
-                include_unreleased: true,
-                ..mirror_of(&double)
-            },
-        )
-        .await
-        .unwrap(),
+        sync_once(&topics, unreleased_mirror_of(&double),)
+            .await
+            .unwrap(),
         ingest::Outcome::Complete
     );
     assert_eq!(topics.object_records().await.unwrap().len(), after);
@@ -258,15 +253,9 @@ async fn edits_of_an_unpublished_collection_wait_for_its_release_and_invalid_edi
         .modified;
     let topics = Topics::new("wb_unreleased_wait");
     assert_eq!(
-        sync_once(
-            &topics,
-            MirrorConfig {
-                include_unreleased: true,
-                ..mirror_of(&double)
-            },
-        )
-        .await
-        .unwrap(),
+        sync_once(&topics, unreleased_mirror_of(&double),)
+            .await
+            .unwrap(),
         ingest::Outcome::InputsFailed,
         "the Mobile release failed"
     );
@@ -298,15 +287,9 @@ async fn edits_of_an_unpublished_collection_wait_for_its_release_and_invalid_edi
     // Once Mobile is released, its objects are known through the release: the scan adds nothing.
     double.clear_faults();
     assert_eq!(
-        sync_once(
-            &topics,
-            MirrorConfig {
-                include_unreleased: true,
-                ..mirror_of(&double)
-            },
-        )
-        .await
-        .unwrap(),
+        sync_once(&topics, unreleased_mirror_of(&double),)
+            .await
+            .unwrap(),
         ingest::Outcome::Complete
     );
     let events = topics.events().await.unwrap();
