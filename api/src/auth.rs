@@ -25,7 +25,7 @@
 //! collection with `can_read` reflecting the caller (as the issue asks), so existence is not a
 //! secret and 403 tells the client what is actually wrong.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -41,30 +41,7 @@ use tokio::sync::Semaphore;
 use crate::error::{ApiError, Error};
 use crate::login_cache::LoginCache;
 use crate::password::{self, StoredPassword};
-
-/// What a caller may read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rights {
-    All,
-    Some(Arc<BTreeSet<String>>),
-}
-
-impl Rights {
-    pub fn can_read(&self, collection_id: &str) -> bool {
-        match self {
-            Rights::All => true,
-            Rights::Some(set) => set.contains(collection_id),
-        }
-    }
-
-    fn from_list(list: &[String]) -> Rights {
-        if list.iter().any(|c| c == "*") {
-            Rights::All
-        } else {
-            Rights::Some(Arc::new(list.iter().cloned().collect()))
-        }
-    }
-}
+use crate::rights::Rights;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

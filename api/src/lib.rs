@@ -28,6 +28,7 @@ mod metrics;
 mod openapi;
 pub mod password;
 mod result_cache;
+mod rights;
 mod route_table;
 mod routes;
 mod selection;

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::auth::Rights;
+use crate::rights::Rights;
 
 /// The remembered logins of this process.
 pub(crate) struct LoginCache {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::check::CheckedBundle;
 use crate::error::Error;
-use crate::import::Origin;
+use crate::origin::Origin;
 use crate::plan::CollectionInfo;
 
 /// One ATT&CK domain and the collection MITRE publishes it as.

@@ -12,9 +12,6 @@ use sha2::{Digest, Sha256};
 
 use crate::error::Error;
 
-/// Names of files `ingest import DIR` picks up inside a directory.
-const BUNDLE_SUFFIXES: [&str; 3] = [".json", ".json.gz", ".json.zst"];
-
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
@@ -233,53 +230,6 @@ fn decompress_received(path: &Path, bytes: Vec<u8>, max_bytes: u64) -> Result<Ve
     Ok(plain)
 }
 
-/// Expands the command line's paths: files as given, directories walked recursively for
-/// bundle files, each directory's files in name order so imports are reproducible.
-pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
-    let mut files = Vec::new();
-    for path in paths {
-        let meta = std::fs::metadata(path).map_err(|source| Error::BundleIo {
-            path: path.clone(),
-            source,
-        })?;
-        if meta.is_dir() {
-            walk(path, &mut files)?;
-        } else {
-            files.push(path.clone());
-        }
-    }
-    Ok(files)
-}
-
-fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), Error> {
-    let io_err = |source| Error::BundleIo {
-        path: dir.to_owned(),
-        source,
-    };
-    let mut entries = std::fs::read_dir(dir)
-        .map_err(io_err)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(io_err)?;
-    entries.sort();
-    for entry in entries {
-        if entry.is_dir() {
-            walk(&entry, files)?;
-        } else if is_bundle_name(&entry) {
-            files.push(entry);
-        }
-    }
-    Ok(())
-}
-
-fn is_bundle_name(path: &Path) -> bool {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    BUNDLE_SUFFIXES.iter().any(|s| name.ends_with(s))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,22 +358,5 @@ mod tests {
         let err = Bundle::read(&path, 1 << 20).unwrap_err();
         assert!(matches!(err, Error::BundleIo { .. }), "{err}");
         assert!(err.to_string().contains("cut.json.zst"), "{err}");
-    }
-
-    #[test]
-    fn directories_expand_to_bundle_files_in_name_order() {
-        let tmp = temp_dir();
-        let dir = tmp.path();
-        write(dir, "b.json.zst", b"");
-        write(dir, "a.json", b"");
-        write(dir, "notes.txt", b"");
-        std::fs::create_dir_all(dir.join("sub")).unwrap();
-        write(&dir.join("sub"), "c.json.gz", b"");
-        let files = expand_paths(&[dir.to_path_buf()]).unwrap();
-        let names: Vec<_> = files
-            .iter()
-            .map(|p| p.strip_prefix(dir).unwrap().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(names, ["a.json", "b.json.zst", "sub/c.json.gz"]);
     }
 }

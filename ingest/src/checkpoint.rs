@@ -154,7 +154,7 @@ impl KnownCollection {
 
     /// Decides whether (object, version) with this content, read from the release at
     /// `release_timestamp` (`None`: not from a release), is to be published, and if so records
-    /// it as published with the next `date_added` (see [`Checkpoint::next_date_added`]).
+    /// it as published with the next `date_added` (see [`KnownCollection::next_date_added`]).
     ///
     /// Content only moves forward: the served content is replaced (a correction) only by
     /// content from outside releases, or from a release newer than every release naming the
@@ -203,7 +203,9 @@ impl KnownCollection {
         }
     }
 
-    /// [`Checkpoint::next_date_added`] for this collection.
+    /// Reserves the `date_added` of the collection's next event: now, or just after the
+    /// last one if the clock has not moved on (or went back), so that `date_added` is strictly
+    /// increasing per collection and a client paging by `added_after` can never split a tie.
     pub fn next_date_added(&mut self, now_micros: i64) -> i64 {
         next_date_added(&mut self.last_date_added, now_micros)
     }
@@ -340,14 +342,6 @@ impl Checkpoint {
         self.releases.keys().any(|id| {
             id.collection_id == collection_id && id.label == label && self.release_complete(id)
         })
-    }
-
-    /// Reserves the `date_added` of the next version of a collection: now, or just after the
-    /// last one if the clock has not moved on (or went back), so that `date_added` is strictly
-    /// increasing per collection and a client paging by `added_after` can never split a tie.
-    pub fn next_date_added(&mut self, collection_id: &str, now_micros: i64) -> i64 {
-        self.collection_mut(collection_id)
-            .next_date_added(now_micros)
     }
 
     pub fn size(&self) -> CheckpointSize {
@@ -528,9 +522,9 @@ mod tests {
     fn date_added_is_strictly_increasing_even_when_the_clock_stalls_or_goes_back() {
         let mut checkpoint = Checkpoint::default();
         checkpoint.observe(&version("x--1", 1, 1_000, 1));
-        assert_eq!(checkpoint.next_date_added("c", 500), 1_001);
-        assert_eq!(checkpoint.next_date_added("c", 500), 1_002);
-        assert_eq!(checkpoint.next_date_added("c", 5_000), 5_000);
-        assert_eq!(checkpoint.next_date_added("other", 3), 3);
+        assert_eq!(checkpoint.collection_mut("c").next_date_added(500), 1_001);
+        assert_eq!(checkpoint.collection_mut("c").next_date_added(500), 1_002);
+        assert_eq!(checkpoint.collection_mut("c").next_date_added(5_000), 5_000);
+        assert_eq!(checkpoint.collection_mut("other").next_date_added(3), 3);
     }
 }

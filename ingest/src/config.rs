@@ -9,6 +9,8 @@ use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use service::parse_duration;
 pub use service::{KafkaArgs, LogArgs, Secret};
 
+pub use crate::producer::TopicArgs;
+
 use schemas::Timestamp;
 
 use crate::attack_domain::DomainChoice;
@@ -50,27 +52,6 @@ pub enum Command {
     /// Mirror MITRE's published ATT&CK data from its collection index (index.json): every
     /// release of every collection, in release order.
     AttackIndex(AttackIndexConfig),
-}
-
-/// How ingest creates the topics when they do not exist yet: it is the one stage that does.
-#[derive(Debug, Clone, Args)]
-pub struct TopicArgs {
-    /// Partitions of the topics when ingest has to create them.
-    #[arg(
-        long,
-        env = "TAXIWAY_TOPIC_PARTITIONS",
-        default_value_t = 3,
-        global = true
-    )]
-    pub partitions: i32,
-    /// Replication factor of the topics when ingest has to create them.
-    #[arg(
-        long,
-        env = "TAXIWAY_TOPIC_REPLICATION",
-        default_value_t = 1,
-        global = true
-    )]
-    pub replication: i32,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -220,16 +201,6 @@ impl From<ImportConfig> for Command {
 impl From<WorkbenchConfig> for Command {
     fn from(config: WorkbenchConfig) -> Self {
         Command::Workbench(config)
-    }
-}
-
-/// As the flags default to.
-impl Default for TopicArgs {
-    fn default() -> Self {
-        TopicArgs {
-            partitions: 3,
-            replication: 1,
-        }
     }
 }
 

@@ -3,24 +3,28 @@
 
 use std::fmt;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use schemas::{DeadLetter, Source, SourceKind, Timestamp};
 
-use crate::Connection;
 use crate::attack_domain::{self, DomainChoice};
-use crate::bundle::{Input, expand_paths};
+use crate::bundle::Input;
 use crate::check::{CheckedBundle, MitreCollection, check_bundle};
 use crate::checkpoint::Checkpoint;
+use crate::connection::Connection;
 use crate::error::Error;
 use crate::metrics::Metrics;
+use crate::origin::Origin;
 use crate::plan::{
     Candidate, CollectionInfo, Context, Counts, ReleaseInfo, dead_letter, plan_batch,
 };
 use service::now_micros;
+
+/// Names of files `ingest import DIR` picks up inside a directory.
+const BUNDLE_SUFFIXES: [&str; 3] = [".json", ".json.gz", ".json.zst"];
 
 /// `ingest import`, ready to run: the files and what to declare them.
 #[derive(Debug, Clone)]
@@ -167,23 +171,6 @@ impl fmt::Display for ImportSummary {
     }
 }
 
-/// Where a bundle comes from, and how its collection and release are decided.
-#[derive(Debug, Clone)]
-pub struct Origin {
-    pub kind: SourceKind,
-    /// The file path, or the Workbench URL the bundle came from.
-    pub uri: String,
-    /// Overrides the `x-mitre-collection` object (`ingest import --collection`).
-    pub collection: Option<CollectionInfo>,
-    /// With `collection`: declare the bundle a release with this label.
-    pub release_label: Option<String>,
-    /// With `release_label`: its timestamp; default the newest version in the bundle.
-    pub release_timestamp: Option<Timestamp>,
-    /// The collection version the bundle must be (a Workbench export of one version): `(id,
-    /// modified)` of its collection object. Checked before anything is published.
-    pub expect_version: Option<(String, String)>,
-}
-
 /// What publishing one bundle did.
 #[derive(Debug, Clone)]
 pub struct BundleReport {
@@ -226,6 +213,53 @@ impl BundleReport {
             self.rejected,
         )
     }
+}
+
+/// Expands the command line's paths: files as given, directories walked recursively for
+/// bundle files, each directory's files in name order so imports are reproducible.
+fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
+    let mut files = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path).map_err(|source| Error::BundleIo {
+            path: path.clone(),
+            source,
+        })?;
+        if meta.is_dir() {
+            walk(path, &mut files)?;
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), Error> {
+    let io_err = |source| Error::BundleIo {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut entries = std::fs::read_dir(dir)
+        .map_err(io_err)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(io_err)?;
+    entries.sort();
+    for entry in entries {
+        if entry.is_dir() {
+            walk(&entry, files)?;
+        } else if is_bundle_name(&entry) {
+            files.push(entry);
+        }
+    }
+    Ok(())
+}
+
+fn is_bundle_name(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    BUNDLE_SUFFIXES.iter().any(|s| name.ends_with(s))
 }
 
 /// Publishes one checked bundle (`checked`: how long reading and checking it took): decides its
@@ -413,4 +447,30 @@ fn record(
     metrics.record_batch(kind, counts, rejected as u64);
     metrics.bundles.with_label_values(&[kind, "ok"]).inc();
     metrics.record_checkpoint(checkpoint);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directories_expand_to_bundle_files_in_name_order() {
+        let tmp = tempfile::Builder::new()
+            .prefix("taxiway-import-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path();
+        let touch = |path: PathBuf| std::fs::File::create(path).unwrap();
+        touch(dir.join("b.json.zst"));
+        touch(dir.join("a.json"));
+        touch(dir.join("notes.txt"));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        touch(dir.join("sub").join("c.json.gz"));
+        let files = expand_paths(&[dir.to_path_buf()]).unwrap();
+        let names: Vec<_> = files
+            .iter()
+            .map(|p| p.strip_prefix(dir).unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["a.json", "b.json.zst", "sub/c.json.gz"]);
+    }
 }

@@ -13,15 +13,16 @@ mod bundle;
 mod check;
 mod checkpoint;
 pub mod config;
+mod connection;
 mod error;
 mod import;
 mod metrics;
+mod origin;
 mod plan;
 mod producer;
 pub mod workbench;
 
 use std::fmt;
-use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
@@ -34,11 +35,10 @@ pub use error::Error;
 pub use producer::ensure_topics;
 
 use crate::attack_index::IndexSummary;
-use crate::checkpoint::Checkpoint;
-use crate::config::{Command, KafkaArgs, TopicArgs};
+use crate::config::Command;
+use crate::connection::connect;
 use crate::import::ImportSummary;
 use crate::metrics::Metrics;
-use crate::producer::Producer;
 use crate::workbench::SyncSummary;
 
 /// How a run ended, for the exit code.
@@ -82,35 +82,6 @@ impl fmt::Display for Summary {
             Summary::AttackIndex(index) => index.fmt(f),
         }
     }
-}
-
-/// The producer on the topics and the checkpoint rebuilt from them: what every command needs.
-pub(crate) struct Connection {
-    pub producer: Arc<Producer>,
-    pub checkpoint: Checkpoint,
-}
-
-/// Connects the producer (creating the topics if needed) and rebuilds the checkpoint, both at
-/// once: they are independent, and a missing topic simply reads as an empty checkpoint.
-async fn connect(
-    kafka: &KafkaArgs,
-    topics: &TopicArgs,
-    metrics: &Metrics,
-) -> Result<Connection, Error> {
-    // First, so that a refused login or an untrusted certificate ends the run at once with its
-    // cause instead of a timeout of whichever client tried first.
-    let check = kafka.clone();
-    tokio::task::spawn_blocking(move || check.check_brokers())
-        .await
-        .map_err(|e| Error::KafkaState(format!("checking the brokers: {e}")))?
-        .map_err(Error::KafkaUnreachable)?;
-    let (producer, checkpoint) =
-        tokio::try_join!(Producer::connect(kafka, topics), Checkpoint::load(kafka))?;
-    metrics.record_checkpoint(&checkpoint);
-    Ok(Connection {
-        producer: Arc::new(producer),
-        checkpoint,
-    })
 }
 
 /// Runs the command until it is done or `shutdown` is cancelled, serving metrics meanwhile

@@ -6,7 +6,7 @@ use schemas::{
     StixObjectMeta, Timestamp, chunk_release,
 };
 
-use crate::checkpoint::{Checkpoint, Publication, ReleaseId};
+use crate::checkpoint::{Checkpoint, KnownCollection, Publication, ReleaseId};
 
 /// TAXII media types of ATT&CK collections, as attack-taxii.mitre.org lists them.
 pub const STIX_MEDIA_TYPES: [&str; 1] = ["application/stix+json;version=2.1"];
@@ -82,6 +82,11 @@ pub struct Context<'a> {
 
 /// Plans the events of one batch and records them in the checkpoint as published.
 ///
+/// The checkpoint is consulted once, up front: whether the release is complete already, and the
+/// collection's entry, which planning reads and advances (each object version is recorded as
+/// `publish` decides it, since a bundle may hold the same version twice). The collection's
+/// metadata and the release chunks are recorded once the batch is planned.
+///
 /// Order: the collection's metadata (when new or changed), then every new or corrected
 /// version with strictly increasing `date_added`, then the release chunks, so that a consumer
 /// that sees a release has already seen all its members.
@@ -92,29 +97,43 @@ pub fn plan_batch(
     release: Option<&ReleaseInfo>,
     context: &Context<'_>,
 ) -> Plan {
+    let release = release.map(|release| {
+        let id = ReleaseId {
+            collection_id: collection.id.clone(),
+            release_timestamp: release.timestamp.as_micros(),
+            label: release.label.clone(),
+        };
+        (release, checkpoint.release_complete(&id))
+    });
+    let known = checkpoint.collection_mut(&collection.id);
     let mut plan = Plan::default();
-    plan_collection(
-        checkpoint,
-        collection,
-        release.is_some(),
-        context,
-        &mut plan,
-    );
-    let release_timestamp = release.map(|r| r.timestamp.as_micros());
+    plan_collection(known, collection, release.is_some(), context, &mut plan);
+    let release_timestamp = release.map(|(r, _)| r.timestamp.as_micros());
     plan_objects(
-        checkpoint,
+        known,
         collection,
         objects,
         release_timestamp,
         context,
         &mut plan,
     );
-    if let Some(release) = release {
-        let members = objects
-            .iter()
-            .map(|o| ReleaseMember::new(o.meta.id.clone(), o.meta.version, o.meta.content_sha256))
-            .collect();
-        plan_release(checkpoint, collection, members, release, context, &mut plan);
+    match release {
+        Some((_, true)) => plan.counts.releases_known += 1,
+        Some((release, false)) => {
+            let members = objects
+                .iter()
+                .map(|o| {
+                    ReleaseMember::new(o.meta.id.clone(), o.meta.version, o.meta.content_sha256)
+                })
+                .collect();
+            plan_release(known, collection, members, release, context, &mut plan);
+        }
+        None => {}
+    }
+    for event in &plan.events {
+        if !matches!(event, Event::ObjectVersion(_)) {
+            checkpoint.observe(event);
+        }
     }
     plan
 }
@@ -122,15 +141,13 @@ pub fn plan_batch(
 /// The collection's metadata event, when it is new or changed. `released`: the batch is a
 /// release; once a collection has been delivered as releases it stays marked so.
 fn plan_collection(
-    checkpoint: &mut Checkpoint,
+    entry: &mut KnownCollection,
     collection: &CollectionInfo,
     released: bool,
     context: &Context<'_>,
     plan: &mut Plan,
 ) {
-    let known = checkpoint
-        .collection(&collection.id)
-        .and_then(|c| c.metadata.as_ref());
+    let known = entry.metadata.as_ref();
     let released = released || known.is_some_and(|k| k.released);
     let metadata = CollectionUpserted {
         collection_id: collection.id.clone(),
@@ -152,29 +169,24 @@ fn plan_collection(
             || known.released != metadata.released
     });
     if changed {
-        let updated_at = checkpoint.next_date_added(&collection.id, context.now_micros);
-        push(
-            checkpoint,
-            plan,
-            Event::Collection(CollectionUpserted {
-                updated_at,
-                ..metadata
-            }),
-        );
+        let updated_at = entry.next_date_added(context.now_micros);
+        plan.events.push(Event::Collection(CollectionUpserted {
+            updated_at,
+            ..metadata
+        }));
     }
 }
 
 /// The events of new and corrected versions among `objects`, with strictly increasing
 /// `date_added`; known ones are counted as skipped.
 fn plan_objects(
-    checkpoint: &mut Checkpoint,
+    known: &mut KnownCollection,
     collection: &CollectionInfo,
     objects: &[Candidate<'_>],
     release_timestamp: Option<i64>,
     context: &Context<'_>,
     plan: &mut Plan,
 ) {
-    let known = checkpoint.collection_mut(&collection.id);
     for object in objects {
         let version_micros = object.meta.version.as_micros();
         let publication = known.publish(
@@ -222,26 +234,17 @@ fn plan_objects(
     }
 }
 
-/// The release's chunks, unless the release is already complete on the topic. Call it after
-/// every member's version was planned.
+/// The chunks of a release that is not complete on the topic yet. Call it after every member's
+/// version was planned.
 fn plan_release(
-    checkpoint: &mut Checkpoint,
+    known: &mut KnownCollection,
     collection: &CollectionInfo,
     members: Vec<ReleaseMember>,
     release: &ReleaseInfo,
     context: &Context<'_>,
     plan: &mut Plan,
 ) {
-    let id = ReleaseId {
-        collection_id: collection.id.clone(),
-        release_timestamp: release.timestamp.as_micros(),
-        label: release.label.clone(),
-    };
-    if checkpoint.release_complete(&id) {
-        plan.counts.releases_known += 1;
-        return;
-    }
-    let date_added = checkpoint.next_date_added(&collection.id, context.now_micros);
+    let date_added = known.next_date_added(context.now_micros);
     for chunk in chunk_release(
         &collection.id,
         &release.label,
@@ -251,7 +254,7 @@ fn plan_release(
         context.source,
         context.run_id,
     ) {
-        push(checkpoint, plan, Event::Release(chunk));
+        plan.events.push(Event::Release(chunk));
     }
     plan.counts.releases += 1;
 }
@@ -282,11 +285,6 @@ pub fn dead_letter(
         payload: Some(json.as_bytes().to_vec()),
         at: context.now_micros,
     }
-}
-
-fn push(checkpoint: &mut Checkpoint, plan: &mut Plan, event: Event) {
-    checkpoint.observe(&event);
-    plan.events.push(event);
 }
 
 #[cfg(test)]

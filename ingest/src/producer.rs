@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use clap::Args;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use rdkafka::ClientConfig;
@@ -13,10 +14,42 @@ use rdkafka::message::Message;
 use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 
-use crate::config::{KafkaArgs, TopicArgs};
-use crate::error::Error;
 use schemas::registry::Framing;
 use schemas::{DeadLetter, Event};
+use service::KafkaArgs;
+
+use crate::error::Error;
+
+/// How ingest creates the topics when they do not exist yet: it is the one stage that does.
+#[derive(Debug, Clone, Args)]
+pub struct TopicArgs {
+    /// Partitions of the topics when ingest has to create them.
+    #[arg(
+        long,
+        env = "TAXIWAY_TOPIC_PARTITIONS",
+        default_value_t = 3,
+        global = true
+    )]
+    pub partitions: i32,
+    /// Replication factor of the topics when ingest has to create them.
+    #[arg(
+        long,
+        env = "TAXIWAY_TOPIC_REPLICATION",
+        default_value_t = 1,
+        global = true
+    )]
+    pub replication: i32,
+}
+
+/// As the flags default to.
+impl Default for TopicArgs {
+    fn default() -> Self {
+        TopicArgs {
+            partitions: 3,
+            replication: 1,
+        }
+    }
+}
 
 /// Largest message on the objects topic. A STIX 2.1 Enterprise `x-mitre-collection` object lists
 /// ~25k members and is about 3 MB; 16 MiB leaves room for bigger private collections.

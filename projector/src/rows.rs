@@ -252,16 +252,20 @@ pub fn writes(event: &Event) -> Vec<Mutation> {
                 updated_at: c.updated_at,
             },
         ],
-        Event::ObjectVersion(v) if v.archival => object_content(v).into(),
+        Event::ObjectVersion(v) if v.archival => {
+            object_content(v, schemas::compact_json(&v.object_json)).into()
+        }
         Event::ObjectVersion(v) => {
+            // Compacted once: the version row and the content row serve the same text.
+            let object_json = schemas::compact_json(&v.object_json);
             let mut out = vec![
-                Mutation::ObjectVersion(object_version(v)),
+                Mutation::ObjectVersion(object_version(v, object_json.clone())),
                 Mutation::ManifestBucket {
                     collection_id: v.collection_id.clone(),
                     bucket: manifest_bucket(v.date_added),
                 },
             ];
-            out.extend(object_content(v));
+            out.extend(object_content(v, object_json));
             out
         }
         Event::Release(r) => {
@@ -283,7 +287,8 @@ fn collection(c: &CollectionUpserted) -> Mutation {
     })
 }
 
-fn object_version(v: &ObjectVersionAdded) -> ObjectVersionRow {
+/// The `object_versions` row of the event; `object_json` is its compacted text.
+fn object_version(v: &ObjectVersionAdded, object_json: String) -> ObjectVersionRow {
     ObjectVersionRow {
         collection_id: v.collection_id.clone(),
         object_id: v.object_id.clone(),
@@ -292,13 +297,14 @@ fn object_version(v: &ObjectVersionAdded) -> ObjectVersionRow {
         stix_type: v.stix_type.clone(),
         spec_version: v.spec_version.clone(),
         date_added: v.date_added,
-        object_json: schemas::compact_json(&v.object_json),
+        object_json,
         content_sha256: v.content_sha256.to_vec(),
     }
 }
 
-/// The `object_contents` and `content_index` rows of the event's content.
-fn object_content(v: &ObjectVersionAdded) -> [Mutation; 2] {
+/// The `object_contents` and `content_index` rows of the event's content; `object_json` is its
+/// compacted text.
+fn object_content(v: &ObjectVersionAdded, object_json: String) -> [Mutation; 2] {
     [
         Mutation::ObjectContent(ObjectContentRow {
             collection_id: v.collection_id.clone(),
@@ -306,7 +312,7 @@ fn object_content(v: &ObjectVersionAdded) -> [Mutation; 2] {
             version: v.version_micros,
             content_sha256: v.content_sha256.to_vec(),
             date_added: v.date_added,
-            object_json: schemas::compact_json(&v.object_json),
+            object_json,
         }),
         Mutation::ContentIndex(ContentIndexRow {
             collection_id: v.collection_id.clone(),

@@ -9,14 +9,15 @@ pub mod event;
 pub mod fingerprint;
 pub mod headers;
 pub mod key;
+pub mod records;
 pub mod registry;
 pub mod stix;
 mod version_writer;
 
 pub use codec::{
-    SchemaInfo, decode_dead_letter, decode_dead_letter_with, decode_event, decode_event_with,
+    decode_dead_letter, decode_dead_letter_with, decode_event, decode_event_with,
     encode_dead_letter, encode_dead_letter_framed, encode_dead_letter_into, encode_event,
-    encode_event_framed, encode_event_into, known_schemas,
+    encode_event_framed, encode_event_into,
 };
 pub use event::{
     CollectionUpserted, DeadLetter, Event, ObjectVersionAdded, RELEASE_CHUNK_MAX_MEMBERS,
@@ -26,6 +27,7 @@ pub use key::{
     DEAD_LETTER_TOPIC, OBJECTS_TOPIC, collection_key, object_content_key, object_version_key,
     partition_for, release_chunk_key,
 };
+pub use records::{SchemaInfo, known_schemas};
 pub use stix::{
     Invalid, InvalidKind, SpecVersion, StixObjectMeta, Timestamp, check_stix_id, compact_json,
     content_digest, object_version, spec_version, validate_object,

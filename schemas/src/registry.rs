@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use crate::codec::Record;
+use crate::records::Record;
 use crate::{Error, Result, fingerprint};
 
 /// The first byte of a registry-framed message (Confluent's "magic byte").
@@ -50,7 +50,7 @@ impl SchemaIds {
     /// [`Self::is_settled`], if `avsc` is none of the schemas this build knows.
     pub fn learn(&mut self, id: u32, avsc: &str) -> Result<()> {
         let fingerprint = fingerprint::schema_fingerprint(avsc)?;
-        if crate::codec::record_of(fingerprint)?.is_none() {
+        if crate::records::record_of(fingerprint)?.is_none() {
             let reason = format!(
                 "registry schema id {id} is not a schema this build reads (CRC-64-AVRO {:016x})",
                 u64::from_le_bytes(fingerprint)
@@ -122,7 +122,7 @@ pub struct CurrentSchema {
 
 /// The schemas this build writes, one per record type.
 pub fn current_schemas() -> Vec<CurrentSchema> {
-    crate::codec::current_schema_texts()
+    crate::records::current_schema_texts()
         .into_iter()
         .map(|(record, avsc)| CurrentSchema {
             full_name: record.full_name(),

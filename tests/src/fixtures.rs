@@ -36,6 +36,16 @@ fn resolve(explicit: Option<OsString>, repo: &Path) -> PathBuf {
     }
 }
 
+/// The five releases shipped in `data/attack/` (so every data directory has them), in release
+/// order: ICS, then Mobile.
+pub const SHIPPED_RELEASES: [&str; 5] = [
+    "ics-attack-17.1.json.zst",
+    "ics-attack-18.0.json.zst",
+    "ics-attack-18.1.json.zst",
+    "mobile-attack-17.0.json.zst",
+    "mobile-attack-17.1.json.zst",
+];
+
 /// The path of one release file, e.g. `ics-attack-18.1.json.zst`.
 pub fn path(name: &str) -> PathBuf {
     data_dir().join(name)

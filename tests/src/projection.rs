@@ -152,6 +152,23 @@ pub async fn dump(
     Ok(out)
 }
 
+/// Asserts that `other` holds exactly the rows of `reference` in every table, and that
+/// `reference` has rows in each (an empty projection equal to another proves nothing).
+pub fn assert_same_rows(
+    reference: &BTreeMap<&'static str, Vec<String>>,
+    other: &BTreeMap<&'static str, Vec<String>>,
+) {
+    for table in tables() {
+        assert!(!reference[table].is_empty(), "{table} has rows");
+        assert_eq!(
+            reference[table].len(),
+            other[table].len(),
+            "rows of {table}"
+        );
+        assert!(reference[table] == other[table], "{table} differs");
+    }
+}
+
 /// The largest sequence value per collection among `events`: the revision each collection
 /// reaches once all of them are applied.
 pub fn final_revisions<'a>(events: impl IntoIterator<Item = &'a Event>) -> BTreeMap<String, i64> {

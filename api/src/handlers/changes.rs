@@ -10,9 +10,9 @@ use maud::{DOCTYPE, Markup, html};
 use serde_json::{Value, json};
 
 use super::{ReadableCollection, Root, loaded_catalog};
-use crate::auth::Rights;
 use crate::changes::{self, ByType, Changes, ChangesError, release_json};
 use crate::error::ApiError;
+use crate::rights::Rights;
 use crate::snapshot::{Release, Snapshot, format_micros};
 use crate::state::AppState;
 

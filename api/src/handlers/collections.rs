@@ -7,8 +7,8 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::{ServedRoot, collection_in_root, taxii_json};
-use crate::auth::Rights;
 use crate::error::ApiError;
+use crate::rights::Rights;
 use crate::snapshot::{Snapshot, ViewSel};
 use crate::state::AppState;
 

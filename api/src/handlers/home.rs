@@ -12,9 +12,9 @@ use axum::response::{IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 
 use super::Root;
-use crate::auth::Rights;
 use crate::error::ApiError;
 use crate::media::{TAXII_CONTENT_TYPE, accepts_html};
+use crate::rights::Rights;
 use crate::snapshot::{Catalog, Snapshot, ViewSel, format_micros};
 use crate::state::AppState;
 

@@ -16,10 +16,10 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::auth::Rights;
 use crate::error::ApiError;
 use crate::etag::{etag, fingerprint, not_modified, not_modified_response};
 use crate::media::TAXII_CONTENT_TYPE;
+use crate::rights::Rights;
 use crate::snapshot::{Catalog, Snapshot, ViewSel};
 use crate::state::AppState;
 

@@ -13,12 +13,13 @@ use schemas::SourceKind;
 
 use super::client::IndexClient;
 use super::index::{IndexDocument, IndexedRelease};
-use crate::Connection;
 use crate::bundle::Input;
 use crate::check::check_bundle;
+use crate::connection::Connection;
 use crate::error::Error;
-use crate::import::{Origin, publish_bundle};
+use crate::import::publish_bundle;
 use crate::metrics::Metrics;
+use crate::origin::Origin;
 use crate::plan::Counts;
 
 /// `ingest attack-index`, ready to run.

@@ -8,8 +8,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::checkpoint::Checkpoint;
-use crate::config::KafkaArgs;
 use crate::error::Error;
+use service::KafkaArgs;
 
 /// What the rebuild read, for the start-up log line.
 #[derive(Debug, Clone, Copy, Default)]

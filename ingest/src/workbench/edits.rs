@@ -34,9 +34,9 @@ use serde::Deserialize;
 use schemas::{DeadLetter, Event, Source, SourceKind};
 
 use super::client::{ObjectDocument, ObjectList, WorkbenchClient, parse_object_list};
-use crate::Connection;
 use crate::check::check_object;
 use crate::checkpoint::Checkpoint;
+use crate::connection::Connection;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::plan::{Candidate, CollectionInfo, Context, Counts, dead_letter, plan_batch};

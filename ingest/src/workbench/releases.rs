@@ -12,12 +12,13 @@ use schemas::{SourceKind, Timestamp};
 
 use super::client::{CollectionVersion, ObjectList, Versions, WorkbenchClient};
 use super::edits::{ScanReport, Scanner, Schedule};
-use crate::Connection;
 use crate::bundle::Input;
 use crate::check::check_bundle;
+use crate::connection::Connection;
 use crate::error::Error;
-use crate::import::{Origin, publish_bundle};
+use crate::import::publish_bundle;
 use crate::metrics::Metrics;
+use crate::origin::Origin;
 use crate::plan::Counts;
 
 /// A Workbench bundle larger than this is refused (Enterprise is about 45 MB).

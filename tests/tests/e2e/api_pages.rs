@@ -2,7 +2,7 @@
 //! (off by default, per origin when on), the home page at `/` and the Swagger UI page. What the
 //! pages show is compared with what the bundle files say, not with our own output.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -178,35 +178,6 @@ async fn a_preflight_needs_no_credentials_and_is_no_405() {
     );
 }
 
-/// What the home page must show of each collection, from the bundle files: the latest release
-/// (by its collection object's `modified`), its label, date and number of objects.
-fn expected_rows() -> BTreeMap<String, (usize, String, String)> {
-    let mut latest: BTreeMap<String, &Bundle> = BTreeMap::new();
-    for b in bundles() {
-        let entry = latest.entry(b.collection_id.clone()).or_insert(b);
-        if b.release_timestamp > entry.release_timestamp {
-            *entry = b;
-        }
-    }
-    latest
-        .into_iter()
-        .map(|(id, b)| {
-            let ids: BTreeSet<&str> = b
-                .objects
-                .iter()
-                .map(|o| o["id"].as_str().unwrap())
-                .collect();
-            let collection = b
-                .objects
-                .iter()
-                .find(|o| o["type"] == "x-mitre-collection")
-                .unwrap();
-            let date = collection["modified"].as_str().unwrap()[..10].to_owned();
-            (id, (ids.len(), b.label.clone(), date))
-        })
-        .collect()
-}
-
 /// The text of the first `<td class="{class}">` after `from` in `html`.
 fn cell<'a>(html: &'a str, from: usize, class: &str) -> &'a str {
     let open = format!("<td class=\"{class}\">");
@@ -241,7 +212,7 @@ async fn the_home_page_lists_each_collection_as_its_latest_release() {
             .contains("accept")
     );
     let html = String::from_utf8(reply.body.to_vec()).unwrap();
-    let expected = expected_rows();
+    let expected = latest_releases();
     assert_eq!(expected.len(), 2, "ICS and Mobile");
     for (id, (objects, label, date)) in &expected {
         let row = html

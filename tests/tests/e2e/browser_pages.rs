@@ -71,35 +71,6 @@ fn assert_clean(seen: &Seen) {
     );
 }
 
-/// Per collection, from the bundle files: the number of objects of its latest release, the
-/// release's label and its date.
-fn latest_releases() -> BTreeMap<String, (usize, String, String)> {
-    let mut latest: BTreeMap<String, &Bundle> = BTreeMap::new();
-    for b in bundles() {
-        let entry = latest.entry(b.collection_id.clone()).or_insert(b);
-        if b.release_timestamp > entry.release_timestamp {
-            *entry = b;
-        }
-    }
-    latest
-        .into_iter()
-        .map(|(id, b)| {
-            let ids: BTreeSet<&str> = b
-                .objects
-                .iter()
-                .map(|o| o["id"].as_str().unwrap())
-                .collect();
-            let collection = b
-                .objects
-                .iter()
-                .find(|o| o["type"] == "x-mitre-collection")
-                .unwrap();
-            let date = collection["modified"].as_str().unwrap()[..10].to_owned();
-            (id, (ids.len(), b.label.clone(), date))
-        })
-        .collect()
-}
-
 const HOME_ROWS: &str =
     "Array.from(document.querySelectorAll('#collections tbody tr')).map(tr => ({
     id: tr.dataset.collection,

@@ -13,13 +13,7 @@ use taxiway_tests::projection;
 use taxiway_tests::python;
 
 /// The shipped releases, in release order (the Python side assumes this order).
-const FILES: [&str; 5] = [
-    "ics-attack-17.1.json.zst",
-    "ics-attack-18.0.json.zst",
-    "ics-attack-18.1.json.zst",
-    "mobile-attack-17.0.json.zst",
-    "mobile-attack-17.1.json.zst",
-];
+const FILES: [&str; 5] = taxiway_tests::fixtures::SHIPPED_RELEASES;
 /// How many Python tests must pass (tests/python/test_clients.py has this many, parametrised
 /// cases included); fewer means a test was lost or skipped.
 const MIN_PASSED: usize = 21;

@@ -3,15 +3,47 @@
 //! Dockerfile builds the binaries the compose file calls.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::CommandFactory;
+use serde_norway::Value;
 
-fn repo_file(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+/// The workspace version: the tests crate shares it (`version.workspace = true`).
+pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A path in the repository.
+pub(crate) fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
-        .join(name);
+        .join(relative)
+}
+
+/// A file of the repository, as text.
+pub(crate) fn read(relative: &str) -> String {
+    let path = repo_path(relative);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every YAML document of a file (Kubernetes files hold several, split by `---`).
+pub(crate) fn yaml_documents(relative: &str) -> Vec<Value> {
+    let text = read(relative);
+    serde_norway::Deserializer::from_str(&text)
+        .map(|document| {
+            serde::Deserialize::deserialize(document)
+                .unwrap_or_else(|e| panic!("{relative} does not parse: {e}"))
+        })
+        .collect()
+}
+
+/// One YAML document, with its merge keys (`<<: *anchor`, as Compose uses them) applied.
+pub(crate) fn yaml(relative: &str) -> Value {
+    let mut documents = yaml_documents(relative);
+    assert_eq!(documents.len(), 1, "{relative}: one document");
+    let mut document = documents.remove(0);
+    document
+        .apply_merge()
+        .unwrap_or_else(|e| panic!("{relative}: merge keys: {e}"));
+    document
 }
 
 /// Every environment variable any of the three services reads (clap `env = …` on every flag).
@@ -71,7 +103,7 @@ fn taxiway_commands(compose: &str) -> Vec<Vec<String>> {
 
 #[test]
 fn every_variable_the_compose_file_sets_is_read_by_a_service() {
-    let compose = repo_file("docker-compose.yml");
+    let compose = read("docker-compose.yml");
     let set = variables_compose_sets(&compose);
     assert!(set.len() >= 10, "found only {set:?}");
     let read = variables_the_services_read();
@@ -84,7 +116,7 @@ fn every_variable_the_compose_file_sets_is_read_by_a_service() {
 
 #[test]
 fn every_service_command_in_the_compose_file_parses() {
-    let compose = repo_file("docker-compose.yml");
+    let compose = read("docker-compose.yml");
     let commands = taxiway_commands(&compose);
     let programs: BTreeSet<&str> = commands.iter().map(|c| c[0].as_str()).collect();
     assert_eq!(
@@ -119,13 +151,13 @@ impl<T: clap::Parser> ParseWithEnv for T {
 
 #[test]
 fn the_dockerfile_builds_the_binaries_the_compose_file_runs() {
-    let dockerfile = repo_file("Dockerfile");
+    let dockerfile = read("Dockerfile");
     for binary in ["ingest", "projector", "api"] {
         assert!(
             dockerfile.contains(&format!("target/release/{binary}")),
             "Dockerfile does not copy {binary}"
         );
-        let manifest = repo_file(&format!("{binary}/Cargo.toml"));
+        let manifest = read(&format!("{binary}/Cargo.toml"));
         assert!(
             manifest.contains(&format!("name = \"{binary}\"")),
             "{binary}/Cargo.toml names no binary {binary}"
@@ -135,7 +167,7 @@ fn the_dockerfile_builds_the_binaries_the_compose_file_runs() {
         dockerfile.contains("USER taxiway"),
         "the runtime image runs as a non-root user"
     );
-    let compose = repo_file("docker-compose.yml");
+    let compose = read("docker-compose.yml");
     assert!(compose.contains("image: apache/kafka:"), "real Kafka image");
     assert!(
         compose.contains("image: scylladb/scylla:"),

@@ -16,13 +16,7 @@ use taxiway_tests::fixtures::{self, Release};
 use taxiway_tests::pipeline::Topics;
 use taxiway_tests::{Deadline, projection};
 
-const FILES: [&str; 5] = [
-    "ics-attack-17.1.json.zst",
-    "ics-attack-18.0.json.zst",
-    "ics-attack-18.1.json.zst",
-    "mobile-attack-17.0.json.zst",
-    "mobile-attack-17.1.json.zst",
-];
+const FILES: [&str; 5] = taxiway_tests::fixtures::SHIPPED_RELEASES;
 
 /// How long the projector may take, once Cassandra answers again, to finish the topic.
 const CATCH_UP: Duration = Duration::from_secs(240);
@@ -137,15 +131,7 @@ async fn a_projector_resumes_by_itself_after_cassandra_is_killed_mid_projection_
         .unwrap()
         .unwrap();
     let reference = projection::dump(&shared, &clean_keyspace).await.unwrap();
-    for table in projection::tables() {
-        assert!(!reference[table].is_empty(), "{table} has rows");
-        assert_eq!(
-            reference[table].len(),
-            killed[table].len(),
-            "rows of {table}"
-        );
-        assert!(reference[table] == killed[table], "{table} differs");
-    }
+    projection::assert_same_rows(&reference, &killed);
 
     projection::drop_keyspaces(&shared, &clean_control)
         .await

@@ -25,13 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Imported in this order, in one run: the kill lands while the first ones publish, with the
 /// rest still to come.
-const FILES: [&str; 5] = [
-    "ics-attack-17.1.json.zst",
-    "ics-attack-18.0.json.zst",
-    "ics-attack-18.1.json.zst",
-    "mobile-attack-17.0.json.zst",
-    "mobile-attack-17.1.json.zst",
-];
+const FILES: [&str; 5] = taxiway_tests::fixtures::SHIPPED_RELEASES;
 
 /// How the interrupted import run is made to end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,13 +19,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 /// The release files every data directory has (a fresh clone ships these five).
-const FILES: [&str; 5] = [
-    "ics-attack-17.1.json.zst",
-    "ics-attack-18.0.json.zst",
-    "ics-attack-18.1.json.zst",
-    "mobile-attack-17.0.json.zst",
-    "mobile-attack-17.1.json.zst",
-];
+const FILES: [&str; 5] = taxiway_tests::fixtures::SHIPPED_RELEASES;
 
 /// What the index endpoint answers.
 #[derive(Clone)]

@@ -159,15 +159,7 @@ async fn a_projector_killed_at_random_points_ends_with_a_clean_runs_projections(
         .unwrap()
         .unwrap();
     let killed = projection::dump(&session, &keyspace).await.unwrap();
-    for table in projection::tables() {
-        assert!(!reference[table].is_empty(), "{table} has rows");
-        assert_eq!(
-            reference[table].len(),
-            killed[table].len(),
-            "rows of {table}"
-        );
-        assert!(reference[table] == killed[table], "{table} differs");
-    }
+    projection::assert_same_rows(&reference, &killed);
     let letters = topics.dead_letters().await.unwrap();
     assert!(letters.is_empty(), "dead-lettered: {letters:?}");
     println!("projector_kills: restart latencies with static membership: {latencies:?}");
