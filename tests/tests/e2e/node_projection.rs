@@ -20,15 +20,6 @@ use taxiway_tests::fixtures;
 use taxiway_tests::pipeline::Topics;
 use taxiway_tests::projection;
 
-/// The five releases that ship with the repository.
-const FILES: [&str; 5] = [
-    "ics-attack-17.1.json.zst",
-    "ics-attack-18.0.json.zst",
-    "ics-attack-18.1.json.zst",
-    "mobile-attack-17.0.json.zst",
-    "mobile-attack-17.1.json.zst",
-];
-
 /// Objects per listing page: several pages per collection.
 const PAGE: usize = 400;
 
@@ -97,7 +88,10 @@ async fn crawl(api: &Api) -> BTreeMap<String, Answer> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_memory_projection_serves_the_same_bytes_as_the_cql_projection() {
     let topics = Topics::new("node_projection");
-    let files: Vec<_> = FILES.iter().map(|f| fixtures::path(f)).collect();
+    let files: Vec<_> = fixtures::SHIPPED_RELEASES
+        .iter()
+        .map(|f| fixtures::path(f))
+        .collect();
     topics.ingest(ImportConfig::new(&files)).await.unwrap();
     let events: Vec<Event> = topics
         .object_records()
