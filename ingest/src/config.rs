@@ -41,6 +41,10 @@ pub struct Settings {
     pub metrics_addr: Option<SocketAddr>,
     #[command(subcommand)]
     pub command: Command,
+    /// Publish to this embedded log instead of Kafka (set by `taxiway serve`, which runs ingest
+    /// in its own process; no flag: another process's appends would go unnoticed by it).
+    #[arg(skip)]
+    pub embedded: Option<eventlog::EmbeddedLog>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -169,6 +173,7 @@ impl Settings {
             log: LogArgs::default(),
             metrics_addr: None,
             command: command.into(),
+            embedded: None,
         }
     }
 }

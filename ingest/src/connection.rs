@@ -1,19 +1,36 @@
-//! The connection every command works on: the producer on the topics and the checkpoint rebuilt from them.
+//! The connection every command works on: the publisher on the event log (Kafka's topics, or a
+//! node's embedded log) and the checkpoint rebuilt from it.
 
 use std::sync::Arc;
 
-use crate::checkpoint::Checkpoint;
+use eventlog::EmbeddedLog;
 use service::KafkaArgs;
 
+use crate::checkpoint::Checkpoint;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::producer::Producer;
 use crate::producer::TopicArgs;
+use crate::publisher::Publisher;
 
-/// The producer on the topics and the checkpoint rebuilt from them: what every command needs.
+/// The publisher on the log and the checkpoint rebuilt from it: what every command needs.
 pub(crate) struct Connection {
-    pub producer: Arc<Producer>,
+    pub publisher: Arc<Publisher>,
     pub checkpoint: Checkpoint,
+}
+
+/// Opens the connection on a node's embedded log: the checkpoint is rebuilt from its objects
+/// topic.
+pub(crate) async fn connect_embedded(
+    log: &EmbeddedLog,
+    metrics: &Metrics,
+) -> Result<Connection, Error> {
+    let checkpoint = Checkpoint::load_embedded(log).await?;
+    metrics.record_checkpoint(&checkpoint);
+    Ok(Connection {
+        publisher: Arc::new(Publisher::Embedded(log.clone())),
+        checkpoint,
+    })
 }
 
 /// Connects the producer (creating the topics if needed) and rebuilds the checkpoint, both at
@@ -34,7 +51,7 @@ pub(crate) async fn connect(
         tokio::try_join!(Producer::connect(kafka, topics), Checkpoint::load(kafka))?;
     metrics.record_checkpoint(&checkpoint);
     Ok(Connection {
-        producer: Arc::new(producer),
+        publisher: Arc::new(Publisher::Kafka(Box::new(producer))),
         checkpoint,
     })
 }

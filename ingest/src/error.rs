@@ -32,6 +32,12 @@ pub enum Error {
     /// The schema registry refused or could not be reached; the message names it.
     #[error(transparent)]
     Registry(#[from] service::Error),
+    /// The embedded event log of a node refused an append or a read; the message names its file.
+    #[error(transparent)]
+    Log(#[from] eventlog::Error),
+    /// A task of ours on a blocking thread panicked or was cancelled.
+    #[error("{0}")]
+    Task(String),
     #[error("event encoding: {0}")]
     Codec(#[from] schemas::Error),
     #[error("configuration: {0}")]

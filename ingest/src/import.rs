@@ -322,7 +322,7 @@ pub async fn publish_bundle(
         })
         .collect();
     let Connection {
-        producer,
+        publisher,
         checkpoint,
     } = connection;
     let context = Context {
@@ -353,7 +353,7 @@ pub async fn publish_bundle(
     for letter in &letters {
         tracing::warn!(file = %origin.uri, reason = %letter.reason, "rejected object sent to the dead-letter topic");
     }
-    producer.publish(&plan.events, &letters).await?;
+    publisher.publish(&plan.events, &letters).await?;
 
     if let Some(check) = contents
         .filter(|c| !c.is_clean())

@@ -20,6 +20,7 @@ mod metrics;
 mod origin;
 mod plan;
 mod producer;
+mod publisher;
 pub mod workbench;
 
 use std::fmt;
@@ -36,7 +37,7 @@ pub use producer::ensure_topics;
 
 use crate::attack_index::IndexSummary;
 use crate::config::Command;
-use crate::connection::connect;
+use crate::connection::{Connection, connect, connect_embedded};
 use crate::import::ImportSummary;
 use crate::metrics::Metrics;
 use crate::workbench::SyncSummary;
@@ -97,13 +98,13 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<Summ
     match &settings.command {
         Command::Import(config) => {
             let import = config.build()?;
-            let connecting = connect(&settings.kafka, &settings.topics, &metrics);
+            let connecting = open(&settings, &metrics);
             let summary = import.run(connecting, &metrics, &run_id, &shutdown).await?;
             Ok(Summary::Import(summary))
         }
         Command::Workbench(config) => {
             let workbench = config.build()?;
-            let mut connection = connect(&settings.kafka, &settings.topics, &metrics).await?;
+            let mut connection = open(&settings, &metrics).await?;
             let summary = workbench
                 .run(&mut connection, &metrics, &run_id, &shutdown)
                 .await?;
@@ -111,11 +112,19 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<Summ
         }
         Command::AttackIndex(config) => {
             let index = config.build()?;
-            let mut connection = connect(&settings.kafka, &settings.topics, &metrics).await?;
+            let mut connection = open(&settings, &metrics).await?;
             let summary = index
                 .run(&mut connection, &metrics, &run_id, &shutdown)
                 .await?;
             Ok(Summary::AttackIndex(summary))
         }
+    }
+}
+
+/// The connection on the log the settings name: a node's embedded log, else Kafka.
+async fn open(settings: &Settings, metrics: &Metrics) -> Result<Connection, Error> {
+    match &settings.embedded {
+        Some(log) => connect_embedded(log, metrics).await,
+        None => connect(&settings.kafka, &settings.topics, metrics).await,
     }
 }

@@ -134,11 +134,7 @@ impl Producer {
         for letter in letters {
             payload.clear();
             schemas::encode_dead_letter_framed(letter, &self.framing, &mut payload)?;
-            let key = letter
-                .source
-                .as_ref()
-                .map(|s| format!("{}#{}", s.uri, s.position.unwrap_or(-1)))
-                .unwrap_or_default();
+            let key = dead_letter_key(letter);
             let record = FutureRecord::to(&self.dead_letter_topic)
                 .key(&key)
                 .payload(&payload)
@@ -352,6 +348,15 @@ async fn partition_count(
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_millis(100));
     }
+}
+
+/// The key of an ingest dead letter: where the rejected object was (`uri#position`).
+pub(crate) fn dead_letter_key(letter: &DeadLetter) -> String {
+    letter
+        .source
+        .as_ref()
+        .map(|s| format!("{}#{}", s.uri, s.position.unwrap_or(-1)))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

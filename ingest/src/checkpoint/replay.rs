@@ -21,6 +21,54 @@ struct Replayed {
 }
 
 impl Checkpoint {
+    /// Rebuilds the checkpoint from a node's embedded log, its objects topic from offset 0 to
+    /// its end, on a blocking thread (SQLite reads wait on the disk).
+    pub async fn load_embedded(log: &eventlog::EmbeddedLog) -> Result<Checkpoint, Error> {
+        const PAGE: usize = 1000;
+        let log = log.clone();
+        let started = Instant::now();
+        let (checkpoint, replayed) = tokio::task::spawn_blocking(move || {
+            let mut checkpoint = Checkpoint::default();
+            let mut replayed = Replayed::default();
+            let ids = schemas::registry::SchemaIds::default();
+            let mut from = 0;
+            loop {
+                let page = log.read(schemas::OBJECTS_TOPIC, from, PAGE)?;
+                let Some(last) = page.last() else { break };
+                from = last.offset + 1;
+                for stored in &page {
+                    let Some(payload) = &stored.record.payload else {
+                        continue;
+                    };
+                    replayed.messages += 1;
+                    replayed.bytes += payload.len() as u64;
+                    match schemas::decode_event_with(payload, &ids) {
+                        Ok(event) => checkpoint.observe(&event),
+                        Err(e) => {
+                            replayed.undecodable += 1;
+                            tracing::warn!(
+                                offset = stored.offset,
+                                error = %e,
+                                "skipping an undecodable record while rebuilding the checkpoint"
+                            );
+                        }
+                    }
+                }
+            }
+            Ok::<_, Error>((checkpoint, replayed))
+        })
+        .await
+        .map_err(|e| Error::Task(format!("checkpoint reader task failed: {e}")))??;
+        tracing::info!(
+            records = replayed.messages,
+            undecodable = replayed.undecodable,
+            mb = replayed.bytes as f64 / 1e6,
+            seconds = started.elapsed().as_secs_f64(),
+            "checkpoint rebuilt from the embedded log"
+        );
+        Ok(checkpoint)
+    }
+
     /// Rebuilds the checkpoint by reading every partition of the objects topic from offset 0 up
     /// to the end it had when the read started. Runs on a blocking thread: librdkafka's poll
     /// blocks.

@@ -238,7 +238,7 @@ impl Scanner {
             tracing::warn!(reason = %letter.reason, "rejected Workbench object sent to the dead-letter topic");
         }
         connection
-            .producer
+            .publisher
             .publish(&plan.events, &plan.letters)
             .await?;
         self.metrics
