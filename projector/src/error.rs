@@ -17,6 +17,9 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The brokers could not be reached or refused us: the message names them and the cause.
+    #[error("{0}")]
+    KafkaUnreachable(String),
     /// The schema registry refused a request or could not be reached.
     #[error(transparent)]
     Registry(service::Error),

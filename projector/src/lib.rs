@@ -50,6 +50,12 @@ pub async fn run_with_metrics(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> Result<()> {
+    if matches!(settings.command, Command::Run | Command::Rebuild) {
+        tokio::select! {
+            checked = check_brokers(&settings) => checked?,
+            () = shutdown.cancelled() => return Ok(()),
+        }
+    }
     let store = Store::connect(&settings.cql, &settings.store).await?;
     match &settings.command {
         Command::Migrate => {
@@ -69,4 +75,15 @@ pub async fn run_with_metrics(
             Ok(())
         }
     }
+}
+
+/// Before anything touches the store: a refused login, an untrusted certificate or a wrong
+/// security protocol ends the command at once with its cause, and leaves no keyspace behind,
+/// instead of a metadata timeout after the migrations ran.
+async fn check_brokers(settings: &Settings) -> Result<()> {
+    let kafka = settings.kafka.clone();
+    tokio::task::spawn_blocking(move || kafka.check_brokers())
+        .await
+        .map_err(|e| Error::State(format!("checking the brokers: {e}")))?
+        .map_err(Error::KafkaUnreachable)
 }

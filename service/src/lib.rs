@@ -8,6 +8,7 @@ mod logging;
 mod metrics;
 mod secret;
 mod shutdown;
+mod tls_probe;
 mod units;
 
 pub use clock::now_micros;

@@ -5,7 +5,7 @@
 //! shared jar cache (`TAXIWAY_CACHE_DIR`, as `dev/test` exports it, else `<repo>/.cache`).
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -79,6 +79,13 @@ impl Engines {
     /// (SCRAM-SHA-512, [`KAFKA_SCRAM_USER`]) with a throwaway CA beside the PLAINTEXT one.
     pub async fn start_secure_kafka() -> anyhow::Result<Engines> {
         Self::start_with(&[Engine::Kafka], false, true, Vec::new()).await
+    }
+
+    /// Starts a private Kafka and Cassandra, both in `dev/services`' secure modes: what
+    /// [`Engines::start_secure_kafka`] and [`Engines::start_secure_cassandra`] start, at once.
+    pub async fn start_secure() -> anyhow::Result<Engines> {
+        let secure = vec![("TAXIWAY_CASSANDRA_SECURE", "1".to_owned())];
+        Self::start_with(&[Engine::Kafka, Engine::Cassandra], false, true, secure).await
     }
 
     async fn start_with(
@@ -329,6 +336,25 @@ fn accepts(port: u16) -> bool {
         Duration::from_millis(200),
     )
     .is_ok()
+}
+
+/// A throwaway CA of its own, made with `openssl` in `dir`, which signed nothing any engine
+/// holds: what a client trusting the wrong CA is given.
+pub fn other_ca(dir: &Path) -> anyhow::Result<PathBuf> {
+    let ca = dir.join("other-ca.pem");
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=not the cluster's CA", "-keyout"])
+        .arg(dir.join("other-ca.key"))
+        .arg("-out")
+        .arg(&ca)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "openssl req failed: {status}");
+    Ok(ca)
 }
 
 fn services_script() -> PathBuf {

@@ -520,7 +520,7 @@ fn the_kubernetes_base_parses_and_runs_what_the_binaries_accept() {
     let workloads = [
         ("Job", "taxiway-migrate"),
         ("Deployment", "taxiway-api"),
-        ("Deployment", "taxiway-projector"),
+        ("StatefulSet", "taxiway-projector"),
         ("Deployment", "taxiway-workbench-mirror"),
     ];
     for (kind, name) in workloads {
@@ -536,10 +536,11 @@ fn the_kubernetes_base_parses_and_runs_what_the_binaries_accept() {
             Some(true),
             "{name} runs as non-root"
         );
-        // The command parses as the binary would parse it (the pod name stands in for $(…)).
+        // The command parses as the binary would parse it (the first pod's name, as a
+        // StatefulSet names it, stands in for $(…)).
         let words: Vec<String> = args(container)
             .into_iter()
-            .map(|w| w.replace("$(POD_NAME)", "taxiway-projector-0"))
+            .map(|w| w.replace("$(POD_NAME)", &format!("{name}-0")))
             .collect();
         let parsed = match words[0].as_str() {
             "ingest" => ingest::Settings::try_parse_from_with_env(&words).map(|_| ()),
@@ -640,15 +641,11 @@ fn the_kubernetes_base_parses_and_runs_what_the_binaries_accept() {
         );
     }
 
-    // projector: one replica, a static member named after its pod.
-    let projector = get("Deployment", "taxiway-projector");
-    assert_eq!(
-        projector
-            .get("spec")
-            .and_then(|s| s.get("replicas"))
-            .and_then(Value::as_u64),
-        Some(1)
-    );
+    // projector: one replica of a StatefulSet (stable pod names), a static member named after
+    // its pod.
+    let projector = get("StatefulSet", "taxiway-projector");
+    let spec = projector.get("spec").expect("spec");
+    assert_eq!(spec.get("replicas").and_then(Value::as_u64), Some(1));
     let projector_container = container(projector);
     let words = args(projector_container);
     let at = words
@@ -656,6 +653,58 @@ fn the_kubernetes_base_parses_and_runs_what_the_binaries_accept() {
         .position(|w| w == "--instance-id")
         .expect("--instance-id");
     assert_eq!(words[at + 1], "$(POD_NAME)");
+    // Each pod runs `projector run` as the static member named after it.
+    for ordinal in 0..2 {
+        let pod = format!("taxiway-projector-{ordinal}");
+        let words: Vec<String> = words
+            .iter()
+            .map(|w| w.replace("$(POD_NAME)", &pod))
+            .collect();
+        let settings = projector::config::Settings::try_parse_from_with_env(&words)
+            .unwrap_or_else(|e| panic!("{words:?}: {e}"));
+        assert!(matches!(settings.command, projector::config::Command::Run));
+        assert_eq!(
+            settings.membership.instance_id.as_deref(),
+            Some(pod.as_str())
+        );
+    }
+    // The StatefulSet's governing Service exists, is headless, and selects its pods.
+    let governing = spec
+        .get("serviceName")
+        .and_then(string)
+        .expect("serviceName");
+    let service = get("Service", governing);
+    let service_spec = service.get("spec").expect("spec");
+    assert_eq!(
+        service_spec.get("clusterIP").and_then(string),
+        Some("None"),
+        "{governing} is headless"
+    );
+    let pod_labels = spec
+        .get("template")
+        .and_then(|t| t.get("metadata"))
+        .and_then(|m| m.get("labels"))
+        .expect("pod labels");
+    let selector = service_spec.get("selector").expect("selector");
+    assert!(!mapping_keys(selector).is_empty());
+    for key in mapping_keys(selector) {
+        assert_eq!(
+            selector.get(&key),
+            pod_labels.get(&key),
+            "{governing} selects the projector pods by {key}"
+        );
+    }
+    let selected = spec
+        .get("selector")
+        .and_then(|s| s.get("matchLabels"))
+        .expect("matchLabels");
+    for key in mapping_keys(selected) {
+        assert_eq!(
+            selected.get(&key),
+            pod_labels.get(&key),
+            "matchLabels {key}"
+        );
+    }
     let pod_name = projector_container
         .get("env")
         .and_then(Value::as_sequence)

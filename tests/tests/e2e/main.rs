@@ -46,6 +46,7 @@ mod schemas_codec_events;
 mod schemas_stix;
 mod secure_cql;
 mod secure_kafka;
+mod secure_pipeline;
 mod smoke_cql;
 mod smoke_kafka;
 mod workbench_double_auth;

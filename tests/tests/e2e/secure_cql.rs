@@ -6,7 +6,6 @@
 //! The Cassandra is a private one in `dev/services`' secure mode (`taxiway_tests::engines`);
 //! the topic is on the shared, plaintext broker.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ingest::config::ImportConfig;
@@ -17,7 +16,7 @@ use service::{ConsistencyLevel, CqlArgs, Secret};
 
 use taxiway_tests::Deadline;
 use taxiway_tests::api::{Api, Expected, check_objects};
-use taxiway_tests::engines::{Engines, SECURE_CQL_PASSWORD, SECURE_CQL_USER};
+use taxiway_tests::engines::{Engines, SECURE_CQL_PASSWORD, SECURE_CQL_USER, other_ca};
 use taxiway_tests::fixtures::{self, Release};
 use taxiway_tests::pipeline::Topics;
 use taxiway_tests::projection;
@@ -38,25 +37,6 @@ fn secure_args(engines: &Engines, keyspace: &str) -> CqlArgs {
         tls_ca: Some(engines.cql_tls_ca()),
         ..CqlArgs::default()
     }
-}
-
-/// A CA of its own, which signed nothing the engine holds.
-fn other_ca(dir: &Path) -> std::path::PathBuf {
-    let ca = dir.join("other-ca.pem");
-    let status = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=not the cluster's CA", "-keyout"])
-        .arg(dir.join("other-ca.key"))
-        .arg("-out")
-        .arg(&ca)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "openssl req failed: {status}");
-    ca
 }
 
 async fn keyspace_exists(session: &Session, keyspace: &str) -> bool {
@@ -170,7 +150,7 @@ async fn a_secured_cassandra_serves_a_release_and_refuses_bad_credentials_certif
     )
     .await;
     let untrusted = CqlArgs {
-        tls_ca: Some(other_ca(dir.path())),
+        tls_ca: Some(other_ca(dir.path()).unwrap()),
         ..good.clone()
     };
     refused(

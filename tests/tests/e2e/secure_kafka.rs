@@ -1,7 +1,7 @@
 //! Ingest over a SASL_SSL (SCRAM-SHA-512) listener publishes what a plaintext run publishes, and
-//! what the file defines; a wrong password ends the run at once with one line naming the broker
-//! and the cause, a plaintext client on the TLS port at its Kafka
-//! timeout with one line naming the broker as down; none writes anything.
+//! what the file defines; a wrong password, a CA that did not sign the broker's certificate and
+//! a plaintext client on the TLS port each end the run at once, long before its Kafka timeout,
+//! with one line naming the broker and the cause; none writes anything.
 //!
 //! The broker is a private one in `dev/services`' secure mode (`taxiway_tests::engines`): it
 //! listens on PLAINTEXT too, which the test uses to read the topics and as the comparison run.
@@ -13,7 +13,7 @@ use std::time::Duration;
 use ingest::config::ImportConfig;
 use schemas::Event;
 use service::{KafkaSaslMechanism, KafkaSecurityProtocol, Secret};
-use taxiway_tests::engines::{Engines, KAFKA_SCRAM_PASSWORD, KAFKA_SCRAM_USER};
+use taxiway_tests::engines::{Engines, KAFKA_SCRAM_PASSWORD, KAFKA_SCRAM_USER, other_ca};
 use taxiway_tests::fixtures::{self, Release};
 use taxiway_tests::pipeline::Topics;
 use taxiway_tests::topic::read_all;
@@ -25,7 +25,6 @@ const FILE: &str = "ics-attack-17.1.json.zst";
 /// Kafka timeout of these runs is far longer, so a run that waits for it fails this bound.
 const REFUSAL_BOUND: Duration = Duration::from_secs(40);
 const REFUSED_RUN_KAFKA_TIMEOUT: Duration = Duration::from_secs(90);
-const PLAINTEXT_ON_TLS_KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn import_settings(topics: &Topics, brokers: &str) -> ingest::Settings {
     let mut settings = topics.settings(ImportConfig::new(vec![fixtures::path(FILE)]));
@@ -137,13 +136,17 @@ async fn ingest_over_sasl_ssl_publishes_what_plaintext_does_and_refusals_name_th
     let mut settings = secure_settings(&wrong_password, &engines, "wrong-password", &ca);
     settings.kafka.timeout = REFUSED_RUN_KAFKA_TIMEOUT;
     refused(settings, &["authentication"]).await;
+    let untrusted = Topics::new("secure-untrusted-ca");
+    let dir = tempfile::tempdir().unwrap();
+    let other_ca = other_ca(dir.path()).unwrap();
+    let mut settings = secure_settings(&untrusted, &engines, KAFKA_SCRAM_PASSWORD, &other_ca);
+    settings.kafka.timeout = REFUSED_RUN_KAFKA_TIMEOUT;
+    refused(settings, &["certificate verify failed"]).await;
     let plaintext_on_tls = Topics::new("secure-plaintext-client");
-    // librdkafka only sees the connection dropped, as with a broker down: no early end, the
-    // run gives up at its Kafka timeout, saying the broker is down.
     let mut settings = import_settings(&plaintext_on_tls, &engines.kafka_secure_brokers().unwrap());
-    settings.kafka.timeout = PLAINTEXT_ON_TLS_KAFKA_TIMEOUT;
-    refused(settings, &["brokers are down"]).await;
-    for topics in [&wrong_password, &plaintext_on_tls] {
+    settings.kafka.timeout = REFUSED_RUN_KAFKA_TIMEOUT;
+    refused(settings, &["is a TLS listener"]).await;
+    for topics in [&wrong_password, &untrusted, &plaintext_on_tls] {
         for topic in [&topics.objects, &topics.dead_letter] {
             let records = read_all(&plain, topic).await.unwrap();
             assert!(records.is_empty(), "{topic}: {} records", records.len());
