@@ -9,7 +9,18 @@ pub enum Error {
     Projector(#[from] projector::Error),
     #[error("encoding a dead letter: {0}")]
     Encode(#[from] schemas::Error),
-    /// A blocking task of the node panicked or was cancelled.
+    /// A task of the node panicked or was cancelled.
     #[error("{0}")]
     Task(String),
+    #[error(transparent)]
+    Api(#[from] api::Error),
+    #[error(transparent)]
+    Ingest(#[from] ingest::Error),
+    #[error("kafka: {0}")]
+    Kafka(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
 }

@@ -7,12 +7,17 @@
 //! [`Store`](api::store::Store) seam, so the projection rules, the checks and the API's
 //! filtering and paging are the distributed deployment's own.
 
+pub mod config;
 mod error;
+mod export;
 mod project;
 mod projection;
 mod read;
+mod serve;
 pub mod topics;
 
 pub use error::Error;
+pub use export::{Exported, export};
 pub use project::project;
 pub use projection::Projection;
+pub use serve::serve;

@@ -1,0 +1,78 @@
+//! `taxiway serve`: the event log in the data folder, the projector rebuilding the projection
+//! from it, the API over that projection and, when asked, ingest appending new data, as tasks
+//! of one process that all stop with `shutdown`.
+
+use std::sync::Arc;
+
+use eventlog::EmbeddedLog;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ServeConfig;
+use crate::error::Error;
+use crate::project::project;
+use crate::projection::Projection;
+
+/// Serves until `shutdown` (or until a task fails; then the others are stopped too).
+pub async fn serve(
+    config: ServeConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let path = config.data.log_path();
+    std::fs::create_dir_all(&config.data.data).map_err(|source| Error::Io {
+        context: format!("creating the data folder {}", config.data.data.display()),
+        source,
+    })?;
+    let log = EmbeddedLog::open(&path)?;
+    tracing::info!(log = %path.display(), "event log open");
+
+    let auth = config
+        .auth_file
+        .as_deref()
+        .map(api::Auth::from_file)
+        .transpose()?;
+    let state = api::AppState::new(config.server, auth)?;
+    let projection = Projection::new();
+    let (progress, _) = watch::channel(0);
+    let projecting = tokio::spawn(project(
+        log.clone(),
+        projection.clone(),
+        projector::metrics::Metrics::new()?,
+        progress,
+        shutdown.clone(),
+    ));
+    let serving = tokio::spawn(api::serve(
+        state,
+        Arc::new(projection),
+        listener,
+        shutdown.clone(),
+    ));
+
+    if let Some(source) = config.source {
+        let settings = ingest::Settings {
+            embedded: Some(log),
+            ..ingest::Settings::new(source)
+        };
+        match ingest::run(settings, shutdown.clone()).await {
+            // An import ends; the node goes on serving what it imported.
+            Ok(summary) => tracing::info!(%summary, "ingest finished"),
+            Err(e) => {
+                shutdown.cancel();
+                return Err(e.into());
+            }
+        }
+    }
+
+    let served = serving
+        .await
+        .map_err(|e| Error::Task(format!("the API task: {e}")));
+    shutdown.cancel();
+    let projected = projecting
+        .await
+        .map_err(|e| Error::Task(format!("the projector task: {e}")));
+    served??;
+    projected??;
+    Ok(())
+}
