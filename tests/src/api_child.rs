@@ -11,7 +11,6 @@ use std::process::Stdio;
 use std::time::Instant;
 
 use clap::FromArgMatches;
-use tokio_util::sync::CancellationToken;
 
 /// Set (to anything) in the child's environment: makes [`entry`] run the API.
 pub const CHILD_ENV: &str = "TAXIWAY_TEST_API_CHILD";
@@ -43,28 +42,16 @@ pub fn spawn(
     entry_test: &str,
     log: &Path,
 ) -> anyhow::Result<ApiChild> {
-    if let Some(dir) = log.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let stderr = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)?;
+    let mut command = crate::child::reexec(entry_test, CHILD_ENV, log)?;
     let started = Instant::now();
-    let child = tokio::process::Command::new(std::env::current_exe()?)
-        .args([entry_test, "--exact", "--ignored", "--nocapture"])
-        .env(CHILD_ENV, "1")
+    let child = command
         .env("TAXIWAY_API_LISTEN", addr.to_string())
         .env("TAXIWAY_CQL_NODES", crate::cql_nodes().join(","))
         .env("TAXIWAY_CQL_KEYSPACE", control)
         .env("TAXIWAY_API_POLL", "200ms")
         .env("TAXIWAY_API_CURSOR_KEY", cursor_key)
         .env_remove("TAXIWAY_API_AUTH_FILE")
-        // Held open by `child`: the child stops when it closes (see [`entry`]).
-        .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(stderr)
-        .kill_on_drop(true)
         .spawn()?;
     Ok(ApiChild {
         child,
@@ -85,13 +72,7 @@ pub fn entry() -> anyhow::Result<()> {
     config.log.init("info");
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let shutdown = CancellationToken::new();
-        let orphaned = shutdown.clone();
-        std::thread::spawn(move || {
-            // EOF on stdin: the parent died without killing us.
-            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
-            orphaned.cancel();
-        });
+        let shutdown = crate::child::cancel_when_orphaned();
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         ::api::run(config, listener, shutdown).await?;
         Ok(())

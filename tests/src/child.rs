@@ -112,25 +112,13 @@ pub fn env_of(settings: &Settings) -> Vec<(&'static str, String)> {
 /// Starts `projector run` with `settings` in a child process of the test binary, whose test
 /// `entry_test` (its full name) calls [`entry`]. Its logs go to `log`.
 pub fn spawn(settings: &Settings, entry_test: &str, log: &Path) -> anyhow::Result<Projector> {
-    if let Some(dir) = log.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let stderr = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)?;
+    let mut command = reexec(entry_test, CHILD_ENV, log)?;
     let started = Instant::now();
-    let mut child = tokio::process::Command::new(std::env::current_exe()?)
-        .args([entry_test, "--exact", "--ignored", "--nocapture"])
-        .env(CHILD_ENV, "1")
+    let mut child = command
         // Only `settings` decide static membership, never the test's own environment.
         .env_remove("TAXIWAY_PROJECTOR_INSTANCE_ID")
         .envs(env_of(settings))
-        // Held open by `child`: the child stops when it closes (see [`entry`]).
-        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(stderr)
-        .kill_on_drop(true)
         .spawn()?;
     let stdout = child
         .stdout
@@ -155,6 +143,43 @@ pub fn spawn(settings: &Settings, entry_test: &str, log: &Path) -> anyhow::Resul
     })
 }
 
+/// The command that re-executes the test binary on its ignored test `entry_test` (its full
+/// name) with `child_env` set, appending its stderr to `log`. Its stdin stays open while the
+/// parent holds the child (see [`cancel_when_orphaned`]); dropping the child kills it.
+pub(crate) fn reexec(
+    entry_test: &str,
+    child_env: &str,
+    log: &Path,
+) -> anyhow::Result<tokio::process::Command> {
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    let mut command = tokio::process::Command::new(std::env::current_exe()?);
+    command
+        .args([entry_test, "--exact", "--ignored", "--nocapture"])
+        .env(child_env, "1")
+        .stdin(Stdio::piped())
+        .stderr(stderr)
+        .kill_on_drop(true);
+    Ok(command)
+}
+
+/// The child's shutdown: cancelled when its stdin reaches EOF, that is when the parent died
+/// without killing it.
+pub(crate) fn cancel_when_orphaned() -> CancellationToken {
+    let shutdown = CancellationToken::new();
+    let orphaned = shutdown.clone();
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        orphaned.cancel();
+    });
+    shutdown
+}
+
 /// The child's side: runs `projector run` from the environment until killed, or until its
 /// stdin closes (the test process is gone); does nothing unless [`CHILD_ENV`] is set.
 pub fn entry() -> anyhow::Result<()> {
@@ -168,13 +193,7 @@ pub fn entry() -> anyhow::Result<()> {
     settings.log.init("info");
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let shutdown = CancellationToken::new();
-        let orphaned = shutdown.clone();
-        std::thread::spawn(move || {
-            // EOF on stdin: the parent died without killing us.
-            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
-            orphaned.cancel();
-        });
+        let shutdown = cancel_when_orphaned();
         let metrics = projector::metrics::Metrics::new()?;
         let watched = metrics.clone();
         let watch_stop = shutdown.clone();
