@@ -40,7 +40,12 @@ pub enum NodeCommand {
 #[derive(Debug, Clone, Args)]
 pub struct DataArgs {
     /// The folder of the node's event log (`log.sqlite`); created if missing.
-    #[arg(long, env = "TAXIWAY_DATA", default_value = "taxiway-data", global = true)]
+    #[arg(
+        long,
+        env = "TAXIWAY_DATA",
+        default_value = "taxiway-data",
+        global = true
+    )]
     pub data: PathBuf,
 }
 

@@ -125,7 +125,11 @@ async fn copy(
 }
 
 /// The partition count of `topic`, as ingest partitions by collection over it.
-fn partition_count(producer: &FutureProducer, topic: &str, timeout: Duration) -> Result<i32, Error> {
+fn partition_count(
+    producer: &FutureProducer,
+    topic: &str,
+    timeout: Duration,
+) -> Result<i32, Error> {
     let metadata = producer
         .client()
         .fetch_metadata(Some(topic), timeout)

@@ -141,6 +141,18 @@ impl Api {
         Self::running(addr, shutdown, task)
     }
 
+    /// An API served by another process at `addr` (a child `taxiway`): the helpers that read
+    /// over HTTP work on it; stopping it is the process's business.
+    pub fn remote(addr: SocketAddr) -> anyhow::Result<Api> {
+        let shutdown = CancellationToken::new();
+        let stopped = shutdown.clone();
+        let task = tokio::spawn(async move {
+            stopped.cancelled().await;
+            Ok(())
+        });
+        Self::running(addr, shutdown, task)
+    }
+
     fn running(
         addr: SocketAddr,
         shutdown: CancellationToken,

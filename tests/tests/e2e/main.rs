@@ -33,6 +33,7 @@ mod ingest_workbench_edits;
 mod ingest_workbench_releases;
 mod kafka_headers;
 mod memory_server;
+mod node_crash;
 mod node_embedded;
 mod projector_generations;
 mod projector_kills;

@@ -3,7 +3,6 @@
 //! answers every root, collection, listing page and object with the bytes the API over the CQL
 //! projection of the same messages answers.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,81 +10,16 @@ use eventlog::{EmbeddedLog, Record};
 use ingest::config::ImportConfig;
 use projector::metrics::Metrics;
 use schemas::{Event, OBJECTS_TOPIC};
-use serde_json::Value;
 use service::Secret;
 use tokio_util::sync::CancellationToken;
 
 use node::{Projection, project};
 use taxiway_tests::Deadline;
 use taxiway_tests::api::Api;
+use taxiway_tests::crawl::crawl;
 use taxiway_tests::fixtures;
 use taxiway_tests::pipeline::Topics;
 use taxiway_tests::projection;
-
-/// Objects per listing page: several pages per collection.
-const PAGE: usize = 400;
-
-/// What one GET answered: status, content type and the body with the server's own base URL
-/// replaced by `BASE` (discovery names roots by absolute URL).
-type Answer = (u16, Option<String>, String);
-
-async fn get(api: &Api, path: &str, answers: &mut BTreeMap<String, Answer>) -> Value {
-    let reply = api.get(path).await.unwrap();
-    let body = reply.text().replace(&api.base, "BASE");
-    let json = serde_json::from_str(&body).unwrap_or(Value::Null);
-    answers.insert(
-        path.to_owned(),
-        (
-            reply.status.as_u16(),
-            reply.header("content-type").map(str::to_owned),
-            body,
-        ),
-    );
-    json
-}
-
-/// Every root, collection, page of objects and manifest, and the first objects' versions.
-async fn crawl(api: &Api) -> BTreeMap<String, Answer> {
-    let mut answers = BTreeMap::new();
-    let discovery = get(api, "/taxii2/", &mut answers).await;
-    let roots: Vec<String> = discovery["api_roots"]
-        .as_array()
-        .expect("api_roots")
-        .iter()
-        .map(|r| r.as_str().unwrap().replace("BASE", ""))
-        .collect();
-    assert!(roots.len() > 2, "{discovery}");
-    for root in roots {
-        get(api, &root, &mut answers).await;
-        let collections = get(api, &format!("{root}collections/"), &mut answers).await;
-        for collection in collections["collections"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-        {
-            let base = format!("{root}collections/{}/", collection["id"].as_str().unwrap());
-            get(api, &base, &mut answers).await;
-            for listing in ["objects", "manifest"] {
-                let mut path = format!("{base}{listing}/?limit={PAGE}");
-                loop {
-                    let page = get(api, &path, &mut answers).await;
-                    if listing == "objects" {
-                        for object in page["objects"].as_array().into_iter().flatten().take(3) {
-                            let id = object["id"].as_str().unwrap();
-                            get(api, &format!("{base}objects/{id}/"), &mut answers).await;
-                            get(api, &format!("{base}objects/{id}/versions/"), &mut answers).await;
-                        }
-                    }
-                    match page["next"].as_str() {
-                        Some(next) => path = format!("{base}{listing}/?limit={PAGE}&next={next}"),
-                        None => break,
-                    }
-                }
-            }
-        }
-    }
-    answers
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_memory_projection_serves_the_same_bytes_as_the_cql_projection() {
@@ -159,8 +93,8 @@ async fn the_memory_projection_serves_the_same_bytes_as_the_cql_projection() {
             .await
             .unwrap();
     }
-    let from_cql = crawl(&cql).await;
-    let from_node = crawl(&node).await;
+    let from_cql = crawl(&cql.client, &cql.base).await.unwrap();
+    let from_node = crawl(&node.client, &node.base).await.unwrap();
     assert!(from_cql.len() > 50, "{} answers", from_cql.len());
     assert_eq!(
         from_cql.keys().collect::<Vec<_>>(),
