@@ -3,11 +3,20 @@
 //! e2e binary, which calls [`entry`]); the command line travels in [`ARGS_ENV`] and is parsed
 //! exactly as the binary parses its own.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use clap::Parser;
+use eventlog::EmbeddedLog;
 use node::config::{Cli, NodeCommand};
+use schemas::{Event, OBJECTS_TOPIC};
+
+use crate::{Deadline, projection};
+
+/// What `serve` logs once the import it was given has returned.
+const IMPORT_DONE: &str = "ingest finished";
 
 /// The child's command line after `taxiway`, as a JSON array of strings.
 pub const ARGS_ENV: &str = "TAXIWAY_TEST_NODE_ARGS";
@@ -50,4 +59,39 @@ pub fn entry() -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// The revisions every collection of the node's log in `data` reaches once all of it is
+/// projected (the log is read while the node may be running: SQLite allows it).
+pub fn log_revisions(data: &Path) -> anyhow::Result<BTreeMap<String, i64>> {
+    let log = EmbeddedLog::open(&data.join("log.sqlite"))?;
+    let events: Vec<Event> = log
+        .read(OBJECTS_TOPIC, 0, usize::MAX)?
+        .iter()
+        .filter_map(|s| schemas::decode_event(s.record.payload.as_ref()?).ok())
+        .collect();
+    Ok(projection::final_revisions(&events))
+}
+
+/// The records in the objects topic of the node's log in `data` (0 before it exists).
+pub fn objects_in_log(data: &Path) -> i64 {
+    EmbeddedLog::open(&data.join("log.sqlite"))
+        .and_then(|log| log.high_water(OBJECTS_TOPIC))
+        .unwrap_or(0)
+}
+
+/// Waits until `log` (a child's stderr) says the import returned, after its first `from` bytes.
+pub async fn wait_import_done(log: &Path, from: usize, deadline: Deadline) -> anyhow::Result<()> {
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.get(from..).is_some_and(|t| t.contains(IMPORT_DONE)) {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            !deadline.passed(),
+            "the import did not finish; see {}",
+            log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -8,18 +8,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use eventlog::EmbeddedLog;
-use schemas::{Event, OBJECTS_TOPIC};
 use taxiway_tests::api::Api;
 use taxiway_tests::crawl::{Answer, crawl, without_dates};
+use taxiway_tests::node_child::{log_revisions, objects_in_log, wait_import_done};
 use taxiway_tests::pipeline::Topics;
 use taxiway_tests::{Deadline, fixtures, kafka_brokers, node_child, projection, unique_name};
 
 /// A cursor key every server of these tests signs with, so their `next` links are equal.
 const CURSOR_KEY: &str = "node-crash-tests-cursor-key";
-
-/// What `serve` logs once the import it was given has returned.
-const IMPORT_DONE: &str = "ingest finished";
 
 fn log_path(name: &str) -> PathBuf {
     fixtures::repo_root()
@@ -54,40 +50,6 @@ fn serve_args(data: &Path, addr: SocketAddr, import: bool) -> Vec<String> {
     args
 }
 
-/// The revisions every collection reaches once all of the log is projected.
-fn log_revisions(data: &Path) -> BTreeMap<String, i64> {
-    let log = EmbeddedLog::open(&data.join("log.sqlite")).unwrap();
-    let events: Vec<Event> = log
-        .read(OBJECTS_TOPIC, 0, usize::MAX)
-        .unwrap()
-        .iter()
-        .filter_map(|s| schemas::decode_event(s.record.payload.as_ref()?).ok())
-        .collect();
-    projection::final_revisions(&events)
-}
-
-fn objects_in_log(data: &Path) -> i64 {
-    EmbeddedLog::open(&data.join("log.sqlite"))
-        .and_then(|log| log.high_water(OBJECTS_TOPIC))
-        .unwrap_or(0)
-}
-
-/// Waits until `log` (a child's stderr) says the import returned, after `from` bytes.
-async fn wait_import_done(log: &Path, from: usize, deadline: Deadline) {
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.get(from..).is_some_and(|t| t.contains(IMPORT_DONE)) {
-            return;
-        }
-        assert!(
-            !deadline.passed(),
-            "the import did not finish; see {}",
-            log.display()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn log_len(log: &Path) -> usize {
     std::fs::metadata(log).map_or(0, |m| m.len() as usize)
 }
@@ -103,11 +65,13 @@ async fn serve_all(
     let from = log_len(log);
     let child = node_child::spawn(&serve_args(data, addr, import), log).unwrap();
     if import {
-        wait_import_done(log, from, Deadline::after(Duration::from_secs(300))).await;
+        wait_import_done(log, from, Deadline::after(Duration::from_secs(300)))
+            .await
+            .unwrap();
     }
     let api = Api::remote(addr).unwrap();
     api.wait_for_revisions(
-        &log_revisions(data),
+        &log_revisions(data).unwrap(),
         Deadline::after(Duration::from_secs(120)),
     )
     .await
@@ -203,7 +167,7 @@ async fn a_node_exported_to_kafka_and_projected_into_cassandra_serves_the_same_b
 
     let control = projection::control_keyspace("node_export");
     let projector = projection::start(&topics, &control, projector::config::Command::Run).unwrap();
-    let expected = log_revisions(&data);
+    let expected = log_revisions(&data).unwrap();
     let session = projection::session().await.unwrap();
     projection::wait_for_revisions(
         &session,
