@@ -113,7 +113,9 @@ async fn start(
         .stderr(stderr)
         .kill_on_drop(true);
     if let Some(files) = import {
-        command.args(["import", "--attack-domain", "auto"]).args(files);
+        command
+            .args(["import", "--attack-domain", "auto"])
+            .args(files);
     }
     let started = Instant::now();
     let child = command.spawn().unwrap();

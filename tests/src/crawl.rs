@@ -1,6 +1,6 @@
 //! Reading everything an API serves, for comparing two servers: discovery, every root, its
-//! collections, every page of objects and manifest, and the first objects of each page with
-//! their versions.
+//! collections, every page of objects and manifest, the first page of a few filters, and the
+//! first objects of each page with their versions.
 
 use std::collections::BTreeMap;
 
@@ -61,6 +61,16 @@ pub async fn crawl(
             let id = collection["id"].as_str().unwrap_or_default();
             let base_path = format!("{root}collections/{id}/");
             answers.insert(base_path.clone(), get(base_path.clone()).await?);
+            // Filters, first pages: the same engine over the same index on every backend.
+            for query in [
+                "objects/?match[type]=attack-pattern&limit=50",
+                "objects/?match[version]=all&limit=50",
+                "manifest/?match[version]=first&limit=50",
+                "objects/?match[spec_version]=2.0&limit=20",
+            ] {
+                let path = format!("{base_path}{query}");
+                answers.insert(path.clone(), get(path).await?);
+            }
             for listing in ["objects", "manifest"] {
                 let first = format!("{base_path}{listing}/?limit={PAGE}");
                 let mut path = first.clone();
