@@ -26,7 +26,19 @@ pub async fn serve(
         source,
     })?;
     let log = EmbeddedLog::open(&path)?;
-    tracing::info!(log = %path.display(), "event log open");
+    // Compacted by key at every start, as Kafka compacts the objects topic: what a later record
+    // of the same key supersedes goes, so the rebuild reads each key's latest record only.
+    let compacting = log.clone();
+    let compaction =
+        tokio::task::spawn_blocking(move || compacting.compact(schemas::OBJECTS_TOPIC))
+            .await
+            .map_err(|e| Error::Task(format!("compacting the log: {e}")))??;
+    tracing::info!(
+        log = %path.display(),
+        records = compaction.kept,
+        compacted_away = compaction.removed,
+        "event log open"
+    );
 
     let auth = config
         .auth_file
