@@ -220,21 +220,8 @@ impl Store for Projection {
         let found = versions
             .iter()
             .map(|key| {
-                rows.object(collection_id, key).ok_or_else(|| {
-                    StoreError::new(
-                        "reading object JSON",
-                        format!(
-                            "no stored content for {} version {}{}",
-                            key.object_id,
-                            key.version,
-                            if key.content.is_some() {
-                                " (a release's own content)"
-                            } else {
-                                ""
-                            }
-                        ),
-                    )
-                })
+                rows.object(collection_id, key)
+                    .ok_or_else(|| rows::no_content(key))
             })
             .collect();
         drop(rows);

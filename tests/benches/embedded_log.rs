@@ -9,19 +9,8 @@
 use std::time::{Duration, Instant};
 
 use eventlog::{EmbeddedLog, Record};
+use taxiway_tests::bench::{env_usize, median};
 use taxiway_tests::pipeline::{Topics, ingest_every_release};
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
 
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
@@ -36,14 +25,7 @@ async fn main() {
     let started = Instant::now();
     let kafka = topics.object_records().await.unwrap();
     let from_kafka = started.elapsed();
-    let records: Vec<Record> = kafka
-        .into_iter()
-        .map(|r| Record {
-            key: r.key,
-            payload: Some(r.payload),
-            headers: r.headers,
-        })
-        .collect();
+    let records: Vec<Record> = kafka.into_iter().map(Record::from).collect();
     let bytes: usize = records
         .iter()
         .map(|r| r.key.len() + r.payload.as_ref().map_or(0, Vec::len))

@@ -20,27 +20,16 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use taxiway_tests::api::Api;
+use taxiway_tests::Deadline;
+use taxiway_tests::api::{Api, serve_projected_signed};
+use taxiway_tests::bench::{env_usize, median};
 use taxiway_tests::fixtures::{self, data_dir};
-use taxiway_tests::node_child::{free_addr, log_revisions, wait_import_done};
+use taxiway_tests::node_child::{export_args, free_addr, log_revisions, wait_import_done};
 use taxiway_tests::pipeline::Topics;
-use taxiway_tests::{Deadline, kafka_brokers, projection};
 
 const CURSOR_KEY: &str = "node-serve-bench";
 const ENTERPRISE: &str = "x-mitre-collection--1f5f1533-f617-4ca8-9ab4-6a02367fa019";
 const ICS: &str = "x-mitre-collection--90c00720-636b-4485-b342-8751d232bf09";
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
 
 /// The eight releases: the data folder's STIX 2.1 ones and the shared STIX 2.0 Enterprise ones.
 fn releases() -> Vec<PathBuf> {
@@ -238,17 +227,7 @@ async fn main() {
     };
     let topics = Topics::new("bench_node_serve");
     let exported = tokio::process::Command::new(&bin)
-        .arg("export")
-        .arg("--data")
-        .arg(&data)
-        .args([
-            "--brokers",
-            &kafka_brokers(),
-            "--objects-topic",
-            &topics.objects,
-            "--dead-letter-topic",
-            &topics.dead_letter,
-        ])
+        .args(export_args(&data, &topics))
         .status()
         .await
         .unwrap();
@@ -256,15 +235,11 @@ async fn main() {
         println!("export to Kafka failed (are dev/services running?): no comparison");
         return;
     }
-    let control = projection::control_keyspace("bench_node_serve");
-    let projector = projection::start(&topics, &control, projector::config::Command::Run).unwrap();
     let expected = log_revisions(&data).unwrap();
-    let mut config = Api::config(&control);
-    config.server.cursor_key = Some(service::Secret(CURSOR_KEY.to_owned()));
-    let cql = Api::start_with(config).await.unwrap();
-    cql.wait_for_revisions(&expected, Deadline::after(Duration::from_secs(900)))
-        .await
-        .unwrap();
+    let (_, projector, cql) =
+        serve_projected_signed(&topics, "bench_node_serve", &expected, Some(CURSOR_KEY))
+            .await
+            .unwrap();
     projector.stop().await.unwrap();
     let collection = if files.len() > 5 { ENTERPRISE } else { ICS };
     let path = format!("/api/v21/collections/{collection}/objects/?limit=100");

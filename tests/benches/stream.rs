@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use api::config::ServerConfig;
 use ingest::config::ImportConfig;
 use taxiway_tests::api::{Api, serve_projected};
+use taxiway_tests::bench::env_usize;
 use taxiway_tests::pipeline::Topics;
 use taxiway_tests::projection;
 use taxiway_tests::sse::EventStream;
@@ -25,13 +26,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const OBJECT_ID: &str = "attack-pattern--0a3ead4e-6d47-4ccb-854c-a6a4f9d96b22";
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A bundle of one attack-pattern whose version is `round` seconds into 2030.
 fn bundle(dir: &std::path::Path, round: usize) -> (std::path::PathBuf, String) {

@@ -29,6 +29,16 @@ pub async fn serve_projected(
     prefix: &str,
     expected: &BTreeMap<String, i64>,
 ) -> anyhow::Result<(String, projection::Running, Api)> {
+    serve_projected_signed(topics, prefix, expected, None).await
+}
+
+/// [`serve_projected`], the api signing `next` cursors with `cursor_key` (a random key without).
+pub async fn serve_projected_signed(
+    topics: &Topics,
+    prefix: &str,
+    expected: &BTreeMap<String, i64>,
+    cursor_key: Option<&str>,
+) -> anyhow::Result<(String, projection::Running, Api)> {
     let control = projection::control_keyspace(prefix);
     let projector = projection::start(topics, &control, projector::config::Command::Run)?;
     let session = projection::session().await?;
@@ -39,7 +49,9 @@ pub async fn serve_projected(
         Deadline::after(Duration::from_secs(300)),
     )
     .await?;
-    let api = Api::start(&control).await?;
+    let mut config = Api::config(&control);
+    config.server.cursor_key = cursor_key.map(|k| service::Secret(k.to_owned()));
+    let api = Api::start_with(config).await?;
     api.wait_for_revisions(expected, Deadline::after(Duration::from_secs(120)))
         .await?;
     Ok((control, projector, api))

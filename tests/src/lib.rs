@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 pub mod api;
 pub mod api_child;
+pub mod bench;
 pub mod browser;
 pub mod child;
 pub mod crawl;

@@ -95,3 +95,20 @@ pub async fn wait_import_done(log: &Path, from: usize, deadline: Deadline) -> an
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The arguments of `taxiway export` of the node's log in `data` to `topics` on the test broker.
+pub fn export_args(data: &Path, topics: &crate::pipeline::Topics) -> Vec<String> {
+    [
+        "export",
+        "--data",
+        &data.display().to_string(),
+        "--brokers",
+        &crate::kafka_brokers(),
+        "--objects-topic",
+        &topics.objects,
+        "--dead-letter-topic",
+        &topics.dead_letter,
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}

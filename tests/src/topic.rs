@@ -19,6 +19,17 @@ pub struct Record {
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
+impl From<Record> for eventlog::Record {
+    /// The message as an embedded log record: key, payload and headers unchanged.
+    fn from(r: Record) -> Self {
+        eventlog::Record {
+            key: r.key,
+            payload: Some(r.payload),
+            headers: r.headers,
+        }
+    }
+}
+
 impl Record {
     pub fn key_str(&self) -> String {
         String::from_utf8_lossy(&self.key).into_owned()

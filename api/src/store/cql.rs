@@ -390,21 +390,7 @@ impl CqlStore {
                 found
                     .get(&(key.object_id, key.version, key.content))
                     .cloned()
-                    .ok_or_else(|| {
-                        StoreError::new(
-                            "reading object JSON",
-                            format!(
-                                "no stored content for {} version {}{}",
-                                key.object_id,
-                                key.version,
-                                if key.content.is_some() {
-                                    " (a release's own content)"
-                                } else {
-                                    ""
-                                }
-                            ),
-                        )
-                    })
+                    .ok_or_else(|| rows::no_content(key))
             })
             .collect()
     }

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 
-use super::{ReleaseRow, VersionRow};
+use super::{ContentKey, ReleaseRow, StoreError, VersionRow};
 
 /// A `content_index` row: object id, version, content digest, date_added, STIX type, spec
 /// version, version text.
@@ -41,6 +41,23 @@ pub fn index_row(
         object_json: Bytes::new(),
         content,
     }
+}
+
+/// The error of a content a store does not hold (a projection that lost rows).
+pub fn no_content(key: &ContentKey<'_>) -> StoreError {
+    StoreError::new(
+        "reading object JSON",
+        format!(
+            "no stored content for {} version {}{}",
+            key.object_id,
+            key.version,
+            if key.content.is_some() {
+                " (a release's own content)"
+            } else {
+                ""
+            }
+        ),
+    )
 }
 
 /// A release's members (`release_members` rows, in their order), each with the content it

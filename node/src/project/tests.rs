@@ -25,26 +25,57 @@ fn valid_records() -> Vec<Record> {
         .collect()
 }
 
-/// Runs the projector task until it applied everything in the log, then stops it.
-async fn project_all(log: &EmbeddedLog) -> Projection {
-    let projection = Projection::new();
-    let (progress, mut applied) = watch::channel(0);
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(project(
-        log.clone(),
-        projection.clone(),
-        Metrics::new().unwrap(),
-        progress,
-        shutdown.clone(),
-    ));
-    let end = log.high_water(OBJECTS).unwrap();
-    tokio::time::timeout(Duration::from_secs(30), applied.wait_for(|n| *n >= end))
+/// The projector task on `log`, running: its projection, the progress it reports, its stop.
+struct Running {
+    projection: Projection,
+    applied: watch::Receiver<i64>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), Error>>,
+}
+
+impl Running {
+    fn start(log: &EmbeddedLog) -> Running {
+        let projection = Projection::new();
+        let (progress, applied) = watch::channel(0);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(project(
+            log.clone(),
+            projection.clone(),
+            Metrics::new().unwrap(),
+            progress,
+            shutdown.clone(),
+        ));
+        Running {
+            projection,
+            applied,
+            shutdown,
+            task,
+        }
+    }
+
+    /// Waits until every offset below `end` is applied.
+    async fn wait_applied(&mut self, end: i64) {
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            self.applied.wait_for(|n| *n >= end),
+        )
         .await
         .unwrap()
         .unwrap();
-    shutdown.cancel();
-    task.await.unwrap().unwrap();
-    projection
+    }
+
+    async fn stop(self) -> Projection {
+        self.shutdown.cancel();
+        self.task.await.unwrap().unwrap();
+        self.projection
+    }
+}
+
+/// Runs the projector task until it applied everything in the log, then stops it.
+async fn project_all(log: &EmbeddedLog) -> Projection {
+    let mut running = Running::start(log);
+    running.wait_applied(log.high_water(OBJECTS).unwrap()).await;
+    running.stop().await
 }
 
 async fn served(projection: &Projection) -> Vec<api::store::CollectionData> {
@@ -102,27 +133,9 @@ async fn the_log_is_projected_and_a_bad_record_dead_lettered_once_across_restart
     assert_eq!(dead_letters(&log).len(), 1);
 
     // Events appended while it runs are applied as they arrive.
-    let projection = Projection::new();
-    let (progress, mut applied) = watch::channel(0);
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(project(
-        log.clone(),
-        projection.clone(),
-        Metrics::new().unwrap(),
-        progress,
-        shutdown.clone(),
-    ));
-    let end = log.high_water(OBJECTS).unwrap();
-    applied.wait_for(|n| *n >= end).await.unwrap();
-    let more = valid_records();
-    let appended = log.append(OBJECTS, &more).unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        applied.wait_for(|n| *n >= appended.end),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    shutdown.cancel();
-    task.await.unwrap().unwrap();
+    let mut running = Running::start(&log);
+    running.wait_applied(log.high_water(OBJECTS).unwrap()).await;
+    let appended = log.append(OBJECTS, &valid_records()).unwrap();
+    running.wait_applied(appended.end).await;
+    running.stop().await;
 }

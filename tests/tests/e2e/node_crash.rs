@@ -8,11 +8,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use taxiway_tests::api::Api;
+use taxiway_tests::api::{Api, serve_projected_signed};
 use taxiway_tests::crawl::{Answer, crawl, without_dates};
 use taxiway_tests::node_child::{log_revisions, objects_in_log, wait_import_done};
 use taxiway_tests::pipeline::Topics;
-use taxiway_tests::{Deadline, fixtures, kafka_brokers, node_child, projection, unique_name};
+use taxiway_tests::{Deadline, fixtures, node_child, unique_name};
 
 /// A cursor key every server of these tests signs with, so their `next` links are equal.
 const CURSOR_KEY: &str = "node-crash-tests-cursor-key";
@@ -143,19 +143,7 @@ async fn a_node_exported_to_kafka_and_projected_into_cassandra_serves_the_same_b
     child.kill().await.unwrap();
 
     let topics = Topics::new("node_export");
-    let export: Vec<String> = [
-        "export",
-        "--data",
-        &data.display().to_string(),
-        "--brokers",
-        &kafka_brokers(),
-        "--objects-topic",
-        &topics.objects,
-        "--dead-letter-topic",
-        &topics.dead_letter,
-    ]
-    .map(str::to_owned)
-    .to_vec();
+    let export = node_child::export_args(&data, &topics);
     let mut exporting = node_child::spawn(&export, &log).unwrap();
     let status = tokio::time::timeout(Duration::from_secs(120), exporting.wait())
         .await
@@ -165,24 +153,14 @@ async fn a_node_exported_to_kafka_and_projected_into_cassandra_serves_the_same_b
     let records = topics.object_records().await.unwrap();
     assert_eq!(records.len() as i64, objects_in_log(&data));
 
-    let control = projection::control_keyspace("node_export");
-    let projector = projection::start(&topics, &control, projector::config::Command::Run).unwrap();
-    let expected = log_revisions(&data).unwrap();
-    let session = projection::session().await.unwrap();
-    projection::wait_for_revisions(
-        &session,
-        &control,
-        &expected,
-        Deadline::after(Duration::from_secs(300)),
+    let (_, projector, cql) = serve_projected_signed(
+        &topics,
+        "node_export",
+        &log_revisions(&data).unwrap(),
+        Some(CURSOR_KEY),
     )
     .await
     .unwrap();
-    let mut config = Api::config(&control);
-    config.server.cursor_key = Some(service::Secret(CURSOR_KEY.to_owned()));
-    let cql = Api::start_with(config).await.unwrap();
-    cql.wait_for_revisions(&expected, Deadline::after(Duration::from_secs(120)))
-        .await
-        .unwrap();
     let from_cql = crawl(&cql.client, &cql.base).await.unwrap();
     assert_eq!(
         from_cql.keys().collect::<Vec<_>>(),

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use node::{Projection, project};
 use taxiway_tests::Deadline;
-use taxiway_tests::api::Api;
+use taxiway_tests::api::{Api, serve_projected_signed};
 use taxiway_tests::crawl::crawl;
 use taxiway_tests::fixtures;
 use taxiway_tests::pipeline::Topics;
@@ -40,22 +40,13 @@ async fn the_memory_projection_serves_the_same_bytes_as_the_cql_projection() {
     let expected = projection::final_revisions(&events);
 
     // The distributed path: the projector into Cassandra, an API over it.
-    let control = projection::control_keyspace("node_projection");
-    let projector = projection::start(&topics, &control, projector::config::Command::Run).unwrap();
-    let session = projection::session().await.unwrap();
-    projection::wait_for_revisions(
-        &session,
-        &control,
-        &expected,
-        Deadline::after(Duration::from_secs(300)),
-    )
-    .await
-    .unwrap();
-    let cursor_key = Secret(uuid::Uuid::new_v4().to_string());
-    let mut config = Api::config(&control);
-    config.server.cursor_key = Some(cursor_key.clone());
-    let server = config.server.clone();
-    let cql = Api::start_with(config).await.unwrap();
+    let cursor_key = uuid::Uuid::new_v4().to_string();
+    let (_, projector, cql) =
+        serve_projected_signed(&topics, "node_projection", &expected, Some(&cursor_key))
+            .await
+            .unwrap();
+    let mut server = Api::config("").server;
+    server.cursor_key = Some(Secret(cursor_key));
 
     // The node's path: the same messages in an embedded log, projected by the node's task.
     let dir = tempfile::tempdir().unwrap();
@@ -65,11 +56,7 @@ async fn the_memory_projection_serves_the_same_bytes_as_the_cql_projection() {
         .await
         .unwrap()
         .into_iter()
-        .map(|r| Record {
-            key: r.key,
-            payload: Some(r.payload),
-            headers: r.headers,
-        })
+        .map(Record::from)
         .collect();
     log.append(OBJECTS_TOPIC, &records).unwrap();
     let memory = Projection::new();
@@ -88,11 +75,9 @@ async fn the_memory_projection_serves_the_same_bytes_as_the_cql_projection() {
         .unwrap();
     let node = Api::serve_store(server, Arc::new(memory)).await.unwrap();
 
-    for api in [&cql, &node] {
-        api.wait_for_revisions(&expected, Deadline::after(Duration::from_secs(120)))
-            .await
-            .unwrap();
-    }
+    node.wait_for_revisions(&expected, Deadline::after(Duration::from_secs(120)))
+        .await
+        .unwrap();
     let from_cql = crawl(&cql.client, &cql.base).await.unwrap();
     let from_node = crawl(&node.client, &node.base).await.unwrap();
     assert!(from_cql.len() > 50, "{} answers", from_cql.len());
