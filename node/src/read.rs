@@ -153,7 +153,7 @@ impl Rows {
                 let cells =
                     self.versions
                         .get(&(id.to_owned(), key.object_id.to_owned(), key.version))?;
-                Some(Bytes::from(cells.row.as_ref()?.value.object_json.clone()))
+                Some(cells.row.as_ref()?.value.json.clone())
             }
             Some(digest) => {
                 let cell = self.contents.get(&(
@@ -162,7 +162,7 @@ impl Rows {
                     key.version,
                     digest.to_vec(),
                 ))?;
-                Some(Bytes::from(cell.as_ref()?.value.object_json.clone()))
+                Some(cell.as_ref()?.value.json.clone())
             }
         }
     }
