@@ -18,6 +18,9 @@ pub enum Error {
     Ingest(#[from] ingest::Error),
     #[error("kafka: {0}")]
     Kafka(String),
+    /// An import whose every input failed, into an empty log.
+    #[error("nothing to serve: every input of the import failed ({0})")]
+    NothingToServe(String),
     #[error("{context}: {source}")]
     Io {
         context: String,

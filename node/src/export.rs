@@ -120,7 +120,7 @@ async fn copy(
                 .map_err(|(e, _)| Error::Kafka(format!("sending to {to}: {e}")))?;
             copied += 1;
         }
-        tracing::info!(topic = to, copied, "exporting");
+        tracing::debug!(topic = to, copied, "exporting");
     }
 }
 

@@ -45,7 +45,11 @@ pub async fn serve(
         .as_deref()
         .map(api::Auth::from_file)
         .transpose()?;
-    let state = api::AppState::new(config.server, auth)?;
+    let mut server = config.server;
+    if server.cursor_key.is_none() {
+        server.cursor_key = Some(cursor_key(&config.data.data)?);
+    }
+    let state = api::AppState::new(server, auth)?;
     let projection = Projection::new();
     let (progress, _) = watch::channel(0);
     let projecting = tokio::spawn(project(
@@ -64,12 +68,20 @@ pub async fn serve(
 
     if let Some(source) = config.source {
         let settings = ingest::Settings {
-            embedded: Some(log),
+            embedded: Some(log.clone()),
             ..ingest::Settings::new(source)
         };
         match ingest::run(settings, shutdown.clone()).await {
-            // An import ends; the node goes on serving what it imported.
-            Ok(summary) => tracing::info!(%summary, "ingest finished"),
+            // An import ends; the node goes on serving what it imported, unless that is nothing.
+            Ok(summary) => {
+                tracing::info!(%summary, "ingest finished");
+                if summary.outcome() == ingest::Outcome::InputsFailed
+                    && log.high_water(schemas::OBJECTS_TOPIC)? == 0
+                {
+                    shutdown.cancel();
+                    return Err(Error::NothingToServe(summary.to_string()));
+                }
+            }
             Err(e) => {
                 shutdown.cancel();
                 return Err(e.into());
@@ -87,4 +99,32 @@ pub async fn serve(
     served??;
     projected??;
     Ok(())
+}
+
+/// The key `next` cursors are signed with when none is configured: made once per data folder
+/// and kept in it, so that cursors a client holds stay valid across restarts of the node.
+fn cursor_key(data: &std::path::Path) -> Result<service::Secret, Error> {
+    let path = data.join("cursor-key");
+    let io = |context: &str, source| Error::Io {
+        context: format!("{context} {}", path.display()),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(key) if !key.trim().is_empty() => return Ok(service::Secret(key.trim().to_owned())),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("reading", e)),
+    }
+    let key = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path).map_err(|e| io("creating", e))?;
+    std::io::Write::write_all(&mut file, key.as_bytes()).map_err(|e| io("writing", e))?;
+    Ok(service::Secret(key))
 }
