@@ -211,7 +211,7 @@ fn listed(collections: &Value) -> BTreeSet<(String, String, Option<String>)> {
         .collect()
 }
 
-/// The `(id, title, description)` the collection object of the release file `name` gives.
+/// The `(id, title, description)` a release file's collection object gives.
 fn described(release: &Release) -> (String, String, Option<String>) {
     let collection = release.collection().unwrap();
     (
@@ -241,7 +241,11 @@ async fn dev_up_serves_the_shipped_releases_without_a_jvm_and_stops_taxiway_when
     let mut latest: BTreeMap<String, Release> = BTreeMap::new();
     for name in fixtures::SHIPPED_RELEASES {
         let release = Release::load(name).unwrap();
-        let modified = |r: &Release| r.collection().unwrap()["modified"].clone().to_string();
+        let modified = |r: &Release| {
+            r.collection().unwrap()["modified"]
+                .as_str()
+                .map(str::to_owned)
+        };
         match latest.get(&release.collection_id()) {
             Some(known) if modified(known) >= modified(&release) => {}
             _ => {
