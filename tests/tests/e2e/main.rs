@@ -35,6 +35,7 @@ mod kafka_headers;
 mod memory_server;
 mod node_crash;
 mod node_embedded;
+mod node_up;
 mod projector_generations;
 mod projector_kills;
 mod projector_lost_data;
