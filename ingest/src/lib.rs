@@ -33,7 +33,7 @@ pub use checkpoint::watermarks;
 pub use config::Settings;
 pub use error::Error;
 /// Creates ingest's topics as an import would (benchmarks create them outside their timing).
-pub use producer::ensure_topics;
+pub use producer::{ensure_topics, partition_count};
 
 use crate::attack_index::IndexSummary;
 use crate::config::Command;

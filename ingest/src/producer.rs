@@ -312,7 +312,7 @@ pub async fn ensure_topics(config: &KafkaArgs, topics: &TopicArgs) -> Result<(),
 /// partitions until the controller has propagated it: ask again until it has some, within the
 /// Kafka timeout. (Leaders are not waited for: a partition of another collection may be down
 /// without keeping this import from its own; sends to a partition not led yet are retried.)
-async fn partition_count(
+pub async fn partition_count(
     producer: &FutureProducer,
     topic: &str,
     timeout: Duration,

@@ -2,11 +2,9 @@
 //! would have produced (key, payload and headers unchanged; an objects message on the partition
 //! of its collection), so a projector there builds what the node serves.
 
-use std::time::Duration;
-
 use eventlog::EmbeddedLog;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use schemas::headers::COLLECTION_ID;
 use schemas::{DEAD_LETTER_TOPIC, OBJECTS_TOPIC};
 
@@ -38,7 +36,10 @@ pub async fn export(config: &ExportConfig) -> Result<Exported, Error> {
         .set("client.id", "taxiway-export")
         .create()
         .map_err(|e| Error::Kafka(format!("creating the producer: {e}")))?;
-    let partitions = partition_count(&producer, &config.kafka.objects_topic, config.kafka.timeout)?;
+    // Ingest's own lookup: a topic created a moment ago can show no partitions yet.
+    let partitions =
+        ingest::partition_count(&producer, &config.kafka.objects_topic, config.kafka.timeout)
+            .await?;
     let objects = copy(
         &log,
         OBJECTS_TOPIC,
@@ -122,25 +123,4 @@ async fn copy(
         }
         tracing::debug!(topic = to, copied, "exporting");
     }
-}
-
-/// The partition count of `topic`, as ingest partitions by collection over it.
-fn partition_count(
-    producer: &FutureProducer,
-    topic: &str,
-    timeout: Duration,
-) -> Result<i32, Error> {
-    let metadata = producer
-        .client()
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(|e| Error::Kafka(format!("reading metadata of {topic}: {e}")))?;
-    let count = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .map_or(0, |t| t.partitions().len());
-    i32::try_from(count)
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| Error::Kafka(format!("topic {topic} has no partitions")))
 }
