@@ -19,6 +19,11 @@ const REGISTRY_JSON: &str = "application/vnd.schemaregistry.v1+json";
 /// How long one registry request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How many times a registration that lost a race is tried, and the first wait between tries
+/// (doubling): 5 tries span about 1.5 s.
+const REGISTER_ATTEMPTS: u32 = 5;
+const REGISTER_RETRY_WAIT: Duration = Duration::from_millis(100);
+
 /// Where the schema registry is, if messages are framed for one.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct RegistryArgs {
@@ -171,20 +176,37 @@ impl SchemaRegistry {
     /// Registers `avsc` under `subject` (a no-op answering the same id when it is there
     /// already) and returns its id. A schema the subject's compatibility rule refuses is an
     /// error naming the subject.
+    ///
+    /// Registration is idempotent by the API's contract, so a registry that loses a race with
+    /// a concurrent registration (Apicurio's SQL storage answers 500, or 409 "already exists",
+    /// when two subjects get the same schema text at once) is asked again a few times.
     pub async fn register(&self, subject: &str, avsc: &str) -> Result<u32, Error> {
         let what = format!("registering {subject}");
-        let answer = self
-            .request(
-                reqwest::Method::POST,
-                &format!("/subjects/{}/versions", encode_path(subject)),
-            )
-            .header(reqwest::header::CONTENT_TYPE, REGISTRY_JSON)
-            .json(&SchemaBody { schema: avsc })
-            .send()
-            .await
-            .map_err(|e| self.unreachable(&what, &e))?;
-        let answer: IdAnswer = self.json(&what, answer).await?;
-        Ok(answer.id)
+        let mut wait = REGISTER_RETRY_WAIT;
+        let mut attempt = 1;
+        loop {
+            let answer = self
+                .request(
+                    reqwest::Method::POST,
+                    &format!("/subjects/{}/versions", encode_path(subject)),
+                )
+                .header(reqwest::header::CONTENT_TYPE, REGISTRY_JSON)
+                .json(&SchemaBody { schema: avsc })
+                .send()
+                .await
+                .map_err(|e| self.unreachable(&what, &e))?;
+            let status = answer.status();
+            match self.json::<IdAnswer>(&what, answer).await {
+                Ok(answer) => return Ok(answer.id),
+                Err(e) if attempt < REGISTER_ATTEMPTS && lost_a_race(status, &e) => {
+                    tracing::debug!(subject, attempt, error = %e, "registering again");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The schema text registered under `id`, or `None` when the registry has no such id.
@@ -266,6 +288,14 @@ impl SchemaRegistry {
             )
         })
     }
+}
+
+/// Whether a refused registration looks like a race with a concurrent one rather than a
+/// verdict on the schema: a server error, or a conflict saying the subject was just created.
+/// An incompatible schema's conflict says "incompatible" and is final.
+fn lost_a_race(status: reqwest::StatusCode, error: &Error) -> bool {
+    status.is_server_error()
+        || (status == reqwest::StatusCode::CONFLICT && error.to_string().contains("already exists"))
 }
 
 fn first_line(body: &str) -> &str {

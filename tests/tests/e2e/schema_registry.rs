@@ -347,3 +347,45 @@ async fn confluent_kafkas_avro_deserializer_reads_every_version_equal_to_the_fil
         assert_eq!(read[key], *object, "{key:?}");
     }
 }
+
+/// Several ingest processes starting at once on fresh topics register the same schema texts
+/// under different subjects at the same moment, which Apicurio's storage races (500, or 409
+/// "already exists"): every registration still answers the id the subject holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_registrations_of_one_schema_under_fresh_subjects_all_succeed() {
+    let registry = registry();
+    let schema = registry::current_schemas()
+        .into_iter()
+        .find(|s| !s.dead_letter)
+        .expect("an event schema");
+    let subjects: Vec<String> = (0..12)
+        .map(|i| {
+            registry::subject(
+                &taxiway_tests::unique_name(&format!("concurrent_{i}")),
+                schema.full_name,
+            )
+        })
+        .collect();
+    let ids = futures::future::join_all(
+        subjects
+            .iter()
+            .map(|subject| registry.register(subject, schema.avsc)),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    for (subject, id) in subjects.iter().zip(ids) {
+        let id = id.unwrap_or_else(|e| panic!("{subject}: {e}"));
+        let latest: Value = http
+            .get(format!(
+                "{}/subjects/{subject}/versions/latest",
+                schema_registry_url()
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(latest["id"], id, "{subject}: {latest}");
+    }
+}
