@@ -10,6 +10,7 @@
 pub mod config;
 mod error;
 mod export;
+mod memory;
 mod project;
 mod projection;
 mod read;

@@ -22,6 +22,8 @@ use projector::rows::{
 };
 use projector::tables::Tables;
 
+use crate::memory::Activity;
+
 /// A value and the timestamp it was written with.
 #[derive(Debug, Clone)]
 pub(crate) struct Cell<V> {
@@ -266,6 +268,7 @@ impl Rows {
 #[derive(Debug, Clone, Default)]
 pub struct Projection {
     rows: Arc<RwLock<Rows>>,
+    activity: Activity,
 }
 
 impl Projection {
@@ -283,6 +286,11 @@ impl Projection {
     fn rows_mut(&self) -> RwLockWriteGuard<'_, Rows> {
         self.rows.write().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Counts the writes and loads that allocate, for the memory trim.
+    pub(crate) fn activity(&self) -> &Activity {
+        &self.activity
+    }
 }
 
 impl Tables for Projection {
@@ -292,6 +300,7 @@ impl Tables for Projection {
 
     fn write(&self, m: &Mutation) -> impl Future<Output = projector::Result<()>> + Send {
         self.rows_mut().apply(m);
+        self.activity.bump();
         std::future::ready(Ok(()))
     }
 

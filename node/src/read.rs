@@ -207,6 +207,7 @@ impl Store for Projection {
         collection_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<CollectionData>, StoreError>> {
         let index = self.rows().index(collection_id);
+        self.activity().bump();
         Box::pin(std::future::ready(Ok(index)))
     }
 

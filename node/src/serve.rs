@@ -59,6 +59,10 @@ pub async fn serve(
         progress,
         shutdown.clone(),
     ));
+    tokio::spawn(crate::memory::trim_when_quiet(
+        projection.activity().clone(),
+        shutdown.clone(),
+    ));
     let serving = tokio::spawn(api::serve(
         state,
         Arc::new(projection),
