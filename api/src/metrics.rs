@@ -2,6 +2,7 @@
 //! revisions, the memory bound (lean collections and what their responses fetch), the limits
 //! (connections refused and closed, requests shed or timed out).
 
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -16,6 +17,8 @@ use prometheus::{
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Registry,
+    /// Other stages' registries served at the same `/metrics` (a node runs them in this process).
+    others: Arc<RwLock<Vec<Registry>>>,
     pub requests: IntCounterVec,
     pub latency: HistogramVec,
     /// Result cache lookups by outcome (`hit`, `miss`).
@@ -190,6 +193,7 @@ impl Metrics {
         registry.register(Box::new(connections_closed.clone()))?;
         Ok(Metrics {
             registry,
+            others: Arc::default(),
             requests,
             latency,
             cache,
@@ -213,9 +217,18 @@ impl Metrics {
         })
     }
 
+    /// Serves `registry` too, after the API's own metrics.
+    pub fn serve_also(&self, registry: Registry) {
+        self.others
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(registry);
+    }
+
     /// The metrics in Prometheus' text format.
     pub fn render(&self) -> Vec<u8> {
-        service::render(&self.registry)
+        let others = self.others.read().unwrap_or_else(|e| e.into_inner());
+        service::render_all(std::iter::once(&self.registry).chain(others.iter()))
     }
 }
 

@@ -45,6 +45,10 @@ pub struct Settings {
     /// in its own process; no flag: another process's appends would go unnoticed by it).
     #[arg(skip)]
     pub embedded: Option<eventlog::EmbeddedLog>,
+    /// Count into these metrics instead of a registry of its own (set by `taxiway serve`, which
+    /// serves them at its API's `/metrics`).
+    #[arg(skip)]
+    pub metrics: Option<crate::Metrics>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,6 +178,7 @@ impl Settings {
             metrics_addr: None,
             command: command.into(),
             embedded: None,
+            metrics: None,
         }
     }
 }

@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 pub use checkpoint::watermarks;
 pub use config::Settings;
 pub use error::Error;
+pub use metrics::Metrics;
 /// Creates ingest's topics as an import would (benchmarks create them outside their timing).
 pub use producer::{ensure_topics, partition_count};
 
@@ -39,7 +40,6 @@ use crate::attack_index::IndexSummary;
 use crate::config::Command;
 use crate::connection::{Connection, connect, connect_embedded};
 use crate::import::ImportSummary;
-use crate::metrics::Metrics;
 use crate::workbench::SyncSummary;
 
 /// How a run ended, for the exit code.
@@ -88,7 +88,10 @@ impl fmt::Display for Summary {
 /// Runs the command until it is done or `shutdown` is cancelled, serving metrics meanwhile
 /// when an address is configured.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<Summary, Error> {
-    let metrics = Metrics::new()?;
+    let metrics = match &settings.metrics {
+        Some(metrics) => metrics.clone(),
+        None => Metrics::new()?,
+    };
     service::spawn_metrics(
         settings.metrics_addr,
         metrics.registry.clone(),

@@ -9,7 +9,7 @@ use crate::workbench::Fetched;
 
 /// Every counter ingest keeps, labelled by the kind of source (`bundle`, `workbench`, or
 /// `workbench_unreleased` for edits between releases).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Metrics {
     pub registry: Registry,
     /// Objects by outcome: `published`, `correction`, `skipped`, `rejected`; for

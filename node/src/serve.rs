@@ -50,12 +50,18 @@ pub async fn serve(
         server.cursor_key = Some(cursor_key(&config.data.data)?);
     }
     let state = api::AppState::new(server, auth)?;
+    // One /metrics for the node: the API's, then the projector's and ingest's, each under its
+    // own prefix as the distributed services serve them.
+    let projector_metrics = projector::metrics::Metrics::new()?;
+    state.metrics.serve_also(projector_metrics.registry.clone());
+    let ingest_metrics = ingest::Metrics::new()?;
+    state.metrics.serve_also(ingest_metrics.registry.clone());
     let projection = Projection::new();
     let (progress, _) = watch::channel(0);
     let projecting = tokio::spawn(project(
         log.clone(),
         projection.clone(),
-        projector::metrics::Metrics::new()?,
+        projector_metrics,
         progress,
         shutdown.clone(),
     ));
@@ -73,6 +79,7 @@ pub async fn serve(
     if let Some(source) = config.source {
         let settings = ingest::Settings {
             embedded: Some(log.clone()),
+            metrics: Some(ingest_metrics),
             ..ingest::Settings::new(source)
         };
         match ingest::run(settings, shutdown.clone()).await {

@@ -18,7 +18,7 @@ pub use connections::{
 };
 pub use error::Error;
 pub use logging::{LogArgs, LogFormat, init_tracing};
-pub use metrics::{render, serve_metrics, spawn_metrics};
+pub use metrics::{render, render_all, serve_metrics, spawn_metrics};
 pub use secret::Secret;
 pub use shutdown::shutdown_on_signal;
 pub use units::{parse_bytes, parse_duration};

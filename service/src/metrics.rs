@@ -58,7 +58,13 @@ fn shared_registry() -> &'static Registry {
 
 /// The registry, with the shared metrics, in Prometheus' text format.
 pub fn render(registry: &Registry) -> Vec<u8> {
-    let mut families = registry.gather();
+    render_all([registry])
+}
+
+/// Several registries (a node's stages, each with its own prefix) and the shared metrics once,
+/// in Prometheus' text format.
+pub fn render_all<'a>(registries: impl IntoIterator<Item = &'a Registry>) -> Vec<u8> {
+    let mut families: Vec<_> = registries.into_iter().flat_map(|r| r.gather()).collect();
     families.extend(shared_registry().gather());
     let mut buffer = Vec::new();
     // Encoding into a Vec cannot run out of space; a family that fails to encode is logged and

@@ -89,10 +89,11 @@ async fn a_node_killed_during_import_and_projection_serves_what_a_clean_run_serv
 
     // A clean run.
     let clean = dir.path().join("clean");
-    let (mut child, _, from_clean) = serve_all(&clean, true, &log).await;
+    let (mut child, api, from_clean) = serve_all(&clean, true, &log).await;
+    let total = objects_in_log(&clean);
+    assert_one_metrics_endpoint_for_every_stage(&api, total).await;
     child.kill().await.unwrap();
     assert!(from_clean.len() > 50, "{} answers", from_clean.len());
-    let total = objects_in_log(&clean);
 
     // Killed in the middle of the import (some of the log written, not all), then restarted
     // with the same import: it completes what is missing.
@@ -171,4 +172,46 @@ async fn a_node_exported_to_kafka_and_projected_into_cassandra_serves_the_same_b
     }
     cql.stop().await.unwrap();
     projector.stop().await.unwrap();
+}
+
+/// The sum of the samples of `name` (any labels) whose label set holds every one of `labels`.
+fn metric_sum(exposition: &str, name: &str, labels: &[&str]) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(series, _)| {
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            metric == name && labels.iter().all(|label| rest.contains(label))
+        })
+        .filter_map(|(_, value)| value.parse::<f64>().ok())
+        .sum()
+}
+
+/// The node serves the API's, the projector's and ingest's metrics at its one `/metrics`, each
+/// under its service's prefix, and the process metrics once.
+async fn assert_one_metrics_endpoint_for_every_stage(api: &Api, records: i64) {
+    let reply = api.get("/metrics").await.unwrap();
+    assert_eq!(reply.status, 200);
+    let text = String::from_utf8(reply.body.to_vec()).unwrap();
+    let bundles = fixtures::SHIPPED_RELEASES.len() as f64;
+    assert_eq!(
+        metric_sum(&text, "taxiway_ingest_bundles_total", &[r#"outcome="ok""#]),
+        bundles,
+        "ingest's bundles"
+    );
+    assert_eq!(
+        metric_sum(&text, "taxiway_projector_events_total", &[]),
+        records as f64,
+        "the projector applied every record of the log"
+    );
+    assert!(
+        metric_sum(&text, "taxiway_api_collection_revision", &[]) > 0.0,
+        "the API's own metrics"
+    );
+    let process = text
+        .lines()
+        .filter(|l| l.starts_with("# TYPE process_resident_memory_bytes "))
+        .count();
+    assert_eq!(process, 1, "the process metrics once");
 }
