@@ -4,7 +4,8 @@
 //! from the top of a heap; an import frees bundle texts, events and index rows in between the
 //! projection's long-lived rows, so those pages stay resident for the life of the process.
 //! `malloc_trim(0)` hands every free page back. On the eight releases of `docs/benchmarks.md`
-//! it took the node from 494 to 356 MB after a first start and from 407 to 333 MB after a restart.
+//! it took the node's median resident memory from 579 to 356 MB after a first start and from 423
+//! to 341 MB after a restart.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
