@@ -95,6 +95,6 @@ pub async fn run(
         .map(Auth::from_file)
         .transpose()?;
     let state = AppState::new(config.server.clone(), auth)?;
-    let store = store::connecting::Connecting::new(config.cql)?;
+    let store = store::cql::Connecting::new(config.cql)?;
     serve(state, Arc::new(store), listener, shutdown).await
 }
