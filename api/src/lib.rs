@@ -27,7 +27,6 @@ mod media;
 mod metrics;
 mod openapi;
 pub mod password;
-mod result_cache;
 mod rights;
 mod route_table;
 mod routes;
