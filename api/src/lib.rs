@@ -27,7 +27,6 @@ mod media;
 mod metrics;
 mod openapi;
 pub mod password;
-mod result_cache;
 mod rights;
 mod route_table;
 mod routes;
@@ -95,6 +94,6 @@ pub async fn run(
         .map(Auth::from_file)
         .transpose()?;
     let state = AppState::new(config.server.clone(), auth)?;
-    let store = store::connecting::Connecting::new(config.cql)?;
+    let store = store::cql::Connecting::new(config.cql)?;
     serve(state, Arc::new(store), listener, shutdown).await
 }

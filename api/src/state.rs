@@ -13,7 +13,7 @@ use crate::config::ServerConfig;
 use crate::cursor::CursorKey;
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::result_cache::ResultCache;
+use crate::selection::ResultCache;
 use crate::snapshot::Catalog;
 
 /// Everything a request handler can reach; cheap to clone.

@@ -126,7 +126,7 @@ impl Producer {
                 .key(&key)
                 .payload(&payload)
                 .partition(partition)
-                .headers(service::kafka_headers(&schemas::headers::event_headers(
+                .headers(service::kafka_headers(&schemas::message::event_headers(
                     event, &payload,
                 )));
             self.send(record, &mut in_flight).await?;
@@ -139,7 +139,7 @@ impl Producer {
                 .key(&key)
                 .payload(&payload)
                 .headers(service::kafka_headers(
-                    &schemas::headers::dead_letter_headers(&payload),
+                    &schemas::message::dead_letter_headers(&payload),
                 ));
             self.send(record, &mut in_flight).await?;
         }

@@ -2,7 +2,7 @@
 //! messages: the same keys, single-object (or registry) payloads and headers.
 
 use eventlog::{EmbeddedLog, Record};
-use schemas::headers::Headers;
+use schemas::message::Headers;
 use schemas::{DEAD_LETTER_TOPIC, DeadLetter, Event, OBJECTS_TOPIC};
 
 use crate::error::Error;
@@ -29,13 +29,13 @@ impl Publisher {
                 let mut objects = Vec::with_capacity(events.len());
                 for event in events {
                     let payload = schemas::encode_event(event)?;
-                    let headers = schemas::headers::event_headers(event, &payload);
+                    let headers = schemas::message::event_headers(event, &payload);
                     objects.push(record(event.key().into_bytes(), payload, &headers));
                 }
                 let mut dead = Vec::with_capacity(letters.len());
                 for letter in letters {
                     let payload = schemas::encode_dead_letter(letter)?;
-                    let headers = schemas::headers::dead_letter_headers(&payload);
+                    let headers = schemas::message::dead_letter_headers(&payload);
                     dead.push(record(
                         dead_letter_key(letter).into_bytes(),
                         payload,

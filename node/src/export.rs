@@ -5,7 +5,7 @@
 use eventlog::EmbeddedLog;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use schemas::headers::COLLECTION_ID;
+use schemas::message::COLLECTION_ID;
 use schemas::{DEAD_LETTER_TOPIC, OBJECTS_TOPIC};
 
 use crate::config::ExportConfig;

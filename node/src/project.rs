@@ -89,7 +89,7 @@ pub async fn project(
                 .iter()
                 .map(|l| {
                     let payload = schemas::encode_dead_letter(l)?;
-                    let headers = schemas::headers::dead_letter_headers(&payload);
+                    let headers = schemas::message::dead_letter_headers(&payload);
                     let key = l.original_key.clone().unwrap_or_default();
                     Ok(record(&key, payload, &headers))
                 })

@@ -1,12 +1,12 @@
 //! The API's reads of an in-memory [`Projection`]: the same rows the CQL store reads, in the
-//! same order, assembled by the same functions (`api::store::rows`).
+//! same order, assembled by the same functions (those of `api::store`).
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
 use api::store::{
-    CollectionData, CollectionMeta, CollectionRevision, ContentKey, Generation, ReleaseRow, Store,
-    StoreError, VersionRow, rows,
+    self, CollectionData, CollectionMeta, CollectionRevision, ContentKey, Generation, ReleaseRow,
+    Store, StoreError, VersionRow,
 };
 use projector::rows::ReleaseKey;
 
@@ -40,7 +40,7 @@ impl Rows {
                     .take_while(|(k, _)| k.collection_id == id && k.bucket == *bucket)
                     .filter_map(|(k, cells)| {
                         let row = cells.visible()?;
-                        Some(rows::index_row(
+                        Some(store::index_row(
                             k.object_id.clone(),
                             k.version,
                             row.stix_type.clone(),
@@ -85,7 +85,7 @@ impl Rows {
             })
             .collect();
 
-        let others = if rows::names_other_contents(&releases) {
+        let others = if store::names_other_contents(&releases) {
             let index = self
                 .content_index
                 .range((id.to_owned(), String::new(), i64::MIN, Vec::new())..)
@@ -102,7 +102,7 @@ impl Rows {
                         Some(c.version_text.clone()),
                     ))
                 });
-            rows::other_contents(&versions, &releases, index)
+            store::other_contents(&versions, &releases, index)
         } else {
             Vec::new()
         };
@@ -144,7 +144,7 @@ impl Rows {
                 ))
             })
             .collect();
-        rows::members(members, contents)
+        store::members(members, contents)
     }
 
     fn object(&self, id: &str, key: &ContentKey<'_>) -> Option<Bytes> {
@@ -222,7 +222,7 @@ impl Store for Projection {
             .iter()
             .map(|key| {
                 rows.object(collection_id, key)
-                    .ok_or_else(|| rows::no_content(key))
+                    .ok_or_else(|| store::no_content(key))
             })
             .collect();
         drop(rows);

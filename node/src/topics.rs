@@ -2,7 +2,7 @@
 //! a Kafka message of them would carry it.
 
 use eventlog::Record;
-use schemas::headers::Headers;
+use schemas::message::Headers;
 
 /// The objects topic: every event of every collection, in one order.
 pub const OBJECTS: &str = "taxiway.objects";

@@ -71,7 +71,7 @@ impl DeadLetters {
         schemas::encode_dead_letter_framed(letter, &self.framing, &mut bytes)
             .map_err(|e| Error::State(format!("encoding a dead letter: {e}")))?;
         let key = letter.original_key.clone().unwrap_or_default();
-        let headers = schemas::headers::dead_letter_headers(&bytes);
+        let headers = schemas::message::dead_letter_headers(&bytes);
         let mut backoff = Duration::from_millis(100);
         loop {
             let record = FutureRecord::to(&self.topic)

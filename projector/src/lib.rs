@@ -1,15 +1,14 @@
 //! Projector: materializes the event log (`taxiway.objects`) into the CQL projections the API reads.
 //!
 //! A newcomer's path through it: [`run`] dispatches to `commands/` (`run`, `rebuild`, `status`,
-//! `drop_generation`); `run` and `rebuild` drive a `feed` (consume a batch, decode, `check`,
-//! dead-letter, write, record the offsets applied, commit), which hands each batch to the
-//! `batch` writer and uses `gaps` to tell whether the projections hold what the consumer group
-//! committed; [`rows`] decides,
-//! without I/O, which rows an event writes; [`store`] executes them with the scylla driver.
+//! `drop_generation`); `run` and `rebuild` drive a `feed` (consume a batch, [`triage`] each
+//! message: decode and check, dead-letter, write, record the offsets applied, commit), which
+//! hands each batch to the `batch` writer and uses `gaps` to tell whether the projections hold
+//! what the consumer group committed; [`rows`] decides, without I/O, which rows an event
+//! writes; [`store`] executes them with the scylla driver.
 //! `consumer` and `dead_letter` are the Kafka side. See `docs/projections.md`.
 
 pub mod batch;
-mod check;
 mod commands;
 pub mod config;
 mod consumer;
@@ -23,8 +22,8 @@ pub mod store;
 pub mod tables;
 pub mod triage;
 
-pub use check::check;
 pub use error::{Error, Result};
+pub use triage::check;
 
 use tokio_util::sync::CancellationToken;
 

@@ -7,8 +7,7 @@ pub mod codec;
 pub mod cql;
 pub mod event;
 pub mod fingerprint;
-pub mod headers;
-pub mod key;
+pub mod message;
 pub mod records;
 pub mod registry;
 pub mod stix;
@@ -23,7 +22,7 @@ pub use event::{
     CollectionUpserted, DeadLetter, Event, ObjectVersionAdded, RELEASE_CHUNK_MAX_MEMBERS,
     ReleaseMember, ReleasePublished, Source, SourceKind, chunk_release,
 };
-pub use key::{
+pub use message::{
     DEAD_LETTER_TOPIC, OBJECTS_TOPIC, collection_key, object_content_key, object_version_key,
     partition_for, release_chunk_key,
 };

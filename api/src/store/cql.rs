@@ -1,4 +1,4 @@
-//! The CQL [`Store`]: reads the projector's tables (`schemas/cql/*.cql`). The only module that imports `scylla`.
+//! The CQL [`Store`]: reads the projector's tables (`schemas/cql/*.cql`), connecting when the cluster answers. The only module that imports `scylla`.
 //!
 //! Reads, all single-partition, no `ALLOW FILTERING`:
 //! - `{control}.active_generation` → the generation keyspace (polled every tick);
@@ -20,11 +20,11 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::{Mutex, OnceCell, Semaphore};
 
 use super::{
     CollectionData, CollectionMeta, CollectionRevision, ContentKey, Generation, ReleaseRow, Store,
-    StoreError, VersionRow, rows,
+    StoreError, VersionRow,
 };
 use service::CqlArgs;
 
@@ -220,7 +220,7 @@ impl CqlStore {
                 .await?;
             versions.extend(rows.into_iter().filter_map(
                 |(date_added, object_id, version, stix_type, spec, text)| {
-                    Some(rows::index_row(
+                    Some(super::index_row(
                         object_id, version, stix_type?, spec, text, date_added, None,
                     ))
                 },
@@ -288,7 +288,7 @@ impl CqlStore {
                 "reading release member contents",
             )
             .await?;
-        Ok(rows::members(members, contents))
+        Ok(super::members(members, contents))
     }
 
     /// The index rows of the contents releases shipped that are not the newest content of
@@ -301,13 +301,13 @@ impl CqlStore {
         versions: &[VersionRow],
         releases: &[ReleaseRow],
     ) -> Result<Vec<VersionRow>, StoreError> {
-        if !rows::names_other_contents(releases) {
+        if !super::names_other_contents(releases) {
             return Ok(Vec::new());
         }
-        let index: Vec<rows::IndexRow> = self
+        let index: Vec<super::IndexRow> = self
             .rows(&s.content_index, (id,), "reading the content index")
             .await?;
-        Ok(rows::other_contents(versions, releases, index))
+        Ok(super::other_contents(versions, releases, index))
     }
 
     async fn fetch(
@@ -390,7 +390,7 @@ impl CqlStore {
                 found
                     .get(&(key.object_id, key.version, key.content))
                     .cloned()
-                    .ok_or_else(|| rows::no_content(key))
+                    .ok_or_else(|| super::no_content(key))
             })
             .collect()
     }
@@ -491,6 +491,76 @@ impl Store for CqlStore {
         versions: &'a [ContentKey<'a>],
     ) -> futures::future::BoxFuture<'a, Result<Vec<Bytes>, StoreError>> {
         Box::pin(self.fetch(generation, collection_id, versions))
+    }
+}
+
+/// The CQL store behind a connection that is retried on use: the api serves `/readyz` (503,
+/// with the cause) while the cluster is down or refuses it, and becomes ready once it answers.
+///
+/// Connects on first use, and again on each use after a failed attempt (the refresher's poll
+/// paces the attempts); once connected, the driver keeps the session's connections up itself.
+pub struct Connecting {
+    config: CqlArgs,
+    store: OnceCell<CqlStore>,
+}
+
+impl Connecting {
+    /// Checks what can be checked without the cluster (password, CA, certificate and key
+    /// files), so that a settings mistake still stops the api at start.
+    pub fn new(config: CqlArgs) -> Result<Connecting, StoreError> {
+        config
+            .session_builder(config.read_consistency)
+            .map_err(|e| StoreError::new("CQL settings", e))?;
+        Ok(Connecting {
+            config,
+            store: OnceCell::new(),
+        })
+    }
+
+    async fn store(&self) -> Result<&CqlStore, StoreError> {
+        self.store
+            .get_or_try_init(|| CqlStore::connect(&self.config))
+            .await
+    }
+}
+
+impl Store for Connecting {
+    fn active_generation(&self) -> futures::future::BoxFuture<'_, Result<Generation, StoreError>> {
+        Box::pin(async move { self.store().await?.active_generation().await })
+    }
+
+    fn list_collections<'a>(
+        &'a self,
+        generation: &'a Generation,
+    ) -> futures::future::BoxFuture<'a, Result<Vec<CollectionRevision>, StoreError>> {
+        Box::pin(async move { self.store().await?.list_collections(generation).await })
+    }
+
+    fn load_index<'a>(
+        &'a self,
+        generation: &'a Generation,
+        collection_id: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<Option<CollectionData>, StoreError>> {
+        Box::pin(async move {
+            self.store()
+                .await?
+                .load_index(generation, collection_id)
+                .await
+        })
+    }
+
+    fn fetch_objects<'a>(
+        &'a self,
+        generation: &'a Generation,
+        collection_id: &'a str,
+        versions: &'a [ContentKey<'a>],
+    ) -> futures::future::BoxFuture<'a, Result<Vec<Bytes>, StoreError>> {
+        Box::pin(async move {
+            self.store()
+                .await?
+                .fetch_objects(generation, collection_id, versions)
+                .await
+        })
     }
 }
 

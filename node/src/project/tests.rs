@@ -19,7 +19,7 @@ fn valid_records() -> Vec<Record> {
         .iter()
         .map(|event| {
             let payload = schemas::encode_event(event).unwrap();
-            let headers = schemas::headers::event_headers(event, &payload);
+            let headers = schemas::message::event_headers(event, &payload);
             record(event.key().as_bytes(), payload, &headers)
         })
         .collect()

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 
 use super::*;
-use crate::check::check;
 use crate::rows::generated::{Step, log, log_and_order};
+use crate::triage::check;
 
 /// A cell: write timestamp and value (`None` = tombstone).
 type Cell = (i64, Option<String>);

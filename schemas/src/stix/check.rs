@@ -1,13 +1,13 @@
-//! The check of one STIX object's JSON text, shared by ingest and the projector: one parse yields the checked fields and the content digest.
+//! The check of one STIX object's JSON text, shared by ingest and the projector, with the rules it applies (type, id, spec_version, version): one parse yields the checked fields and the content digest.
+
+use std::fmt;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::digest_writer::{self, Top};
-use super::id::{check_id, check_type};
 use super::invalid::{Invalid, InvalidKind, quoted};
 use super::timestamp::{self, Timestamp};
-use super::version::{SpecVersion, object_version, spec_version};
 
 /// What [`validate_object`] learned about a valid object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,5 +145,143 @@ fn kind(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+/// The STIX specification version an object follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SpecVersion {
+    V2_0,
+    V2_1,
+}
+
+impl SpecVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpecVersion::V2_0 => "2.0",
+            SpecVersion::V2_1 => "2.1",
+        }
+    }
+
+    /// `"2.0"` or `"2.1"`; anything else is `None`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "2.0" => Some(SpecVersion::V2_0),
+            "2.1" => Some(SpecVersion::V2_1),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for SpecVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The spec_version rule: the object's own `spec_version` if present, else the bundle's (STIX 2.0
+/// bundles carry one, 2.1 bundles do not), else 2.0 — STIX 2.1 requires `spec_version` on every
+/// SDO and SRO, so an object without one is a 2.0 object.
+pub fn spec_version(object: Option<&str>, bundle: Option<&str>) -> Result<SpecVersion, Invalid> {
+    let (value, whose) = match (object, bundle) {
+        (Some(value), _) => (value, "spec_version"),
+        (None, Some(value)) => (value, "bundle spec_version"),
+        (None, None) => return Ok(SpecVersion::V2_0),
+    };
+    SpecVersion::parse(value).ok_or_else(|| {
+        Invalid::new(
+            InvalidKind::SpecVersion,
+            format!("{whose} {}: must be \"2.0\" or \"2.1\"", quoted(value)),
+        )
+    })
+}
+
+/// The version rule: `modified`, else `created`, else [`Timestamp::EPOCH`].
+///
+/// STIX versions an object by `modified`; an object with neither property (a 2.1 SCO, say) cannot
+/// be revised under the same id, so it has exactly one version and any fixed value identifies it.
+/// The epoch is that value: it sorts before every real version and reads as "no timestamp".
+pub fn object_version(created: Option<Timestamp>, modified: Option<Timestamp>) -> Timestamp {
+    modified.or(created).unwrap_or(Timestamp::EPOCH)
+}
+
+/// 3–250 characters of `[a-z0-9-]`, not starting or ending with `-`.
+fn check_type(stix_type: &str) -> Result<(), &'static str> {
+    if !(3..=250).contains(&stix_type.len()) {
+        return Err("must be 3 to 250 characters long");
+    }
+    if !stix_type
+        .bytes()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+    {
+        return Err("must contain only a-z, 0-9 and '-'");
+    }
+    if stix_type.starts_with('-') || stix_type.ends_with('-') {
+        return Err("must not start or end with '-'");
+    }
+    Ok(())
+}
+
+/// `<type>--<UUID>`, with the object's own type as the prefix.
+fn check_id(id: &str, stix_type: &str) -> Result<(), String> {
+    let Some(uuid) = id
+        .strip_prefix(stix_type)
+        .and_then(|rest| rest.strip_prefix("--"))
+    else {
+        return Err(match id.split_once("--") {
+            Some((prefix, _)) => format!(
+                "prefix {} does not match type {}",
+                quoted(prefix),
+                quoted(stix_type)
+            ),
+            None => "not of the form <type>--<UUID>".to_owned(),
+        });
+    };
+    if is_uuid(uuid) {
+        Ok(())
+    } else {
+        Err("not a UUID".to_owned())
+    }
+}
+
+/// An id on its own (a release member names objects by id alone): `<type>--<UUID>` with a valid
+/// type.
+pub fn check_stix_id(id: &str) -> Result<(), String> {
+    let Some((stix_type, _)) = id.rsplit_once("--") else {
+        return Err(format!("{}: not of the form <type>--<UUID>", quoted(id)));
+    };
+    check_type(stix_type).map_err(|why| format!("{}: type {why}", quoted(id)))?;
+    check_id(id, stix_type).map_err(|why| format!("{}: {why}", quoted(id)))
+}
+
+/// RFC 4122 textual form: 8-4-4-4-12 hex digits (either case). The version and variant nibbles
+/// are not checked: STIX producers do not all use v4/v5 and the id only needs to be well-formed.
+fn is_uuid(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_alone_is_checked_by_its_own_type() {
+        assert_eq!(
+            check_stix_id("x-mitre-tactic--00000000-0000-4000-8000-000000000001"),
+            Ok(())
+        );
+        for bad in [
+            "nope",
+            "AP--00000000-0000-4000-8000-000000000001",
+            "attack-pattern--not-a-uuid",
+            "--00000000-0000-4000-8000-000000000001",
+        ] {
+            assert!(check_stix_id(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -255,8 +255,8 @@ impl KafkaArgs {
     }
 }
 
-/// The contract's message headers ([`schemas::headers`]) as librdkafka's.
-pub fn kafka_headers(headers: &schemas::headers::Headers) -> rdkafka::message::OwnedHeaders {
+/// The contract's message headers ([`schemas::message`]) as librdkafka's.
+pub fn kafka_headers(headers: &schemas::message::Headers) -> rdkafka::message::OwnedHeaders {
     headers.iter().fold(
         rdkafka::message::OwnedHeaders::new_with_capacity(4),
         |all, (key, value)| {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ingest::config::ImportConfig;
 use projector::config::Command;
-use schemas::headers::{self, AVRO_REGISTRY};
+use schemas::message::{self, AVRO_REGISTRY};
 use schemas::registry;
 use schemas::{Event, SchemaInfo, known_schemas};
 use serde_json::Value;
@@ -114,17 +114,17 @@ async fn a_topic_holding_both_framings_is_read_by_the_checkpoint_and_projected_e
     for record in &framed {
         let id = registry::schema_id(&record.payload).unwrap();
         assert_eq!(
-            record.header(headers::SCHEMA_ID),
+            record.header(message::SCHEMA_ID),
             Some(id.to_string()),
             "{}@{}",
             record.partition,
             record.offset
         );
         assert_eq!(
-            record.header(headers::CONTENT_TYPE).as_deref(),
+            record.header(message::CONTENT_TYPE).as_deref(),
             Some(AVRO_REGISTRY)
         );
-        let event_type = record.header(headers::EVENT_TYPE).unwrap();
+        let event_type = record.header(message::EVENT_TYPE).unwrap();
         let avsc = match schema_of_id.get(&id) {
             Some(avsc) => avsc.clone(),
             None => {

@@ -9,7 +9,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::body::Items;
+use super::page::Items;
 use crate::error::ApiError;
 use crate::metrics::{FetchTally, Metrics};
 use crate::snapshot::Snapshot;

@@ -2,10 +2,9 @@
 //!
 //! A request goes: the collection it reads ([`ReadableCollection`]) → its query
 //! ([`query::ListingQuery`]) → the versions it selects ([`crate::selection`], kept per revision in
-//! the result cache) → its page ([`page`]) → the page's bytes ([`body`]; [`lean`] for a
-//! collection whose JSON is not held; [`crate::compressed`] for a whole result kept compressed).
+//! the result cache) → its page and the page's bytes ([`page`]; [`lean`] for a collection whose
+//! JSON is not held; [`crate::compressed`] for a whole result kept compressed).
 
-mod body;
 mod lean;
 mod page;
 mod query;
@@ -16,8 +15,8 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
-use self::body::{Items, Kind, PageBody};
 use self::lean::LeanPage;
+use self::page::{Items, Kind, PageBody};
 use self::query::ListingQuery;
 use super::ReadableCollection;
 use crate::error::ApiError;

@@ -1,7 +1,14 @@
-//! Kafka topic names, message keys and the partition of a collection.
+//! How an event travels as a Kafka message: its topic, key, partition and headers.
 //!
 //! Keys are identities for log compaction, never parsed back: consumers read the fields from the
-//! event body.
+//! event body. The headers let consumers route and pick a decoder without decoding the payload:
+//! Kafka Connect's `HasHeaderKey` predicate, ksqlDB's `HEADER('…')` columns and kcat's `%h` read
+//! them; the payload stays the Avro message the headers name. Documented in `docs/events.md`
+//! ("Message headers").
+
+use crate::Event;
+use crate::codec::{HEADER_LEN, MARKER};
+use crate::registry::{self, NAMESPACE};
 
 /// The compacted topic of [`crate::Event`]s.
 pub const OBJECTS_TOPIC: &str = "taxiway.objects";
@@ -38,14 +45,9 @@ pub fn object_content_key(
 ) -> String {
     let mut key = object_version_key(collection_id, object_id, version);
     key.push('/');
-    for byte in content_sha256 {
-        key.push(char::from(HEX[usize::from(byte >> 4)]));
-        key.push(char::from(HEX[usize::from(byte & 0x0f)]));
-    }
+    push_hex(&mut key, content_sha256);
     key
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Key of a `ReleasePublished` chunk:
 /// `{collection_id}/release/{label}/{release_version}/{chunk_index}`.
@@ -105,6 +107,86 @@ pub fn murmur2(data: &[u8]) -> i32 {
     h = h.wrapping_mul(M);
     h ^= h >> 15;
     h as i32
+}
+
+/// The Avro record's full name, e.g. `io.taxiway.events.ObjectVersionAdded`.
+pub const EVENT_TYPE: &str = "taxiway-event-type";
+/// The writer schema's CRC-64-AVRO fingerprint as 16 lowercase hex digits of the payload's
+/// header bytes 2..10 (the form `docs/events.md` tabulates and fastavro prints); single-object
+/// framing only.
+pub const SCHEMA_FINGERPRINT: &str = "taxiway-schema-fingerprint";
+/// The registry's schema id in decimal; schema-registry framing only.
+pub const SCHEMA_ID: &str = "taxiway-schema-id";
+/// [`AVRO_SINGLE_OBJECT`] or [`AVRO_REGISTRY`].
+pub const CONTENT_TYPE: &str = "content-type";
+/// The TAXII collection id; absent on a dead letter whose source names no collection.
+pub const COLLECTION_ID: &str = "taxiway-collection-id";
+
+/// The payload's media type: Avro's binary encoding in its single-object framing.
+pub const AVRO_SINGLE_OBJECT: &str = "application/avro; encoding=single-object";
+/// The payload's media type: Avro's binary encoding in the schema-registry wire format.
+pub const AVRO_REGISTRY: &str = "application/avro; encoding=schema-registry";
+
+/// One message's headers, in the order they are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Headers {
+    pairs: Vec<(&'static str, String)>,
+}
+
+impl Headers {
+    /// `(name, value)` pairs, values UTF-8.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.pairs.iter().map(|(k, v)| (*k, v.as_str()))
+    }
+
+    /// The value of `name`, if the message has it.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+}
+
+/// The headers of an objects-topic message; `payload` is the event as encoded for it.
+pub fn event_headers(event: &Event, payload: &[u8]) -> Headers {
+    let record = match event {
+        Event::Collection(_) => "CollectionUpserted",
+        Event::ObjectVersion(_) => "ObjectVersionAdded",
+        Event::Release(_) => "ReleasePublished",
+    };
+    headers(record, payload, Some(event.collection_id()))
+}
+
+/// The headers of a dead-letter message; `payload` is the letter as encoded for it.
+pub fn dead_letter_headers(payload: &[u8]) -> Headers {
+    headers("DeadLetter", payload, None)
+}
+
+fn headers(record: &str, payload: &[u8], collection_id: Option<&str>) -> Headers {
+    let mut pairs = Vec::with_capacity(4);
+    pairs.push((EVENT_TYPE, format!("{NAMESPACE}.{record}")));
+    if let Some(id) = registry::schema_id(payload) {
+        pairs.push((SCHEMA_ID, id.to_string()));
+        pairs.push((CONTENT_TYPE, AVRO_REGISTRY.to_owned()));
+    } else {
+        if payload.len() >= HEADER_LEN && payload[..2] == MARKER {
+            let mut fingerprint = String::with_capacity(16);
+            push_hex(&mut fingerprint, &payload[2..HEADER_LEN]);
+            pairs.push((SCHEMA_FINGERPRINT, fingerprint));
+        }
+        pairs.push((CONTENT_TYPE, AVRO_SINGLE_OBJECT.to_owned()));
+    }
+    if let Some(id) = collection_id {
+        pairs.push((COLLECTION_ID, id.to_owned()));
+    }
+    Headers { pairs }
+}
+
+/// Appends `bytes` as lower-case hex digits.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for byte in bytes {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
 }
 
 #[cfg(test)]
