@@ -19,6 +19,10 @@ use crate::{Error, Record, Stored};
 
 /// The tables, created when a file is opened the first time. `topics` keeps each topic's next
 /// offset, so that the high-water mark never depends on which records compaction kept.
+/// How long a call waits for another connection's lock (a writer's transaction, a reader in
+/// another process) before it fails.
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS records (
     topic TEXT NOT NULL,
@@ -74,22 +78,59 @@ impl EmbeddedLog {
             source,
         };
         let writer = Connection::open(path).map_err(sqlite)?;
+        writer.busy_timeout(BUSY_WAIT).map_err(sqlite)?;
         // WAL: readers see the last commit while a writer appends. FULL: the WAL is synced at
         // every commit, so an append that returned survives a power cut, not just a crash.
-        writer
-            .pragma_update(None, "journal_mode", "WAL")
+        // Switching the mode takes an exclusive lock that does not wait for other processes'
+        // readers, so a log already in WAL mode is left as it is.
+        let mode: String = writer
+            .pragma_query_value(None, "journal_mode", |row| row.get(0))
             .map_err(sqlite)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            writer
+                .pragma_update(None, "journal_mode", "WAL")
+                .map_err(sqlite)?;
+        }
         writer
             .pragma_update(None, "synchronous", "FULL")
             .map_err(sqlite)?;
         writer.execute_batch(SCHEMA).map_err(sqlite)?;
         let reader = Connection::open(path).map_err(sqlite)?;
+        reader.busy_timeout(BUSY_WAIT).map_err(sqlite)?;
         let (appends, _) = watch::channel(0);
         Ok(Self {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
                 writer: Mutex::new(writer),
                 reader: Mutex::new(reader),
+                appends,
+            }),
+        })
+    }
+
+    /// Opens an existing log to read it beside the process that writes it (an operator's look,
+    /// a test watching a node): nothing is created or changed, and appending fails.
+    pub fn open_read_only(path: &Path) -> Result<Self, Error> {
+        let sqlite = |source| Error::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        let open = || -> Result<Connection, Error> {
+            let connection = Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(sqlite)?;
+            connection.busy_timeout(BUSY_WAIT).map_err(sqlite)?;
+            Ok(connection)
+        };
+        let (appends, _) = watch::channel(0);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                writer: Mutex::new(open()?),
+                reader: Mutex::new(open()?),
                 appends,
             }),
         })

@@ -64,7 +64,7 @@ pub fn entry() -> anyhow::Result<()> {
 /// The revisions every collection of the node's log in `data` reaches once all of it is
 /// projected (the log is read while the node may be running: SQLite allows it).
 pub fn log_revisions(data: &Path) -> anyhow::Result<BTreeMap<String, i64>> {
-    let log = EmbeddedLog::open(&data.join("log.sqlite"))?;
+    let log = EmbeddedLog::open_read_only(&data.join("log.sqlite"))?;
     let events: Vec<Event> = log
         .read(OBJECTS_TOPIC, 0, usize::MAX)?
         .iter()
@@ -75,7 +75,7 @@ pub fn log_revisions(data: &Path) -> anyhow::Result<BTreeMap<String, i64>> {
 
 /// The records in the objects topic of the node's log in `data` (0 before it exists).
 pub fn objects_in_log(data: &Path) -> i64 {
-    EmbeddedLog::open(&data.join("log.sqlite"))
+    EmbeddedLog::open_read_only(&data.join("log.sqlite"))
         .and_then(|log| log.high_water(OBJECTS_TOPIC))
         .unwrap_or(0)
 }

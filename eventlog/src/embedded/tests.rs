@@ -262,3 +262,32 @@ fn a_killed_appender_loses_no_acknowledged_record() {
         assert_eq!(offsets, (0..high).collect::<Vec<_>>(), "round {round}");
     }
 }
+
+#[test]
+fn a_read_only_log_reads_what_the_writer_appended_and_cannot_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.sqlite");
+    assert!(EmbeddedLog::open_read_only(&path).is_err(), "no log yet");
+    let log = EmbeddedLog::open(&path).unwrap();
+    let records: Vec<Record> = (0..3u8)
+        .map(|i| Record {
+            key: vec![i],
+            payload: Some(vec![i; 4]),
+            headers: Vec::new(),
+        })
+        .collect();
+    log.append("t", &records).unwrap();
+    let reader = EmbeddedLog::open_read_only(&path).unwrap();
+    assert_eq!(reader.high_water("t").unwrap(), 3);
+    let read: Vec<Record> = reader
+        .read("t", 0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.record)
+        .collect();
+    assert_eq!(read, records);
+    assert!(reader.append("t", &records).is_err());
+    // The writer goes on appending while the reader is open.
+    log.append("t", &records).unwrap();
+    assert_eq!(reader.high_water("t").unwrap(), 6);
+}
