@@ -182,6 +182,20 @@ impl Engines {
         self.run_dir.join("tls/ca.pem")
     }
 
+    /// The settings an operator would give for the secure Cassandra: user, password, the CA;
+    /// a single node, so consistency one.
+    pub fn secure_cql_args(&self, keyspace: &str) -> service::CqlArgs {
+        service::CqlArgs {
+            nodes: self.cql_nodes(),
+            keyspace: keyspace.to_owned(),
+            user: Some(SECURE_CQL_USER.to_owned()),
+            password: Some(service::Secret(SECURE_CQL_PASSWORD.to_owned())),
+            tls_ca: Some(self.cql_tls_ca()),
+            read_consistency: service::ConsistencyLevel::One,
+            ..service::CqlArgs::default()
+        }
+    }
+
     /// SIGKILLs `engine`, as a crash or the OOM killer would, and waits until it is gone: its
     /// process has exited and its ports refuse connections (a JVM tearing down a large heap
     /// can hold its sockets a while after its command line has vanished).

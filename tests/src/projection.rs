@@ -353,6 +353,18 @@ pub async fn releases(
     Ok(out)
 }
 
+/// Whether `keyspace` exists on the cluster `session` is connected to.
+pub async fn keyspace_exists(session: &Session, keyspace: &str) -> anyhow::Result<bool> {
+    let rows = session
+        .query_unpaged(
+            "SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = ?",
+            (keyspace,),
+        )
+        .await?
+        .into_rows_result()?;
+    Ok(rows.rows_num() > 0)
+}
+
 /// Drops a test's control keyspace and its generations' keyspaces (`<control>_g<N>`):
 /// Cassandra's heap is small, and every keyspace costs some of it.
 pub async fn drop_keyspaces(session: &Session, control: &str) -> anyhow::Result<()> {

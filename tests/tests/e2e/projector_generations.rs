@@ -182,17 +182,10 @@ async fn rebuild_beside_a_live_run_switches_to_an_identical_generation() {
         .collect::<std::collections::BTreeMap<_, _>>();
     assert_eq!(states[&1], "retired");
     assert_eq!(states[&2], "active");
-    let keyspaces = session
-        .query_unpaged(
-            "SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = ?",
-            (old.as_str(),),
-        )
-        .await
-        .unwrap()
-        .into_rows_result()
-        .unwrap()
-        .rows_num();
-    assert_eq!(keyspaces, 0, "old keyspace dropped");
+    assert!(
+        !projection::keyspace_exists(&session, &old).await.unwrap(),
+        "old keyspace dropped"
+    );
 }
 
 /// A keyspace with one table, created over `session`; DROP KEYSPACE then has work to do.
@@ -207,20 +200,6 @@ async fn keyspace_with_a_table(session: &scylla::client::session::Session, keysp
         session.query_unpaged(statement, ()).await.unwrap();
     }
     session.await_schema_agreement().await.unwrap();
-}
-
-async fn keyspace_exists(session: &scylla::client::session::Session, keyspace: &str) -> bool {
-    session
-        .query_unpaged(
-            "SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = ?",
-            (keyspace,),
-        )
-        .await
-        .unwrap()
-        .into_rows_result()
-        .unwrap()
-        .rows_num()
-        > 0
 }
 
 /// Schema changes have their own timeout: a DROP KEYSPACE outlives a request timeout too short
@@ -249,7 +228,11 @@ async fn schema_changes_wait_for_their_own_timeout() {
         .drop_keyspace(&patient)
         .await
         .unwrap();
-    assert!(!keyspace_exists(&session, &patient).await);
+    assert!(
+        !projection::keyspace_exists(&session, &patient)
+            .await
+            .unwrap()
+    );
 
     let hasty = format!("{control}_hasty");
     keyspace_with_a_table(&session, &hasty).await;

@@ -38,6 +38,16 @@ fn registry() -> SchemaRegistry {
         .expect("a registry URL is set")
 }
 
+/// The registry's JSON answer to `GET path` (a path of its Confluent API).
+async fn registry_get<T: serde::de::DeserializeOwned>(path: &str) -> T {
+    reqwest::get(format!("{}{path}", schema_registry_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Imports `file` on `topics`, framed for the registry when `framed`.
 async fn import(topics: &Topics, file: &str, framed: bool) {
     let mut settings = topics.settings(ImportConfig::new([fixtures::path(file)]));
@@ -257,17 +267,7 @@ async fn the_schema_history_registers_as_compatible_versions_and_an_incompatible
     }
     let distinct: BTreeSet<_> = ids.iter().collect();
     assert_eq!(distinct.len(), history.len(), "one id per schema: {ids:?}");
-    let versions: Vec<u32> = http
-        .get(format!(
-            "{}/subjects/{subject}/versions",
-            schema_registry_url()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let versions: Vec<u32> = registry_get(&format!("/subjects/{subject}/versions")).await;
     assert_eq!(versions.len(), history.len(), "{versions:?}");
     // Registering the current schema again is a no-op with the same id.
     let current = history.last().unwrap();
@@ -372,20 +372,9 @@ async fn concurrent_registrations_of_one_schema_under_fresh_subjects_all_succeed
             .map(|subject| registry.register(subject, schema.avsc)),
     )
     .await;
-    let http = reqwest::Client::new();
     for (subject, id) in subjects.iter().zip(ids) {
         let id = id.unwrap_or_else(|e| panic!("{subject}: {e}"));
-        let latest: Value = http
-            .get(format!(
-                "{}/subjects/{subject}/versions/latest",
-                schema_registry_url()
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let latest: Value = registry_get(&format!("/subjects/{subject}/versions/latest")).await;
         assert_eq!(latest["id"], id, "{subject}: {latest}");
     }
 }

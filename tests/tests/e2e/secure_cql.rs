@@ -11,12 +11,11 @@ use std::time::{Duration, Instant};
 use ingest::config::ImportConfig;
 use projector::config::Command;
 use reqwest::StatusCode;
-use scylla::client::session::Session;
 use service::{ConsistencyLevel, CqlArgs, Secret};
 
 use taxiway_tests::Deadline;
 use taxiway_tests::api::{Api, Expected, check_objects};
-use taxiway_tests::engines::{Engines, SECURE_CQL_PASSWORD, SECURE_CQL_USER, other_ca};
+use taxiway_tests::engines::{Engines, SECURE_CQL_PASSWORD, other_ca};
 use taxiway_tests::fixtures::{self, Release};
 use taxiway_tests::pipeline::Topics;
 use taxiway_tests::projection;
@@ -26,31 +25,6 @@ const FILE: &str = "ics-attack-18.1.json.zst";
 /// How long a client may take to give up on a node that refuses it: the driver's connect
 /// timeout is 5 s; the margin is for the loaded CI box.
 const REFUSED_WITHIN: Duration = Duration::from_secs(60);
-
-/// The settings an operator would give for the secure engine: user, password, the CA.
-fn secure_args(engines: &Engines, keyspace: &str) -> CqlArgs {
-    CqlArgs {
-        nodes: engines.cql_nodes(),
-        keyspace: keyspace.to_owned(),
-        user: Some(SECURE_CQL_USER.to_owned()),
-        password: Some(Secret(SECURE_CQL_PASSWORD.to_owned())),
-        tls_ca: Some(engines.cql_tls_ca()),
-        ..CqlArgs::default()
-    }
-}
-
-async fn keyspace_exists(session: &Session, keyspace: &str) -> bool {
-    let rows = session
-        .query_unpaged(
-            "SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = ?",
-            (keyspace,),
-        )
-        .await
-        .unwrap()
-        .into_rows_result()
-        .unwrap();
-    rows.rows_num() > 0
-}
 
 /// The projector with `cql` must stop with an error naming the node and `cause` on one line
 /// (the line its binary prints before exiting 1), within a bounded time; the api must stay up
@@ -128,7 +102,7 @@ async fn a_secured_cassandra_serves_a_release_and_refuses_bad_credentials_certif
         ingest::Outcome::Complete
     );
     let control = projection::control_keyspace("secure_cql");
-    let good = secure_args(&engines, &control);
+    let good = engines.secure_cql_args(&control);
     let session = good
         .session_builder(ConsistencyLevel::One)
         .unwrap()
@@ -173,7 +147,9 @@ async fn a_secured_cassandra_serves_a_release_and_refuses_bad_credentials_certif
     )
     .await;
     assert!(
-        !keyspace_exists(&session, &control).await,
+        !projection::keyspace_exists(&session, &control)
+            .await
+            .unwrap(),
         "a refused client created {control}"
     );
 

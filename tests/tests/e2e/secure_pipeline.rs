@@ -15,16 +15,12 @@ use projector::config::Command;
 use reqwest::StatusCode;
 use scylla::client::session::Session;
 use serde_json::Value;
-use service::{
-    ConsistencyLevel, CqlArgs, KafkaArgs, KafkaSaslMechanism, KafkaSecurityProtocol, Secret,
-};
+use service::{ConsistencyLevel, KafkaArgs, KafkaSaslMechanism, KafkaSecurityProtocol, Secret};
 use tokio_util::sync::CancellationToken;
 
 use taxiway_tests::Deadline;
 use taxiway_tests::api::{Api, Expected, Reply, TAXII, check_objects};
-use taxiway_tests::engines::{
-    Engines, KAFKA_SCRAM_PASSWORD, KAFKA_SCRAM_USER, SECURE_CQL_PASSWORD, SECURE_CQL_USER,
-};
+use taxiway_tests::engines::{Engines, KAFKA_SCRAM_PASSWORD, KAFKA_SCRAM_USER};
 use taxiway_tests::fixtures::{self, Release};
 use taxiway_tests::pipeline::Topics;
 use taxiway_tests::projection;
@@ -56,33 +52,6 @@ fn secure_kafka(engines: &Engines, topics: &Topics, password: &str) -> KafkaArgs
     }
 }
 
-/// CQL settings as an operator gives them for the secure node: user, password, the CA; one
-/// node, so consistency one.
-fn secure_cql(engines: &Engines, keyspace: &str) -> CqlArgs {
-    CqlArgs {
-        nodes: engines.cql_nodes(),
-        keyspace: keyspace.to_owned(),
-        user: Some(SECURE_CQL_USER.to_owned()),
-        password: Some(Secret(SECURE_CQL_PASSWORD.to_owned())),
-        tls_ca: Some(engines.cql_tls_ca()),
-        read_consistency: ConsistencyLevel::One,
-        ..CqlArgs::default()
-    }
-}
-
-async fn keyspace_exists(session: &Session, keyspace: &str) -> bool {
-    let rows = session
-        .query_unpaged(
-            "SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = ?",
-            (keyspace,),
-        )
-        .await
-        .unwrap()
-        .into_rows_result()
-        .unwrap();
-    rows.rows_num() > 0
-}
-
 /// The projector with a wrong Kafka password: refused within the bound with one line naming
 /// the broker and the cause (the line its binary prints before exiting 1), no password in
 /// it, and no keyspace of its control name created.
@@ -91,7 +60,7 @@ async fn wrong_kafka_password_is_refused(engines: &Engines, topics: &Topics, ses
     let mut settings = projection::settings(topics, &control, Command::Run);
     settings.kafka = secure_kafka(engines, topics, "wrong-password");
     settings.kafka.timeout = REFUSED_KAFKA_TIMEOUT;
-    settings.cql = secure_cql(engines, &control);
+    settings.cql = engines.secure_cql_args(&control);
     let started = Instant::now();
     let running = projection::start_with(settings).unwrap();
     let outcome = tokio::time::timeout(REFUSAL_BOUND, running.task)
@@ -120,7 +89,9 @@ async fn wrong_kafka_password_is_refused(engines: &Engines, topics: &Topics, ses
         "no password in: {error}"
     );
     assert!(
-        !keyspace_exists(session, &control).await,
+        !projection::keyspace_exists(session, &control)
+            .await
+            .unwrap(),
         "the refused projector created {control}"
     );
 }
@@ -202,7 +173,8 @@ async fn the_pipeline_over_sasl_ssl_and_tls_cql_serves_what_plaintext_serves() {
     let expected = projection::final_revisions(&events);
 
     let secure_control = projection::control_keyspace("secure_pipeline");
-    let secure_session = secure_cql(&engines, &secure_control)
+    let secure_session = engines
+        .secure_cql_args(&secure_control)
         .session_builder(ConsistencyLevel::One)
         .unwrap()
         .build()
@@ -213,7 +185,7 @@ async fn the_pipeline_over_sasl_ssl_and_tls_cql_serves_what_plaintext_serves() {
     // The secured pipeline: SASL_SSL Kafka, authenticated TLS CQL.
     let mut settings = projection::settings(&topics, &secure_control, Command::Run);
     settings.kafka = secure_kafka(&engines, &topics, KAFKA_SCRAM_PASSWORD);
-    settings.cql = secure_cql(&engines, &secure_control);
+    settings.cql = engines.secure_cql_args(&secure_control);
     let secure_projector = projection::start_with(settings).unwrap();
     projection::wait_for_revisions(
         &secure_session,
@@ -224,7 +196,7 @@ async fn the_pipeline_over_sasl_ssl_and_tls_cql_serves_what_plaintext_serves() {
     .await
     .unwrap();
     let mut config = Api::config(&secure_control);
-    config.cql = secure_cql(&engines, &secure_control);
+    config.cql = engines.secure_cql_args(&secure_control);
     let secure_api = Api::start_with(config).await.unwrap();
     secure_api
         .wait_for_revisions(&expected, Deadline::after(Duration::from_secs(120)))
