@@ -170,9 +170,13 @@ impl Api {
         shutdown: CancellationToken,
         task: JoinHandle<Result<(), ::api::Error>>,
     ) -> anyhow::Result<Api> {
+        // Idle connections are dropped well before the api's keep-alive cut (5 s by default):
+        // a request sent on a connection the server is closing at that moment fails with
+        // "connection closed before message completed".
         let client = reqwest::Client::builder()
             .no_gzip()
             .timeout(Duration::from_secs(120))
+            .pool_idle_timeout(Duration::from_secs(2))
             .build()?;
         Ok(Api {
             base: format!("http://{addr}"),
