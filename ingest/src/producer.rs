@@ -14,7 +14,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 
-use schemas::registry::Framing;
+use schemas::codec::Framing;
 use schemas::{DeadLetter, Event};
 use service::KafkaArgs;
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use schemas::registry::Framing;
+use schemas::codec::Framing;
 use schemas::{DeadLetter, Source};
 use service::KafkaArgs;
 use tokio_util::sync::CancellationToken;

@@ -1,7 +1,8 @@
 //! Avro encoding of the events: single-object framing (`C3 01`, the writer schema's CRC-64-AVRO fingerprint, the Avro body) or the schema-registry wire format.
 //!
 //! Both framings carry the same Avro body written with the same schemas; a reader tells them
-//! apart by the first byte (`C3` or `00`, see [`crate::registry`]), so a topic can hold both.
+//! apart by the first byte (`C3` or `00`), so a topic can hold both. A registry-framed message's
+//! schema id is looked up in the ids the registry gave ([`crate::registry::SchemaIds`]).
 //!
 //! Every schema this build has ever written (the current `.avsc` files and those kept under
 //! `avro/history/`) is known by fingerprint, so old messages on the compacted topic keep decoding:
@@ -17,7 +18,7 @@ use serde::de::DeserializeOwned;
 
 use crate::event::{CollectionUpserted, DeadLetter, Event, ObjectVersionAdded, ReleasePublished};
 use crate::records::{self, Known, Record};
-use crate::registry::{self, Framing, SchemaIds};
+use crate::registry::SchemaIds;
 use crate::version_writer;
 use crate::{Error, Result};
 
@@ -26,6 +27,30 @@ pub const MARKER: [u8; 2] = [0xC3, 0x01];
 
 /// Marker plus 8-byte fingerprint.
 pub const HEADER_LEN: usize = 10;
+
+/// The first byte of a registry-framed message (Confluent's "magic byte").
+pub const REGISTRY_MAGIC: u8 = 0;
+
+/// Magic byte plus 4-byte schema id.
+pub const REGISTRY_HEADER_LEN: usize = 5;
+
+/// How messages are framed when written.
+#[derive(Debug, Clone, Default)]
+pub enum Framing {
+    /// Avro single-object encoding: `C3 01` and the schema fingerprint; needs no registry.
+    #[default]
+    SingleObject,
+    /// The schema-registry wire format, with the ids the registry gave the current schemas.
+    Registry(SchemaIds),
+}
+
+/// The schema id of a registry-framed message, or `None` for any other framing.
+pub fn schema_id(bytes: &[u8]) -> Option<u32> {
+    match bytes {
+        [REGISTRY_MAGIC, a, b, c, d, ..] => Some(u32::from_be_bytes([*a, *b, *c, *d])),
+        _ => None,
+    }
+}
 
 /// How to read and (for current schemas) write one known schema.
 struct Codec {
@@ -106,7 +131,7 @@ fn write_header(record: Record, framing: &Framing, out: &mut Vec<u8>) -> Result<
             out.extend_from_slice(&fingerprint);
         }
         Framing::Registry(ids) => {
-            out.push(registry::MAGIC);
+            out.push(REGISTRY_MAGIC);
             out.extend_from_slice(&ids.writer_id(record)?.to_be_bytes());
         }
     }
@@ -132,7 +157,7 @@ fn write<T: Serialize>(
 /// Splits off the header and finds the writer schema; a registry-framed message is looked up in
 /// `ids`.
 fn header<'a>(bytes: &'a [u8], ids: Option<&SchemaIds>) -> Result<(&'static Codec, &'a [u8])> {
-    if let Some(id) = registry::schema_id(bytes) {
+    if let Some(id) = schema_id(bytes) {
         let fingerprint = match ids {
             Some(ids) => ids.fingerprint_of(id)?,
             None => return Err(Error::UnknownSchemaId(id)),
@@ -141,7 +166,7 @@ fn header<'a>(bytes: &'a [u8], ids: Option<&SchemaIds>) -> Result<(&'static Code
             .iter()
             .find(|c| c.fingerprint == fingerprint)
             .ok_or(Error::UnknownSchemaId(id))?;
-        return Ok((codec, &bytes[registry::HEADER_LEN..]));
+        return Ok((codec, &bytes[REGISTRY_HEADER_LEN..]));
     }
     if bytes.len() < HEADER_LEN {
         return Err(Error::TooShort { len: bytes.len() });
@@ -287,4 +312,16 @@ pub fn decode_dead_letter_with(bytes: &[u8], ids: &SchemaIds) -> Result<DeadLett
         });
     }
     read(codec, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_registry_id_is_read_big_endian_after_the_magic_byte() {
+        assert_eq!(schema_id(&[0, 0, 0, 1, 2, 9, 9]), Some(258));
+        assert_eq!(schema_id(&[0, 0, 0, 1]), None);
+        assert_eq!(schema_id(&[0xC3, 0x01, 0, 0, 0, 0]), None);
+    }
 }

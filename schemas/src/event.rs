@@ -5,7 +5,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::message;
 use crate::stix::Timestamp;
 
 /// Where an event's content came from.
@@ -28,7 +27,7 @@ pub enum SourceKind {
     Workbench,
 }
 
-/// A TAXII collection's metadata. Key: [`message::collection_key`].
+/// A TAXII collection's metadata. Key: [`crate::message::collection_key`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CollectionUpserted {
     pub collection_id: String,
@@ -46,7 +45,7 @@ pub struct CollectionUpserted {
     pub released: bool,
 }
 
-/// One version of one STIX object in one collection. Key: [`message::object_version_key`].
+/// One version of one STIX object in one collection. Key: [`crate::message::object_version_key`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectVersionAdded {
     pub collection_id: String,
@@ -102,7 +101,7 @@ impl ReleaseMember {
     }
 }
 
-/// One chunk of a release of a collection. Key: [`message::release_chunk_key`].
+/// One chunk of a release of a collection. Key: [`crate::message::release_chunk_key`].
 ///
 /// A release is complete once all `chunk_count` chunks with the same collection, label and
 /// release version have been seen; see [`chunk_release`].
@@ -192,7 +191,7 @@ pub struct DeadLetter {
     pub at: i64,
 }
 
-/// An event on the objects topic ([`message::OBJECTS_TOPIC`]).
+/// An event on the objects topic ([`crate::message::OBJECTS_TOPIC`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Collection(CollectionUpserted),
@@ -201,34 +200,12 @@ pub enum Event {
 }
 
 impl Event {
-    /// The collection the event belongs to, which decides its partition ([`message::partition_for`]).
+    /// The collection the event belongs to, which decides its partition ([`crate::message::partition_for`]).
     pub fn collection_id(&self) -> &str {
         match self {
             Event::Collection(e) => &e.collection_id,
             Event::ObjectVersion(e) => &e.collection_id,
             Event::Release(e) => &e.collection_id,
-        }
-    }
-
-    /// The event's Kafka message key.
-    pub fn key(&self) -> String {
-        match self {
-            Event::Collection(e) => message::collection_key(&e.collection_id),
-            Event::ObjectVersion(e) if e.correction || e.archival => message::object_content_key(
-                &e.collection_id,
-                &e.object_id,
-                &e.version,
-                &e.content_sha256,
-            ),
-            Event::ObjectVersion(e) => {
-                message::object_version_key(&e.collection_id, &e.object_id, &e.version)
-            }
-            Event::Release(e) => message::release_chunk_key(
-                &e.collection_id,
-                &e.label,
-                &e.release_version,
-                e.chunk_index,
-            ),
         }
     }
 }

@@ -7,14 +7,38 @@
 //! ("Message headers").
 
 use crate::Event;
-use crate::codec::{HEADER_LEN, MARKER};
-use crate::registry::{self, NAMESPACE};
+use crate::codec::{self, HEADER_LEN, MARKER};
+use crate::registry::NAMESPACE;
 
 /// The compacted topic of [`crate::Event`]s.
 pub const OBJECTS_TOPIC: &str = "taxiway.objects";
 
 /// The dead-letter topic of [`crate::DeadLetter`]s (delete retention policy).
 pub const DEAD_LETTER_TOPIC: &str = "taxiway.dead-letter";
+
+impl Event {
+    /// The event's Kafka message key.
+    pub fn key(&self) -> String {
+        match self {
+            Event::Collection(e) => collection_key(&e.collection_id),
+            Event::ObjectVersion(e) if e.correction || e.archival => object_content_key(
+                &e.collection_id,
+                &e.object_id,
+                &e.version,
+                &e.content_sha256,
+            ),
+            Event::ObjectVersion(e) => {
+                object_version_key(&e.collection_id, &e.object_id, &e.version)
+            }
+            Event::Release(e) => release_chunk_key(
+                &e.collection_id,
+                &e.label,
+                &e.release_version,
+                e.chunk_index,
+            ),
+        }
+    }
+}
 
 /// Key of a `CollectionUpserted`: the collection id.
 pub fn collection_key(collection_id: &str) -> String {
@@ -163,7 +187,7 @@ pub fn dead_letter_headers(payload: &[u8]) -> Headers {
 fn headers(record: &str, payload: &[u8], collection_id: Option<&str>) -> Headers {
     let mut pairs = Vec::with_capacity(4);
     pairs.push((EVENT_TYPE, format!("{NAMESPACE}.{record}")));
-    if let Some(id) = registry::schema_id(payload) {
+    if let Some(id) = codec::schema_id(payload) {
         pairs.push((SCHEMA_ID, id.to_string()));
         pairs.push((CONTENT_TYPE, AVRO_REGISTRY.to_owned()));
     } else {

@@ -1,6 +1,7 @@
-//! The schema-registry wire format (byte 0, a 4-byte big-endian schema id, the Avro body) and the ids a registry gave our schemas.
+//! The ids a schema registry gave our schemas, and the subjects they are registered under.
 //!
-//! This module does no I/O: whoever talks to the registry (the service crate) registers the
+//! The registry's wire format itself (byte 0, a 4-byte big-endian schema id, the Avro body) is
+//! one of the two framings in [`crate::codec`]. This module does no I/O: whoever talks to the registry (the service crate) registers the
 //! current schemas, looks up ids it meets on the topic, and records the answers here. A message
 //! is then encoded or decoded with the same writer schemas as the single-object framing; only the
 //! header differs, so a topic can hold both and be migrated message by message.
@@ -10,12 +11,6 @@ use std::collections::HashMap;
 use crate::records::Record;
 use crate::{Error, Result, fingerprint};
 
-/// The first byte of a registry-framed message (Confluent's "magic byte").
-pub const MAGIC: u8 = 0;
-
-/// Magic byte plus 4-byte schema id.
-pub const HEADER_LEN: usize = 5;
-
 /// The Avro namespace of every record.
 pub const NAMESPACE: &str = "io.taxiway.events";
 
@@ -24,14 +19,6 @@ pub const NAMESPACE: &str = "io.taxiway.events";
 /// its own.
 pub fn subject(topic: &str, record_full_name: &str) -> String {
     format!("{topic}-{record_full_name}")
-}
-
-/// The schema id of a registry-framed message, or `None` for any other framing.
-pub fn schema_id(bytes: &[u8]) -> Option<u32> {
-    match bytes {
-        [MAGIC, a, b, c, d, ..] => Some(u32::from_be_bytes([*a, *b, *c, *d])),
-        _ => None,
-    }
 }
 
 /// What a registry told us: which id each known writer schema has, both ways.
@@ -132,27 +119,10 @@ pub fn current_schemas() -> Vec<CurrentSchema> {
         .collect()
 }
 
-/// How messages are framed when written.
-#[derive(Debug, Clone, Default)]
-pub enum Framing {
-    /// Avro single-object encoding: `C3 01` and the schema fingerprint; needs no registry.
-    #[default]
-    SingleObject,
-    /// The schema-registry wire format, with the ids the registry gave the current schemas.
-    Registry(SchemaIds),
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_id_is_read_big_endian_after_the_magic_byte() {
-        assert_eq!(schema_id(&[0, 0, 0, 1, 2, 9, 9]), Some(258));
-        assert_eq!(schema_id(&[0, 0, 0, 1]), None);
-        assert_eq!(schema_id(&[0xC3, 0x01, 0, 0, 0, 0]), None);
-    }
 
     #[test]
     fn subjects_follow_topic_record_name_strategy() {

@@ -8,7 +8,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use schemas::registry::{self, Framing, SchemaIds};
+use schemas::codec::{self, Framing};
+use schemas::registry::{self, SchemaIds};
 
 use super::read_password;
 use crate::{Error, Secret};
@@ -342,7 +343,7 @@ impl SchemaResolver {
     pub fn pending<'a>(&self, payloads: impl IntoIterator<Item = &'a [u8]>) -> Vec<u32> {
         let mut ids: Vec<u32> = payloads
             .into_iter()
-            .filter_map(registry::schema_id)
+            .filter_map(codec::schema_id)
             .filter(|id| !self.ids.is_settled(*id))
             .collect();
         ids.sort_unstable();

@@ -109,7 +109,7 @@ async fn a_topic_holding_both_framings_is_read_by_the_checkpoint_and_projected_e
     let registry = registry();
     let framed: Vec<&Record> = records
         .iter()
-        .filter(|r| registry::schema_id(&r.payload).is_some())
+        .filter(|r| schemas::codec::schema_id(&r.payload).is_some())
         .collect();
     assert_eq!(
         records.len() - framed.len(),
@@ -122,7 +122,7 @@ async fn a_topic_holding_both_framings_is_read_by_the_checkpoint_and_projected_e
     );
     let mut schema_of_id: BTreeMap<u32, String> = BTreeMap::new();
     for record in &framed {
-        let id = registry::schema_id(&record.payload).unwrap();
+        let id = schemas::codec::schema_id(&record.payload).unwrap();
         assert_eq!(
             record.header(message::SCHEMA_ID),
             Some(id.to_string()),

@@ -191,14 +191,14 @@ fn registry_ids() -> schemas::registry::SchemaIds {
 #[test]
 fn registry_framing_carries_the_same_body_after_a_five_byte_header() {
     let ids = registry_ids();
-    let framing = schemas::registry::Framing::Registry(ids.clone());
+    let framing = schemas::codec::Framing::Registry(ids.clone());
     for event in all_events() {
         let single = encode_event(&event).unwrap();
         let mut framed = Vec::new();
         schemas::encode_event_framed(&event, &framing, &mut framed).unwrap();
-        assert_eq!(framed[0], schemas::registry::MAGIC);
+        assert_eq!(framed[0], schemas::codec::REGISTRY_MAGIC);
         assert_eq!(framed[5..], single[HEADER_LEN..], "same Avro body");
-        let id = schemas::registry::schema_id(&framed).unwrap();
+        let id = schemas::codec::schema_id(&framed).unwrap();
         assert!((100..104).contains(&id));
         assert_eq!(schemas::decode_event_with(&framed, &ids).unwrap(), event);
         // The same reader takes the single-object message too.
@@ -228,7 +228,7 @@ fn an_id_the_registry_gave_another_schema_is_refused() {
     let mut ids = registry_ids();
     let other = r#"{"type":"record","name":"Other","namespace":"elsewhere","fields":[{"name":"a","type":"long"}]}"#;
     assert!(ids.learn(7, other).is_err());
-    let mut message = vec![schemas::registry::MAGIC];
+    let mut message = vec![schemas::codec::REGISTRY_MAGIC];
     message.extend_from_slice(&7u32.to_be_bytes());
     message.push(2);
     let error = schemas::decode_event_with(&message, &ids).unwrap_err();
