@@ -39,14 +39,9 @@ pub async fn page() -> Html<String> {
         html! {
             (DOCTYPE)
             html lang="en" {
-                head {
-                    meta charset="utf-8";
-                    meta name="viewport" content="width=device-width, initial-scale=1";
-                    title { "API documentation" }
-                    // No favicon request (it would be a 404 in the console).
-                    link rel="icon" href="data:,";
+                (super::home::head("API documentation", html! {
                     link rel="stylesheet" href=(asset("swagger-ui.css"));
-                }
+                }))
                 body {
                     p style="margin: 1em 2em; font-family: sans-serif" {
                         a href="/" { "Home" } " · the OpenAPI document: "

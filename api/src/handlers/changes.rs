@@ -161,13 +161,7 @@ fn render(
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) }
-                link rel="icon" href="data:,";
-                style { (super::home::STYLE) }
-            }
+            (super::home::head(&title, html! { style { (super::home::STYLE) } }))
             body {
                 nav { a href="/" { "Home" } a href=(json_url) { "As JSON" } }
                 h1 { (title) }

@@ -18,6 +18,20 @@ use crate::rights::Rights;
 use crate::snapshot::{Catalog, Snapshot, ViewSel, format_micros};
 use crate::state::AppState;
 
+/// The head every HTML page has; `extra` brings the page's own style or stylesheet.
+pub(super) fn head(title: &str, extra: Markup) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) }
+            // No favicon request (it would be a 404 in the console).
+            link rel="icon" href="data:,";
+            (extra)
+        }
+    }
+}
+
 pub(super) const STYLE: &str = "
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; padding: 0 1rem;
        color: #1b1f24; line-height: 1.45; }
@@ -159,13 +173,7 @@ fn render(state: &AppState, catalog: &Catalog, base: &str, rows: &[Row], hidden:
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (s.title) }
-                link rel="icon" href="data:,";
-                style { (STYLE) }
-            }
+            (head(&s.title, html! { style { (STYLE) } }))
             body {
                 header {
                     h1 { (s.title) }
