@@ -11,7 +11,6 @@ use sha2::{Digest, Sha256};
 
 use crate::memory_server::*;
 use api::config::ServerConfig;
-use api::store::memory::MemoryStore;
 use api::store::{CollectionData, CollectionMeta, ReleaseRow, VersionRow};
 
 /// One release of a collection for [`collection_data`].
@@ -182,10 +181,7 @@ fn pairs() -> Vec<(&'static Bundle, &'static Bundle)> {
 }
 
 async fn server_with_contents() -> axum::Router {
-    let store = MemoryStore::new();
-    for c in collections_with_contents() {
-        store.put_collection(c);
-    }
+    let store = store_of(collections_with_contents());
     let state = api::AppState::new(ServerConfig::default(), None).unwrap();
     refresh(&state, &store).await;
     api::app(state)
@@ -357,8 +353,7 @@ async fn enterprise_changes_between_consecutive_releases_are_what_the_files_say(
         released: true,
         ..CollectionMeta::default()
     };
-    let store = MemoryStore::new();
-    store.put_collection(collection_data(meta, &files));
+    let store = store_of([collection_data(meta, &files)]);
     let state = api::AppState::new(ServerConfig::default(), None).unwrap();
     refresh(&state, &store).await;
     let app = api::app(state);

@@ -207,10 +207,7 @@ async fn operational_endpoints() {
 
 #[tokio::test]
 async fn readiness_follows_the_refresher() {
-    let store = api::store::memory::MemoryStore::new();
-    for c in collections() {
-        store.put_collection(c);
-    }
+    let store = store_of(collections());
     let state = api::AppState::new(
         ServerConfig {
             poll_interval: std::time::Duration::from_millis(20),

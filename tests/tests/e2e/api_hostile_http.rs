@@ -8,19 +8,17 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use api::config::ServerConfig;
-use api::store::memory::MemoryStore;
 use futures::StreamExt;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use reqwest::Method;
-use taxiway_tests::Deadline;
 use taxiway_tests::api::{Api, TAXII};
 
-use crate::memory_server::{ICS, bundles, collections};
+use crate::memory_server::{ICS, bundles, collections, listening};
 
 /// Batches of requests, sent 8 at a time: 200 × 50 = 10,000 requests.
 const CASES: u32 = 200;
@@ -429,16 +427,7 @@ fn ten_thousand_hostile_requests_get_no_5xx_and_every_4xx_is_a_taxii_error() {
         .build()
         .unwrap();
     let (api, targets) = runtime.block_on(async {
-        let store = MemoryStore::new();
-        for c in collections() {
-            store.put_collection(c);
-        }
-        let api = Api::serve_store(ServerConfig::default(), Arc::new(store))
-            .await
-            .unwrap();
-        api.wait_ready(Deadline::after(Duration::from_secs(60)))
-            .await
-            .unwrap();
+        let api = listening(ServerConfig::default(), collections()).await;
         let targets = Targets::gather(&api).await;
         (api, targets)
     });

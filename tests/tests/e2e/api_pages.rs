@@ -287,11 +287,10 @@ async fn clients_that_do_not_ask_for_html_get_the_taxii_404_at_the_root() {
 
 #[tokio::test]
 async fn the_home_page_escapes_what_the_data_says() {
-    let store = api::store::memory::MemoryStore::new();
-    for mut c in collections() {
+    let store = store_of(collections().into_iter().map(|mut c| {
         c.meta.title = format!("<script>alert(1)</script> {}", c.meta.title);
-        store.put_collection(c);
-    }
+        c
+    }));
     let state = api::AppState::new(ServerConfig::default(), None).unwrap();
     refresh(&state, &store).await;
     let app = api::app(state);

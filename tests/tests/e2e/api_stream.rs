@@ -4,11 +4,9 @@
 //! `Last-Event-ID` resumes without gap or repeat; a subscriber over the cap gets a TAXII 503.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use api::config::ServerConfig;
-use api::store::memory::MemoryStore;
 
 use ingest::config::ImportConfig;
 use serde_json::Value;
@@ -19,7 +17,7 @@ use taxiway_tests::pipeline::Topics;
 use taxiway_tests::projection;
 use taxiway_tests::sse::{EventStream, SseEvent};
 
-use crate::memory_server::{ICS, collections};
+use crate::memory_server::{ICS, collections, listening};
 
 /// The (id, version) pairs the history root gets anew when `next` is imported after
 /// `before`: versions it did not have, and versions it re-issues with other content (delivered
@@ -188,16 +186,7 @@ async fn a_subscriber_gets_exactly_what_each_import_adds_and_resumes_without_gap
 
 #[tokio::test]
 async fn a_bad_position_is_a_taxii_400_naming_it() {
-    let store = MemoryStore::new();
-    for c in collections() {
-        store.put_collection(c);
-    }
-    let api = Api::serve_store(ServerConfig::default(), Arc::new(store))
-        .await
-        .unwrap();
-    api.wait_ready(Deadline::after(Duration::from_secs(60)))
-        .await
-        .unwrap();
+    let api = listening(ServerConfig::default(), collections()).await;
     let url = format!("{}/api/v21/collections/{ICS}/stream/", api.base);
     for (query, header, parameter) in [
         ("?added_after=yesterday", None, "added_after"),

@@ -5,31 +5,20 @@
 //! collection through CORS when it is on and is refused when it is off.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::response::Html;
 use serde_json::Value;
-use taxiway_tests::Deadline;
 use taxiway_tests::api::Api;
 use taxiway_tests::browser::{Browser, Seen, Visit};
 use taxiway_tests::fixtures::repo_root;
 
 use crate::memory_server::*;
 use api::config::ServerConfig;
-use api::store::memory::MemoryStore;
 
 /// The api over the five shipped releases (re-issued contents included), on 127.0.0.1, ready.
 async fn serve(config: ServerConfig) -> Api {
-    let store = MemoryStore::new();
-    for c in crate::api_changes::collections_with_contents() {
-        store.put_collection(c);
-    }
-    let api = Api::serve_store(config, Arc::new(store)).await.unwrap();
-    api.wait_ready(Deadline::after(Duration::from_secs(60)))
-        .await
-        .unwrap();
-    api
+    listening(config, crate::api_changes::collections_with_contents()).await
 }
 
 async fn browser(test: &str) -> Browser {

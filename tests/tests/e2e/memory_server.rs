@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -14,6 +15,8 @@ use bytes::Bytes;
 use serde_json::Value;
 use tower::ServiceExt;
 
+use taxiway_tests::Deadline;
+use taxiway_tests::api::Api;
 use taxiway_tests::fixtures::Release;
 
 use api::AppState;
@@ -185,15 +188,35 @@ pub fn collections() -> Vec<CollectionData> {
     by_id.into_values().map(|(d, _, _)| d).collect()
 }
 
+/// A memory store holding `collections`.
+pub fn store_of(collections: impl IntoIterator<Item = CollectionData>) -> MemoryStore {
+    let store = MemoryStore::new();
+    for c in collections {
+        store.put_collection(c);
+    }
+    store
+}
+
+/// The api over a memory store of `collections`, listening on 127.0.0.1 and ready.
+pub async fn listening(
+    config: ServerConfig,
+    collections: impl IntoIterator<Item = CollectionData>,
+) -> Api {
+    let api = Api::serve_store(config, Arc::new(store_of(collections)))
+        .await
+        .unwrap();
+    api.wait_ready(Deadline::after(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    api
+}
+
 /// A loaded server over the five files.
 pub async fn server_with(
     config: ServerConfig,
     auth: Option<api::Auth>,
 ) -> (Router, AppState, MemoryStore) {
-    let store = MemoryStore::new();
-    for c in collections() {
-        store.put_collection(c);
-    }
+    let store = store_of(collections());
     let state = AppState::new(config, auth).unwrap();
     refresh(&state, &store).await;
     (api::app(state.clone()), state, store)
