@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
-use rdkafka::message::OwnedHeaders;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -74,6 +74,25 @@ struct Published {
     key: Vec<u8>,
     payload: Vec<u8>,
     headers: OwnedHeaders,
+}
+
+impl From<taxiway_tests::topic::Record> for Published {
+    fn from(r: taxiway_tests::topic::Record) -> Self {
+        let headers = r
+            .headers
+            .iter()
+            .fold(OwnedHeaders::new(), |all, (key, value)| {
+                all.insert(Header {
+                    key,
+                    value: Some(value),
+                })
+            });
+        Published {
+            key: r.key,
+            payload: r.payload,
+            headers,
+        }
+    }
 }
 
 /// Raw produce of exactly the messages ingest publishes for the bundle (its keys, Avro
@@ -150,58 +169,6 @@ async fn produce_timed<'m>(
         delivery.await.unwrap().map_err(|(e, _)| e).unwrap();
     }
     started.elapsed()
-}
-
-/// Every message on `topic` (key, payload), partition by partition in offset order.
-fn read_topic(brokers: &str, topic: &str) -> Vec<Published> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::message::{Header, Headers as _};
-    use rdkafka::{Message, Offset, TopicPartitionList};
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "bench-read-back")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    let mut messages = Vec::new();
-    for partition in metadata.topics()[0].partitions() {
-        let (_, high) =
-            ingest::watermarks(&consumer, topic, partition.id(), Duration::from_secs(10)).unwrap();
-        if high == 0 {
-            continue;
-        }
-        let mut assignment = TopicPartitionList::new();
-        assignment
-            .add_partition_offset(topic, partition.id(), Offset::Beginning)
-            .unwrap();
-        consumer.assign(&assignment).unwrap();
-        loop {
-            let message = consumer
-                .poll(Duration::from_secs(10))
-                .expect("no message within 10 s while reading back")
-                .unwrap();
-            let headers = message.headers().map_or_else(OwnedHeaders::new, |read| {
-                read.iter().fold(OwnedHeaders::new(), |all, h| {
-                    all.insert(Header {
-                        key: h.key,
-                        value: h.value,
-                    })
-                })
-            });
-            messages.push(Published {
-                key: message.key().unwrap_or_default().to_vec(),
-                payload: message.payload().unwrap_or_default().to_vec(),
-                headers,
-            });
-            if message.offset() + 1 >= high {
-                break;
-            }
-        }
-    }
-    messages
 }
 
 /// Waits until every partition of `topic` has a leader that answers.
@@ -344,12 +311,12 @@ async fn main() {
     // What ingest publishes for the bundle, for the raw loop of its own messages: one import
     // into a topic of its own, read back (outside every timing).
     let (_, seeded) = ingest_import_into(&brokers, &path_text).await;
-    let messages = {
-        let (brokers, topic) = (brokers.clone(), seeded.clone());
-        tokio::task::spawn_blocking(move || read_topic(&brokers, &topic))
-            .await
-            .unwrap()
-    };
+    let messages: Vec<Published> = taxiway_tests::topic::read_all(&brokers, &seeded)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Published::from)
+        .collect();
     let message_bytes: usize = messages.iter().map(|m| m.key.len() + m.payload.len()).sum();
     println!(
         "ingest's messages for it: {} ({:.1} MB of keys and payloads)",

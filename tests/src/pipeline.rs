@@ -54,6 +54,11 @@ impl Topics {
         Ok(summary.outcome())
     }
 
+    /// Deletes both topics from the test broker, once the test is done with them.
+    pub async fn delete(&self) -> anyhow::Result<()> {
+        crate::topic::delete(&[&self.objects, &self.dead_letter]).await
+    }
+
     /// Every record of the objects topic.
     pub async fn object_records(&self) -> anyhow::Result<Vec<Record>> {
         read_all(&kafka_brokers(), &self.objects).await

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Headers as _;
+use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 /// One message as stored.
@@ -124,6 +125,15 @@ fn read_all_blocking(brokers: &str, topic: &str) -> anyhow::Result<Vec<Record>> 
     }
     records.sort_by_key(|r| (r.partition, r.offset));
     Ok(records)
+}
+
+/// A producer to the test broker that writes as ingest does: idempotent, messages up to 16 MiB.
+pub fn producer() -> anyhow::Result<FutureProducer> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", crate::kafka_brokers())
+        .set("message.max.bytes", "16777216")
+        .set("enable.idempotence", "true")
+        .create()?)
 }
 
 /// Deletes `topics` from the test broker (a test's own topics, once it is done with them).

@@ -287,7 +287,5 @@ async fn a_replica_killed_under_load_leaves_the_other_serving_and_restarts_ready
     projection::drop_keyspaces(&session, &control)
         .await
         .unwrap();
-    taxiway_tests::topic::delete(&[&topics.objects, &topics.dead_letter])
-        .await
-        .unwrap();
+    topics.delete().await.unwrap();
 }

@@ -136,7 +136,5 @@ async fn a_projector_resumes_by_itself_after_cassandra_is_killed_mid_projection_
     projection::drop_keyspaces(&shared, &clean_control)
         .await
         .unwrap();
-    taxiway_tests::topic::delete(&[&topics.objects, &topics.dead_letter])
-        .await
-        .unwrap();
+    topics.delete().await.unwrap();
 }

@@ -370,8 +370,6 @@ async fn broker_killed_mid_import(name: &str, how: FirstRun) {
     projection::drop_keyspaces(&session, &control)
         .await
         .unwrap();
-    taxiway_tests::topic::delete(&[&clean.objects, &clean.dead_letter])
-        .await
-        .unwrap();
+    clean.delete().await.unwrap();
     drop(engines);
 }

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use ingest::config::ImportConfig;
 use projector::config::Command;
-use rdkafka::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use schemas::Event;
 use serde_json::Value;
 use taxiway_tests::pipeline::Topics;
@@ -65,13 +64,6 @@ fn check_common(record: &Record, writers: &BTreeMap<String, String>) -> String {
     name.clone()
 }
 
-fn producer() -> FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", kafka_brokers())
-        .create()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_names_its_record_schema_media_type_and_collection() {
     let writers = writer_schemas();
@@ -115,7 +107,8 @@ async fn every_message_names_its_record_schema_media_type_and_collection() {
 
     // Poison in the collection's partition: the projector's dead letter has them too.
     let partition = events[0].0.partition;
-    producer()
+    taxiway_tests::topic::producer()
+        .unwrap()
         .send(
             FutureRecord::to(&topics.objects)
                 .partition(partition)

@@ -180,9 +180,7 @@ async fn a_projector_killed_at_random_points_ends_with_a_clean_runs_projections(
     projection::drop_keyspaces(&session, &control)
         .await
         .unwrap();
-    taxiway_tests::topic::delete(&[&topics.objects, &topics.dead_letter])
-        .await
-        .unwrap();
+    topics.delete().await.unwrap();
     println!("projector_kills: cleaned up in {:?}", started.elapsed());
 }
 
@@ -249,7 +247,5 @@ async fn without_static_membership_a_restart_waits_out_the_dead_members_session(
     projection::drop_keyspaces(&session, &control)
         .await
         .unwrap();
-    taxiway_tests::topic::delete(&[&topics.objects, &topics.dead_letter])
-        .await
-        .unwrap();
+    topics.delete().await.unwrap();
 }

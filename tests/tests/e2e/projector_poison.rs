@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use ingest::config::ImportConfig;
 use projector::config::Command;
-use rdkafka::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use reqwest::StatusCode;
 use schemas::codec::HEADER_LEN;
 use schemas::{
@@ -25,7 +24,7 @@ use serde_json::Value;
 use taxiway_tests::api::{Api, Expected, check_objects};
 use taxiway_tests::fixtures::Release;
 use taxiway_tests::pipeline::Topics;
-use taxiway_tests::{Deadline, kafka_brokers, projection};
+use taxiway_tests::{Deadline, projection};
 
 /// What the projector must do with a message.
 #[derive(Debug, Clone, Copy)]
@@ -322,15 +321,6 @@ fn poisons(
     ]
 }
 
-fn producer() -> FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", kafka_brokers())
-        .set("message.max.bytes", "16777216")
-        .set("enable.idempotence", "true")
-        .create()
-        .unwrap()
-}
-
 fn key_of(name: &str) -> Vec<u8> {
     format!("poison/{name}").into_bytes()
 }
@@ -374,7 +364,7 @@ async fn poison_of_every_kind_is_dead_lettered_with_its_reason_and_later_release
     assert!(events.iter().all(|(r, _)| r.partition == partition));
 
     let poisons = poisons(&version, &collection, &release);
-    let producer = producer();
+    let producer = taxiway_tests::topic::producer().unwrap();
     for p in &poisons {
         let key = key_of(p.name);
         let mut record = FutureRecord::to(&topics.objects)
@@ -536,7 +526,5 @@ async fn poison_of_every_kind_is_dead_lettered_with_its_reason_and_later_release
     projection::drop_keyspaces(&session, &control)
         .await
         .unwrap();
-    taxiway_tests::topic::delete(&[&topics.objects, &topics.dead_letter])
-        .await
-        .unwrap();
+    topics.delete().await.unwrap();
 }

@@ -5,26 +5,16 @@ use std::time::Duration;
 
 use ingest::config::ImportConfig;
 use projector::config::Command;
-use rdkafka::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use schemas::Event;
+use taxiway_tests::Deadline;
 use taxiway_tests::pipeline::Topics;
 use taxiway_tests::projection;
-use taxiway_tests::{Deadline, kafka_brokers};
 
 async fn create_topic(name: &str, partitions: i32) {
     taxiway_tests::topic::create(name, partitions, &[("max.message.bytes", "16777216")])
         .await
         .unwrap();
-}
-
-fn producer() -> FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", kafka_brokers())
-        .set("message.max.bytes", "16777216")
-        .set("enable.idempotence", "true")
-        .create()
-        .unwrap()
 }
 
 /// A deterministic shuffle (xorshift), so a failure can be reproduced.
@@ -55,7 +45,7 @@ async fn events_published_twice_and_shuffled_project_identical_tables() {
     let mut copies: Vec<&(taxiway_tests::topic::Record, Event)> =
         events.iter().chain(events.iter()).collect();
     shuffle(&mut copies, 0x5eed_1234_abcd_ef01);
-    let producer = producer();
+    let producer = taxiway_tests::topic::producer().unwrap();
     for (record, event) in &copies {
         let payload = schemas::encode_event(event).unwrap();
         producer
@@ -114,7 +104,7 @@ async fn poison_messages_are_dead_lettered_and_later_events_projected() {
     invalid.object_id = "attack-pattern--not-a-uuid".into();
     invalid.object_json =
         r#"{"type": "attack-pattern", "id": "attack-pattern--not-a-uuid"}"#.into();
-    let producer = producer();
+    let producer = taxiway_tests::topic::producer().unwrap();
     let garbage = b"\x00\x01 definitely not avro".to_vec();
     let invalid_bytes = schemas::encode_event(&Event::ObjectVersion(invalid)).unwrap();
     for (key, payload) in [
