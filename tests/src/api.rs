@@ -226,26 +226,9 @@ impl Api {
 
     /// Fetches one page and checks the things every listing page must have.
     pub async fn page(&self, path: &str, key: &str) -> anyhow::Result<Page> {
-        let reply = self.get(path).await?;
-        anyhow::ensure!(
-            reply.status == StatusCode::OK,
-            "{path}: {} {}",
-            reply.status,
-            reply.text()
-        );
-        let json = reply.json();
-        let items = json[key]
-            .as_array()
-            .cloned()
-            .ok_or_else(|| anyhow::anyhow!("{path}: no {key} array: {json}"))?;
-        Ok(Page {
-            items,
-            first: reply.header("x-taxii-date-added-first").map(str::to_owned),
-            last: reply.header("x-taxii-date-added-last").map(str::to_owned),
-            more: json.get("more").and_then(Value::as_bool),
-            next: json.get("next").and_then(Value::as_str).map(str::to_owned),
-            content_type: reply.header("content-type").map(str::to_owned),
-        })
+        let (page, has_items) = self.fetch_page(path, key).await?;
+        anyhow::ensure!(has_items, "{path}: no {key} array");
+        Ok(page)
     }
 
     /// Walks every page of `base` (which must carry a `limit`) by following `next`.
@@ -254,32 +237,41 @@ impl Api {
         let mut path = base.to_owned();
         let sep = if base.contains('?') { '&' } else { '?' };
         loop {
-            let reply = self.get(&path).await?;
-            anyhow::ensure!(
-                reply.status == StatusCode::OK,
-                "{path}: {} {}",
-                reply.status,
-                reply.text()
-            );
-            let json = reply.json();
-            let page = Page {
-                items: json[key].as_array().cloned().unwrap_or_default(),
-                first: reply.header("x-taxii-date-added-first").map(str::to_owned),
-                last: reply.header("x-taxii-date-added-last").map(str::to_owned),
-                more: json.get("more").and_then(Value::as_bool),
-                next: json.get("next").and_then(Value::as_str).map(str::to_owned),
-                content_type: reply.header("content-type").map(str::to_owned),
-            };
+            // An empty result is an envelope without the items' key.
+            let (page, _) = self.fetch_page(&path, key).await?;
             let more = page.more == Some(true);
             let next = page.next.clone();
             pages.push(page);
             if !more {
                 return Ok(pages);
             }
-            let next = next.ok_or_else(|| anyhow::anyhow!("{path}: more without next: {json}"))?;
+            let next = next.ok_or_else(|| anyhow::anyhow!("{path}: more without next"))?;
             anyhow::ensure!(pages.len() < 100_000, "{base}: endless paging");
             path = format!("{base}{sep}next={next}");
         }
+    }
+
+    /// One listing page, and whether its envelope had the `key` array (an empty page has none).
+    async fn fetch_page(&self, path: &str, key: &str) -> anyhow::Result<(Page, bool)> {
+        let reply = self.get(path).await?;
+        anyhow::ensure!(
+            reply.status == StatusCode::OK,
+            "{path}: {} {}",
+            reply.status,
+            reply.text()
+        );
+        let json = reply.json();
+        let items = json[key].as_array().cloned();
+        let has_items = items.is_some();
+        let page = Page {
+            items: items.unwrap_or_default(),
+            first: reply.header("x-taxii-date-added-first").map(str::to_owned),
+            last: reply.header("x-taxii-date-added-last").map(str::to_owned),
+            more: json.get("more").and_then(Value::as_bool),
+            next: json.get("next").and_then(Value::as_str).map(str::to_owned),
+            content_type: reply.header("content-type").map(str::to_owned),
+        };
+        Ok((page, has_items))
     }
 
     /// Waits for `/readyz` → 200.
