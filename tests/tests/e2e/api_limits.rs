@@ -219,6 +219,14 @@ fn metric(text: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Asserts that the `/metrics` text counts `name` at least `at_least` times.
+fn assert_counted(metrics: &str, name: &str, at_least: f64) {
+    assert!(
+        metric(metrics, name) >= at_least,
+        "{name} below {at_least}: {metrics}"
+    );
+}
+
 fn assert_taxii_error(reply: &taxiway_tests::api::Reply, status: StatusCode) {
     assert_eq!(reply.status, status, "{}", reply.text());
     assert_eq!(reply.header("content-type"), Some(TAXII));
@@ -283,12 +291,10 @@ async fn a_client_sending_one_header_byte_per_second_is_cut_off_at_the_header_re
     eprintln!("a trickling client was kept {kept:?} (header-read timeout {timeout:?})");
     // A new connection: the harness client's pooled one may have been closed by the limit.
     let metrics = raw_get(&api, "/metrics").await.unwrap();
-    assert!(
-        metric(
-            &metrics,
-            "taxiway_api_connections_closed_total{reason=\"header_timeout\"}"
-        ) >= 1.0,
-        "{metrics}"
+    assert_counted(
+        &metrics,
+        "taxiway_api_connections_closed_total{reason=\"header_timeout\"}",
+        1.0,
     );
     api.stop().await.unwrap();
 }
@@ -343,12 +349,10 @@ async fn idle_connections_are_closed_after_the_keep_alive_timeout() {
          after connecting (keep-alive timeout {timeout:?})"
     );
     let metrics = raw_get(&api, "/metrics").await.unwrap();
-    assert!(
-        metric(
-            &metrics,
-            "taxiway_api_connections_closed_total{reason=\"idle\"}"
-        ) >= 2.0,
-        "{metrics}"
+    assert_counted(
+        &metrics,
+        "taxiway_api_connections_closed_total{reason=\"idle\"}",
+        2.0,
     );
     api.stop().await.unwrap();
 }
@@ -396,12 +400,10 @@ async fn connections_over_the_cap_are_closed_and_a_freed_slot_serves_again() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
-    assert!(
-        metric(
-            &metrics,
-            "taxiway_api_connections_total{outcome=\"refused\"}"
-        ) >= 1.0,
-        "{metrics}"
+    assert_counted(
+        &metrics,
+        "taxiway_api_connections_total{outcome=\"refused\"}",
+        1.0,
     );
     api.stop().await.unwrap();
 }
@@ -448,12 +450,10 @@ async fn requests_over_the_in_flight_cap_get_503_with_retry_after_while_health_a
     }
     assert_eq!(api.get("/taxii2/").await.unwrap().status, StatusCode::OK);
     let metrics = api.get("/metrics").await.unwrap().text();
-    assert!(
-        metric(
-            &metrics,
-            "taxiway_api_requests_limited_total{reason=\"overloaded\"}"
-        ) >= 1.0,
-        "{metrics}"
+    assert_counted(
+        &metrics,
+        "taxiway_api_requests_limited_total{reason=\"overloaded\"}",
+        1.0,
     );
     Arc::into_inner(api).unwrap().stop().await.unwrap();
 }
@@ -539,12 +539,10 @@ async fn a_request_slower_than_the_response_timeout_gets_504_with_a_taxii_body()
         StatusCode::OK
     );
     let metrics = api.get("/metrics").await.unwrap().text();
-    assert!(
-        metric(
-            &metrics,
-            "taxiway_api_requests_limited_total{reason=\"timeout\"}"
-        ) >= 1.0,
-        "{metrics}"
+    assert_counted(
+        &metrics,
+        "taxiway_api_requests_limited_total{reason=\"timeout\"}",
+        1.0,
     );
     api.stop().await.unwrap();
 }
