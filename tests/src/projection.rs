@@ -120,6 +120,23 @@ pub async fn active(session: &Session, control: &str) -> anyhow::Result<Option<(
     Ok(rows.maybe_first_row::<(i32, String)>()?)
 }
 
+/// `generation → state` of every generation the control keyspace records.
+pub async fn generations(
+    session: &Session,
+    control: &str,
+) -> anyhow::Result<BTreeMap<i32, String>> {
+    let rows = session
+        .query_unpaged(
+            format!("SELECT generation, state FROM {control}.generations"),
+            (),
+        )
+        .await?
+        .into_rows_result()?;
+    Ok(rows
+        .rows::<(i32, String)>()?
+        .collect::<Result<BTreeMap<_, _>, _>>()?)
+}
+
 /// Every row of `keyspace.table`, each rendered as text, sorted.
 pub async fn dump_table(
     session: &Session,

@@ -74,20 +74,11 @@ async fn migrating_twice_is_a_no_op() {
         projection::active(&session, &control).await.unwrap(),
         Some((1, keyspace))
     );
-    let generations = session
-        .query_unpaged(
-            format!("SELECT generation, state FROM {control}.generations"),
-            (),
-        )
-        .await
-        .unwrap()
-        .into_rows_result()
-        .unwrap()
-        .rows::<(i32, String)>()
-        .unwrap()
-        .map(Result::unwrap)
-        .collect::<Vec<_>>();
-    assert_eq!(generations, [(1, "active".to_owned())]);
+    let generations = projection::generations(&session, &control).await.unwrap();
+    assert_eq!(
+        generations.into_iter().collect::<Vec<_>>(),
+        [(1, "active".to_owned())]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,19 +158,7 @@ async fn rebuild_beside_a_live_run_switches_to_an_identical_generation() {
     projection::command(&topics, &control, Command::DropGeneration { generation: 1 })
         .await
         .unwrap();
-    let states = session
-        .query_unpaged(
-            format!("SELECT generation, state FROM {control}.generations"),
-            (),
-        )
-        .await
-        .unwrap()
-        .into_rows_result()
-        .unwrap()
-        .rows::<(i32, String)>()
-        .unwrap()
-        .map(Result::unwrap)
-        .collect::<std::collections::BTreeMap<_, _>>();
+    let states = projection::generations(&session, &control).await.unwrap();
     assert_eq!(states[&1], "retired");
     assert_eq!(states[&2], "active");
     assert!(
