@@ -17,12 +17,12 @@ use tokio::sync::watch;
 use crate::record::{decode_headers, encode_headers};
 use crate::{Error, Record, Stored};
 
-/// The tables, created when a file is opened the first time. `topics` keeps each topic's next
-/// offset, so that the high-water mark never depends on which records compaction kept.
 /// How long a call waits for another connection's lock (a writer's transaction, a reader in
 /// another process) before it fails.
 const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The tables, created when a file is opened the first time. `topics` keeps each topic's next
+/// offset, so that the high-water mark never depends on which records compaction kept.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS records (
     topic TEXT NOT NULL,
@@ -97,15 +97,7 @@ impl EmbeddedLog {
         writer.execute_batch(SCHEMA).map_err(sqlite)?;
         let reader = Connection::open(path).map_err(sqlite)?;
         reader.busy_timeout(BUSY_WAIT).map_err(sqlite)?;
-        let (appends, _) = watch::channel(0);
-        Ok(Self {
-            inner: Arc::new(Inner {
-                path: path.to_owned(),
-                writer: Mutex::new(writer),
-                reader: Mutex::new(reader),
-                appends,
-            }),
-        })
+        Ok(Self::over(path, writer, reader))
     }
 
     /// Opens an existing log to read it beside the process that writes it (an operator's look,
@@ -125,15 +117,20 @@ impl EmbeddedLog {
             connection.busy_timeout(BUSY_WAIT).map_err(sqlite)?;
             Ok(connection)
         };
+        Ok(Self::over(path, open()?, open()?))
+    }
+
+    /// The log at `path` over its two open connections.
+    fn over(path: &Path, writer: Connection, reader: Connection) -> Self {
         let (appends, _) = watch::channel(0);
-        Ok(Self {
+        Self {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
-                writer: Mutex::new(open()?),
-                reader: Mutex::new(open()?),
+                writer: Mutex::new(writer),
+                reader: Mutex::new(reader),
                 appends,
             }),
-        })
+        }
     }
 
     /// The file the log lives in.
