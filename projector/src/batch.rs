@@ -14,10 +14,13 @@
 //!    so everything up to that value is written.
 //!
 //! A failed write is retried with backoff until it succeeds or shutdown is requested: never
-//! skipped, so the caller never commits past it. A batch during which any request failed is then
+//! skipped, so the caller never commits past it. A batch during which any request failed, from
+//! its first write until the caller has recorded it ([`BatchWriter::write_batch_then`]), is then
 //! written once more, whole: a node that crashed may have lost writes it had already acknowledged
-//! (Cassandra's periodic commit log syncs every 10 s), and only the failed ones were retried.
-//! Every write is idempotent, so the second pass costs time, never correctness. The exception is a generation whose keyspace
+//! (Cassandra's periodic commit log syncs every 10 s), and only the failed ones were retried. A
+//! crash after the rows and before the record would otherwise leave the record vouching for rows
+//! the node lost. Every write is idempotent, so the second pass costs time, never correctness.
+//! The exception is a generation whose keyspace
 //! or tables are gone (asked of `system_schema` after each failure): no retry can bring them
 //! back, so that ends the batch with [`Error::ProjectionsLost`] for `run` to recover from.
 
@@ -77,10 +80,23 @@ impl<T: Tables> BatchWriter<T> {
     /// Writes `events` (valid, in offset order). Returns only when every write succeeded in a
     /// pass during which no request failed, or with [`Error::Shutdown`].
     pub async fn write_batch(&self, events: &[Event]) -> Result<()> {
+        self.write_batch_then(events, || std::future::ready(Ok(())))
+            .await
+    }
+
+    /// [`Self::write_batch`], with `then` (the caller's record of the batch, through this
+    /// writer) run after each pass and inside it: a request that fails before the record is
+    /// written makes the whole batch, and the record, go again.
+    pub(crate) async fn write_batch_then<F, Fut>(&self, events: &[Event], mut then: F) -> Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<()>>,
+    {
         use std::sync::atomic::Ordering;
         loop {
             self.failed.store(false, Ordering::SeqCst);
             self.write_pass(events).await?;
+            then().await?;
             if !self.failed.load(Ordering::SeqCst) {
                 break;
             }
@@ -329,3 +345,6 @@ fn units(events: &[Event]) -> Vec<Unit<'_>> {
     }
     units
 }
+
+#[cfg(test)]
+mod tests;

@@ -217,26 +217,30 @@ impl Feed {
             self.metrics.dead_letters.with_label_values(&[kind]).inc();
         }
         self.phase_done("decode", started);
-        let applying = Instant::now();
-        self.writer.write_batch(&events).await?;
-        tracing::debug!(
-            messages = batch.len(),
-            dead_lettered = letters.len(),
-            apply_ms = applying.elapsed().as_millis() as u64,
-            "batch applied"
-        );
-        // Read after the writes: a loss before or during them shows here, before the record
-        // that would paper over it.
-        let started = Instant::now();
-        self.verify().await?;
         let mut next: BTreeMap<i32, i64> = BTreeMap::new();
         for r in &batch {
             let slot = next.entry(r.partition).or_insert(r.offset + 1);
             *slot = (*slot).max(r.offset + 1);
         }
+        let applying = Instant::now();
+        let topic = self.consumer.topic();
         self.writer
-            .record_applied(self.consumer.topic(), &next)
+            .write_batch_then(&events, || async {
+                // Read after the writes: a loss before or during them shows here, before the
+                // record that would paper over it.
+                let started = Instant::now();
+                self.verify().await?;
+                self.writer.record_applied(topic, &next).await?;
+                self.phase_done("record", started);
+                Ok(())
+            })
             .await?;
+        tracing::debug!(
+            messages = batch.len(),
+            dead_lettered = letters.len(),
+            apply_ms = applying.elapsed().as_millis() as u64,
+            "batch applied and recorded"
+        );
         self.recorded.extend(next.iter().map(|(&p, &o)| (p, o)));
         self.phase_done("record", started);
         let started = Instant::now();
